@@ -1,0 +1,113 @@
+//! A telemetry message as the pipeline carries it, independent of the upstream.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// One message for the upstream: body plus IoT Hub system and application properties.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Message {
+    /// The downstream device this message is about (also sent as property `deviceId`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<String>,
+    /// Module output name (`$.on`), used by edgeHub routes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+    /// Message id (`$.mid`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    /// Correlation id (`$.cid`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
+    /// Content type (`$.ct`), `application/json` for our telemetry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    /// Content encoding (`$.ce`), `utf-8`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_encoding: Option<String>,
+    /// Creation time, RFC 3339 UTC (`iothub-creation-time-utc`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creation_time: Option<String>,
+    /// Application properties.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub properties: BTreeMap<String, String>,
+    /// The payload.
+    #[serde(with = "body_bytes")]
+    pub body: Vec<u8>,
+}
+
+impl Message {
+    /// A JSON message (`application/json`, `utf-8`) on an output, created now.
+    pub fn json(output: &str, body: &serde_json::Value) -> Self {
+        Self {
+            output: Some(output.to_owned()),
+            content_type: Some("application/json".into()),
+            content_encoding: Some("utf-8".into()),
+            creation_time: Some(crate::time::rfc3339_now()),
+            body: body.to_string().into_bytes(),
+            ..Self::default()
+        }
+    }
+
+    /// Sets the downstream device id (and the `deviceId` property routes can match on).
+    pub fn for_device(mut self, device_id: &str) -> Self {
+        self.device_id = Some(device_id.to_owned());
+        self.properties.insert("deviceId".into(), device_id.to_owned());
+        self
+    }
+
+    /// Adds an application property.
+    pub fn with_property(mut self, key: &str, value: &str) -> Self {
+        self.properties.insert(key.to_owned(), value.to_owned());
+        self
+    }
+
+    /// Approximate size in bytes (body plus property text), as edgeHub counts it.
+    pub fn size(&self) -> usize {
+        self.body.len() + self.properties.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>() + 64
+    }
+}
+
+/// The body stays text in JSON when it is UTF-8, so spooled files are readable and
+/// compact; other bodies are stored as base64.
+mod body_bytes {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(untagged)]
+    enum Body {
+        Text(String),
+        Binary { b64: String },
+    }
+
+    pub(super) fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        match std::str::from_utf8(bytes) {
+            Ok(text) => s.serialize_str(text),
+            Err(_) => Body::Binary { b64: STANDARD.encode(bytes) }.serialize(s),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        match Body::deserialize(d)? {
+            Body::Text(t) => Ok(t.into_bytes()),
+            Body::Binary { b64 } => STANDARD.decode(b64).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_round_trip_as_text_or_base64() {
+        for body in [b"{\"a\":1}".to_vec(), vec![0xff, 0x00, 0x80]] {
+            let m = Message { body: body.clone(), ..Message::default() };
+            let back: Message = serde_json::from_slice(&serde_json::to_vec(&m).unwrap()).unwrap();
+            assert_eq!(back.body, body);
+        }
+    }
+}

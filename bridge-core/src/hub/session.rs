@@ -1,0 +1,591 @@
+//! The one task that owns the MQTT connection to edgeHub, and its cheap `Clone` handle.
+//!
+//! Every connection attempt gets a fresh token and a fresh rumqttc event loop, so:
+//! token renewal is "end this connection, open the next one"; after any reconnect the
+//! forwarder resends whatever was not PUBACKed (we never rely on rumqttc's in-memory
+//! retransmission); subscriptions and the twin GET are redone after every CONNACK.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant, SystemTime};
+
+use rumqttc::{AsyncClient, ConnectReturnCode, Event, MqttOptions, Outgoing, Packet, QoS, Transport};
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::methods::MethodRouter;
+use super::topics::{self, Incoming};
+use super::twin::Desired;
+use super::tls;
+use crate::identity::Credentials;
+use crate::upstream::{AckTracker, Backoff, LinkEnd, LinkEvent, Outbound, Tag};
+
+/// Tunables of the session. Defaults follow the Azure SDKs.
+#[derive(Debug, Clone)]
+pub struct SessionOptions {
+    /// MQTT keep-alive (edgeHub allows up to 10 min).
+    pub keep_alive: Duration,
+    /// Lifetime of each SAS token.
+    pub token_lifetime: Duration,
+    /// Reconnect with a new token this long before the old one expires.
+    pub renew_before: Duration,
+    /// First reconnect delay.
+    pub backoff_min: Duration,
+    /// Largest reconnect delay.
+    pub backoff_max: Duration,
+    /// Largest MQTT packet in either direction (edgeHub: 256 KiB messages).
+    pub max_packet_bytes: usize,
+    /// How long a twin GET may take before it is retried.
+    pub twin_timeout: Duration,
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        Self {
+            keep_alive: Duration::from_secs(60),
+            token_lifetime: Duration::from_secs(3600),
+            renew_before: Duration::from_secs(120),
+            backoff_min: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(60),
+            max_packet_bytes: 300 * 1024,
+            twin_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Connection state, for health reporting and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnState {
+    /// Trying to connect.
+    Connecting,
+    /// CONNACK accepted; `connects` counts sessions so far.
+    Connected {
+        /// Number of successful connections since start.
+        connects: u64,
+    },
+    /// Not connected; why.
+    Disconnected {
+        /// The last error, in words.
+        error: String,
+    },
+    /// Shut down.
+    Stopped,
+}
+
+/// A message that arrived on one of the module's inputs.
+#[derive(Debug, Clone)]
+pub struct InputMessage {
+    /// Input name.
+    pub input: String,
+    /// Properties from the topic's property bag.
+    pub properties: BTreeMap<String, String>,
+    /// Payload.
+    pub body: Vec<u8>,
+}
+
+/// A reported-properties patch was not accepted.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum ReportError {
+    /// The hub answered with an error status.
+    #[error("The hub refused the reported properties with status {0}.")]
+    Refused(u16),
+    /// The session task is gone.
+    #[error("The hub session has stopped.")]
+    Stopped,
+    /// No acknowledgement in time (it stays queued and is retried).
+    #[error("The reported properties were not acknowledged in time.")]
+    Timeout,
+}
+
+enum Command {
+    Report { patch: Value, done: Option<oneshot::Sender<Result<(), ReportError>>> },
+    MethodDone { rid: String, status: u16, payload: Value, generation: u64 },
+}
+
+/// Handle to the session: report properties, watch desired properties and state.
+#[derive(Debug, Clone)]
+pub struct HubSession {
+    commands: mpsc::UnboundedSender<Command>,
+    desired: watch::Receiver<Option<Desired>>,
+    state: watch::Receiver<ConnState>,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Command::Report { .. } => f.write_str("Report"),
+            Command::MethodDone { rid, status, .. } => write!(f, "MethodDone({rid}, {status})"),
+        }
+    }
+}
+
+impl HubSession {
+    /// Queues a reported-properties patch. Patches merge while offline and are sent
+    /// (again) after reconnecting until the hub acknowledges them.
+    pub fn report(&self, patch: Value) {
+        // Sending fails only after shutdown, when reporting no longer matters.
+        let _ignored = self.commands.send(Command::Report { patch, done: None });
+    }
+
+    /// Like [`report`](Self::report) but waits for the hub's acknowledgement.
+    pub async fn report_and_wait(&self, patch: Value, timeout: Duration) -> Result<(), ReportError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(Command::Report { patch, done: Some(tx) }).map_err(|_| ReportError::Stopped)?;
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(ReportError::Stopped),
+            Err(_) => Err(ReportError::Timeout),
+        }
+    }
+
+    /// The desired properties: `None` until the first twin GET succeeded.
+    pub fn desired(&self) -> watch::Receiver<Option<Desired>> {
+        self.desired.clone()
+    }
+
+    /// Connection state.
+    pub fn state(&self) -> watch::Receiver<ConnState> {
+        self.state.clone()
+    }
+}
+
+/// Starts the session task. Telemetry arrives through `link` (see [`crate::upstream`]);
+/// direct methods go to `methods`; input messages to `inputs` when given.
+pub fn spawn_session(
+    credentials: Credentials,
+    options: SessionOptions,
+    methods: MethodRouter,
+    inputs: Option<mpsc::Sender<InputMessage>>,
+    link: LinkEnd,
+    shutdown: CancellationToken,
+) -> HubSession {
+    let (commands, command_rx) = mpsc::unbounded_channel();
+    let (desired_tx, desired) = watch::channel(None);
+    let (state_tx, state) = watch::channel(ConnState::Connecting);
+    let driver = Driver {
+        credentials,
+        options,
+        methods,
+        inputs,
+        link,
+        commands: command_rx,
+        self_commands: commands.clone(),
+        desired_tx,
+        state_tx,
+        shutdown,
+        reported: Reported::default(),
+        desired: None,
+        connects: 0,
+    };
+    tokio::spawn(driver.run());
+    HubSession { commands, desired, state }
+}
+
+/// Reported properties not yet acknowledged: merged while waiting.
+#[derive(Default)]
+struct Reported {
+    pending: Option<Value>,
+    waiters: Vec<oneshot::Sender<Result<(), ReportError>>>,
+    in_flight: Option<(String, Value, Vec<oneshot::Sender<Result<(), ReportError>>>)>,
+}
+
+impl Reported {
+    fn add(&mut self, patch: &Value, done: Option<oneshot::Sender<Result<(), ReportError>>>) {
+        merge_into(&mut self.pending, patch);
+        self.waiters.extend(done);
+    }
+
+    /// The connection dropped: the in-flight patch goes back under the newer pending one.
+    fn requeue(&mut self) {
+        if let Some((_, mut patch, waiters)) = self.in_flight.take() {
+            if let Some(newer) = self.pending.take() {
+                merge_patch_keep_nulls(&mut patch, &newer);
+            }
+            self.pending = Some(patch);
+            self.waiters.extend(waiters);
+        }
+    }
+}
+
+fn merge_into(slot: &mut Option<Value>, patch: &Value) {
+    match slot {
+        Some(existing) => merge_patch_keep_nulls(existing, patch),
+        None => *slot = Some(patch.clone()),
+    }
+}
+
+/// Like a merge patch, but `null` is kept: in reported patches `null` means "delete
+/// on the hub" and must reach it.
+fn merge_patch_keep_nulls(target: &mut Value, patch: &Value) {
+    match (target, patch) {
+        (Value::Object(t), Value::Object(p)) => {
+            for (k, v) in p {
+                match t.get_mut(k) {
+                    Some(existing) if v.is_object() && existing.is_object() => merge_patch_keep_nulls(existing, v),
+                    _ => {
+                        t.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        (target, patch) => *target = patch.clone(),
+    }
+}
+
+struct Driver {
+    credentials: Credentials,
+    options: SessionOptions,
+    methods: MethodRouter,
+    inputs: Option<mpsc::Sender<InputMessage>>,
+    link: LinkEnd,
+    commands: mpsc::UnboundedReceiver<Command>,
+    self_commands: mpsc::UnboundedSender<Command>,
+    desired_tx: watch::Sender<Option<Desired>>,
+    state_tx: watch::Sender<ConnState>,
+    shutdown: CancellationToken,
+    reported: Reported,
+    desired: Option<Desired>,
+    connects: u64,
+}
+
+enum End {
+    Renew,
+    Lost(String),
+    Shutdown,
+}
+
+/// Per-connection state.
+struct Conn {
+    client: AsyncClient,
+    acks: AckTracker,
+    connected: bool,
+    twin_get: Option<(String, Instant)>,
+    early_patches: Vec<(Value, Option<u64>)>,
+    generation: u64,
+}
+
+const REQUEST_CAPACITY: usize = 512;
+/// Keep rumqttc's request channel well below capacity so `try_publish` never fails.
+const MAX_BACKLOG: usize = REQUEST_CAPACITY / 2;
+
+impl Driver {
+    async fn run(mut self) {
+        let mut backoff = Backoff::new(self.options.backoff_min, self.options.backoff_max);
+        loop {
+            if self.shutdown.is_cancelled() {
+                break;
+            }
+            let _ignored = self.state_tx.send(ConnState::Connecting);
+            let started = Instant::now();
+            let end = match self.connect_once().await {
+                Ok(end) => end,
+                Err(error) => End::Lost(error),
+            };
+            self.link.emit(LinkEvent::Down);
+            self.reported.requeue();
+            match end {
+                End::Shutdown => break,
+                End::Renew => {
+                    info!(identity = %self.credentials.identity.client_id(), "Renewing the SAS token by reconnecting.");
+                    backoff.reset();
+                }
+                End::Lost(error) => {
+                    let _ignored = self.state_tx.send(ConnState::Disconnected { error: error.clone() });
+                    if started.elapsed() > Duration::from_secs(30) {
+                        backoff.reset();
+                    }
+                    let delay = backoff.next_delay();
+                    warn!(identity = %self.credentials.identity.client_id(), %error, retry_in_ms = delay.as_millis() as u64, "Hub connection lost.");
+                    tokio::select! {
+                        _ = self.shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                }
+            }
+        }
+        for waiter in self.reported.waiters.drain(..) {
+            let _ignored = waiter.send(Err(ReportError::Stopped));
+        }
+        let _ignored = self.state_tx.send(ConnState::Stopped);
+    }
+
+    fn mqtt_options(&self, token: String) -> Result<MqttOptions, String> {
+        let id = &self.credentials.identity;
+        let mut opts = MqttOptions::new(id.client_id(), id.connect_host.clone(), id.port);
+        opts.set_keep_alive(self.options.keep_alive.max(Duration::from_secs(1)))
+            .set_clean_session(false)
+            .set_max_packet_size(self.options.max_packet_bytes, self.options.max_packet_bytes)
+            .set_credentials(topics::username(id), token)
+            .set_request_channel_capacity(REQUEST_CAPACITY)
+            .set_inflight(200);
+        let tls = tls::client_config(&self.credentials.trust).map_err(|e| e.to_string())?;
+        opts.set_transport(Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(tls)));
+        Ok(opts)
+    }
+
+    async fn connect_once(&mut self) -> Result<End, String> {
+        let uri = self.credentials.identity.resource_uri();
+        let (token, expiry) = tokio::select! {
+            _ = self.shutdown.cancelled() => return Ok(End::Shutdown),
+            t = self.credentials.signer.token(&uri, self.options.token_lifetime) => t.map_err(|e| error_chain(&e))?,
+        };
+        let opts = self.mqtt_options(token)?;
+        let (client, mut eventloop) = AsyncClient::new(opts, REQUEST_CAPACITY);
+        eventloop.network_options.set_connection_timeout(10);
+        let renew_in = expiry
+            .duration_since(SystemTime::now())
+            .unwrap_or_default()
+            .saturating_sub(self.options.renew_before)
+            .max(Duration::from_secs(1));
+        let renew_at = tokio::time::Instant::now() + renew_in;
+        self.connects += 1;
+        let mut conn = Conn {
+            client,
+            acks: AckTracker::default(),
+            connected: false,
+            twin_get: None,
+            early_patches: Vec::new(),
+            generation: self.connects,
+        };
+        let mut twin_check = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                biased;
+                _ = self.shutdown.cancelled() => {
+                    self.graceful_close(&conn, &mut eventloop).await;
+                    return Ok(End::Shutdown);
+                }
+                _ = tokio::time::sleep_until(renew_at) => {
+                    self.graceful_close(&conn, &mut eventloop).await;
+                    return Ok(End::Renew);
+                }
+                event = eventloop.poll() => match event {
+                    Ok(event) => self.on_event(&mut conn, event)?,
+                    Err(e) => return Ok(End::Lost(error_chain(&e))),
+                },
+                Some(cmd) = self.commands.recv() => self.on_command(&mut conn, cmd),
+                Some(out) = self.link.rx.recv(), if conn.connected && conn.acks.backlog() < MAX_BACKLOG => {
+                    self.publish_telemetry(&mut conn, out);
+                }
+                _ = twin_check.tick() => {
+                    if let Some((_, sent)) = &conn.twin_get && sent.elapsed() > self.options.twin_timeout {
+                        warn!("Twin GET timed out; asking again.");
+                        self.request_twin(&mut conn);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn graceful_close(&self, conn: &Conn, eventloop: &mut rumqttc::EventLoop) {
+        if conn.connected && conn.client.try_disconnect().is_ok() {
+            // Let the DISCONNECT reach the wire; a dead socket just ends this early.
+            let _ignored = tokio::time::timeout(Duration::from_millis(500), async {
+                while let Ok(ev) = eventloop.poll().await {
+                    if matches!(ev, Event::Outgoing(Outgoing::Disconnect)) {
+                        break;
+                    }
+                }
+            })
+            .await;
+        }
+    }
+
+    fn on_event(&mut self, conn: &mut Conn, event: Event) -> Result<(), String> {
+        match event {
+            Event::Incoming(Packet::ConnAck(ack)) => {
+                if ack.code != ConnectReturnCode::Success {
+                    return Err(format!("The hub refused the connection: {:?}.", ack.code));
+                }
+                conn.connected = true;
+                info!(identity = %self.credentials.identity.client_id(), session_present = ack.session_present, "Connected to the hub.");
+                let _ignored = self.state_tx.send(ConnState::Connected { connects: self.connects });
+                for topic in topics::subscriptions(&self.credentials.identity) {
+                    let _ignored = conn.client.try_subscribe(topic, QoS::AtLeastOnce);
+                }
+                self.request_twin(conn);
+                self.flush_reported(conn);
+                self.link.emit(LinkEvent::Up);
+            }
+            Event::Incoming(Packet::Publish(p)) => self.on_publish(conn, &p.topic, &p.payload),
+            Event::Incoming(Packet::PubAck(ack)) => {
+                if let Some(Tag::Telemetry(seq)) = conn.acks.acked(ack.pkid) {
+                    self.link.emit(LinkEvent::Acked(seq));
+                }
+            }
+            Event::Outgoing(Outgoing::Publish(pkid)) => conn.acks.sent(pkid),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn publish(&self, conn: &mut Conn, topic: String, payload: Vec<u8>, tag: Tag) {
+        match conn.client.try_publish(topic, QoS::AtLeastOnce, false, payload) {
+            Ok(()) => conn.acks.queued(tag),
+            // Only possible if the channel is full, which MAX_BACKLOG prevents.
+            Err(e) => warn!(error = %e, "Could not queue a publish."),
+        }
+    }
+
+    fn publish_telemetry(&self, conn: &mut Conn, out: Outbound) {
+        let topic = topics::telemetry_topic(&self.credentials.identity, &out.message);
+        self.publish(conn, topic, out.message.body.clone(), Tag::Telemetry(out.seq));
+    }
+
+    fn request_twin(&self, conn: &mut Conn) {
+        let rid = new_rid();
+        // The Python SDK sends a single space as the body of a GET.
+        self.publish(conn, topics::twin_get(&rid), b" ".to_vec(), Tag::Untracked);
+        conn.twin_get = Some((rid, Instant::now()));
+    }
+
+    fn flush_reported(&mut self, conn: &mut Conn) {
+        if !conn.connected || self.reported.in_flight.is_some() {
+            return;
+        }
+        if let Some(patch) = self.reported.pending.take() {
+            let rid = new_rid();
+            self.publish(conn, topics::twin_report(&rid), patch.to_string().into_bytes(), Tag::Untracked);
+            let waiters = std::mem::take(&mut self.reported.waiters);
+            self.reported.in_flight = Some((rid, patch, waiters));
+        }
+    }
+
+    fn on_command(&mut self, conn: &mut Conn, cmd: Command) {
+        match cmd {
+            Command::Report { patch, done } => {
+                self.reported.add(&patch, done);
+                self.flush_reported(conn);
+            }
+            Command::MethodDone { rid, status, payload, generation } => {
+                // A response for a previous connection's request id would confuse the hub.
+                if generation == conn.generation && conn.connected {
+                    self.publish(conn, topics::method_response(status, &rid), payload.to_string().into_bytes(), Tag::Untracked);
+                }
+            }
+        }
+    }
+
+    fn on_publish(&mut self, conn: &mut Conn, topic: &str, payload: &[u8]) {
+        match topics::parse_incoming(topic) {
+            Incoming::TwinResponse { status, rid, .. } => self.on_twin_response(conn, status, &rid, payload),
+            Incoming::DesiredPatch { version } => match serde_json::from_slice::<Value>(payload) {
+                Ok(patch) if conn.twin_get.is_some() || self.desired.is_none() => conn.early_patches.push((patch, version)),
+                Ok(patch) => self.apply_desired_patch(&patch, version),
+                Err(e) => warn!(error = %e, "Ignoring a desired-properties patch that is not JSON."),
+            },
+            Incoming::MethodCall { name, rid } => {
+                let router = self.methods.clone();
+                let commands = self.self_commands.clone();
+                let body = payload.to_vec();
+                let generation = conn.generation;
+                debug!(method = %name, %rid, "Direct method called.");
+                tokio::spawn(async move {
+                    let response = router.dispatch(&name, &body).await;
+                    let _ignored = commands.send(Command::MethodDone {
+                        rid,
+                        status: response.status,
+                        payload: response.payload,
+                        generation,
+                    });
+                });
+            }
+            Incoming::Input { input, properties } => {
+                if let Some(inputs) = &self.inputs
+                    && inputs.try_send(InputMessage { input: input.clone(), properties, body: payload.to_vec() }).is_err()
+                {
+                    warn!(%input, "Input message dropped: the module is not keeping up.");
+                }
+            }
+            Incoming::Unknown => debug!(%topic, "Ignoring a publish on an unknown topic."),
+        }
+    }
+
+    fn on_twin_response(&mut self, conn: &mut Conn, status: u16, rid: &str, payload: &[u8]) {
+        if conn.twin_get.as_ref().is_some_and(|(r, _)| r == rid) {
+            conn.twin_get = None;
+            let parsed = serde_json::from_slice::<Value>(payload).ok().and_then(|v| Desired::from_twin(&v));
+            match (status, parsed) {
+                (200, Some(mut desired)) => {
+                    for (patch, version) in conn.early_patches.drain(..) {
+                        desired.apply_patch(&patch, version);
+                    }
+                    let changed = self.desired.as_ref() != Some(&desired);
+                    self.desired = Some(desired.clone());
+                    if changed {
+                        let _ignored = self.desired_tx.send(Some(desired));
+                    }
+                }
+                (status, _) => warn!(status, "The twin GET failed or returned an unusable document; retrying."),
+            }
+            if conn.twin_get.is_none() && self.desired.is_none() {
+                self.request_twin(conn);
+            }
+            return;
+        }
+        if self.reported.in_flight.as_ref().is_some_and(|(r, _, _)| r == rid) {
+            if let Some((_, _, waiters)) = self.reported.in_flight.take() {
+                let result = if (200..300).contains(&status) { Ok(()) } else { Err(ReportError::Refused(status)) };
+                if let Err(e) = &result {
+                    warn!(error = %e, "Reported properties refused.");
+                }
+                for w in waiters {
+                    let _ignored = w.send(result.clone());
+                }
+            }
+            self.flush_reported(conn);
+        }
+    }
+
+    fn apply_desired_patch(&mut self, patch: &Value, version: Option<u64>) {
+        if let Some(desired) = &mut self.desired
+            && desired.apply_patch(patch, version)
+        {
+            let _ignored = self.desired_tx.send(Some(desired.clone()));
+        }
+    }
+}
+
+/// A request id: random, like the SDK's UUIDs.
+fn new_rid() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+/// The error and its sources in one line.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::Message;
+    use serde_json::json;
+
+    #[test]
+    fn reported_patches_merge_and_requeue_under_newer_ones() {
+        let mut r = Reported::default();
+        r.add(&json!({"a": 1, "s": {"x": 1}}), None);
+        r.add(&json!({"s": {"y": null}}), None);
+        assert_eq!(r.pending, Some(json!({"a": 1, "s": {"x": 1, "y": null}})));
+        r.in_flight = Some(("rid".into(), r.pending.take().unwrap_or_default(), Vec::new()));
+        r.add(&json!({"a": 2}), None);
+        r.requeue();
+        assert_eq!(r.pending, Some(json!({"a": 2, "s": {"x": 1, "y": null}})));
+        assert!(r.in_flight.is_none());
+    }
+
+    #[test]
+    fn message_body_is_not_reencoded() {
+        let msg = Message::json("telemetry", &json!({"t": 1}));
+        assert_eq!(msg.body, br#"{"t":1}"#);
+    }
+}
