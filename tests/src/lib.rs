@@ -1,1 +1,79 @@
-//! placeholder
+//! Harness for end-to-end tests: the emulator on a private loopback address, the Python
+//! peers from the project's venv, and free ports. Missing peers fail loudly.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use edgehub_sim::{Sim, SimOptions};
+
+/// Repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+/// The venv Python with the pinned peers (`.ci/run` creates it).
+pub fn peer_python() -> PathBuf {
+    let path = std::env::var_os("EDGE_BRIDGE_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".venv-peers/bin/python"));
+    assert!(path.exists(), "Python peers are missing at {}: run `.ci/run` (or tests/setup-peers.sh) first", path.display());
+    path
+}
+
+/// Logs to the test output (once per process).
+pub fn init_tracing() {
+    let _ignored = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .try_init();
+}
+
+/// Starts the emulator on a random 127.x.y.z address at port 8883, which is what the
+/// Python SDK always dials. Each test gets its own address, so tests run in parallel.
+pub async fn sim_on_8883(mut options: SimOptions) -> Result<Sim> {
+    for _ in 0..20 {
+        let ip = Ipv4Addr::new(127, rand_byte(), rand_byte(), rand_byte());
+        options.bind = IpAddr::V4(ip);
+        options.tls_port = 8883;
+        match Sim::start(options.clone()).await {
+            Ok(sim) => return Ok(sim),
+            Err(edgehub_sim::SimError::Bind { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    bail!("no free 127.x.y.z:8883 found")
+}
+
+fn rand_byte() -> u8 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(7);
+    let mixed = nanos.wrapping_mul(2_654_435_761).rotate_left(13) ^ std::process::id();
+    (mixed % 250) as u8 + 2
+}
+
+/// Runs `tests/python/{script}` with `args` and `envs`; returns the last stdout line as JSON.
+pub async fn run_python(script: &str, args: &[&str], envs: &[(&str, String)], timeout: Duration) -> Result<serde_json::Value> {
+    let mut cmd = tokio::process::Command::new(peer_python());
+    cmd.arg(repo_root().join("tests/python").join(script)).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().context("starting python")?;
+    let output = tokio::time::timeout(timeout, child.wait_with_output()).await.context("python timed out")??;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if !output.status.success() {
+        bail!("{script} {args:?} failed ({}):\n{stdout}\n{stderr}", output.status);
+    }
+    let last = stdout.lines().last().context("no output")?;
+    serde_json::from_str(last).with_context(|| format!("not JSON: {last}\n{stderr}"))
+}
+
+/// Writes the emulator's CA to a file in `dir` and returns its path.
+pub fn write_ca(sim: &Sim, dir: &Path) -> Result<PathBuf> {
+    let path = dir.join("ca.crt");
+    std::fs::write(&path, &sim.certs.ca_pem)?;
+    Ok(path)
+}
