@@ -18,6 +18,8 @@ pub(crate) struct Request {
     pub query: BTreeMap<String, String>,
     /// Body.
     pub body: Vec<u8>,
+    /// The client sent `Connection: close`.
+    pub close: bool,
 }
 
 /// What a handler returns.
@@ -41,6 +43,7 @@ async fn read_request<R: AsyncRead + Unpin>(reader: &mut BufReader<R>) -> Option
     let method = parts.next()?.to_owned();
     let target = parts.next()?.to_owned();
     let mut length = 0usize;
+    let mut close = false;
     loop {
         let mut header = String::new();
         if reader.read_line(&mut header).await.ok()? == 0 {
@@ -50,10 +53,12 @@ async fn read_request<R: AsyncRead + Unpin>(reader: &mut BufReader<R>) -> Option
         if header.is_empty() {
             break;
         }
-        if let Some((name, value)) = header.split_once(':')
-            && name.eq_ignore_ascii_case("content-length")
-        {
-            length = value.trim().parse().ok()?;
+        if let Some((name, value)) = header.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().ok()?;
+            } else if name.eq_ignore_ascii_case("connection") && value.trim().eq_ignore_ascii_case("close") {
+                close = true;
+            }
         }
     }
     if length > MAX_BODY {
@@ -67,6 +72,7 @@ async fn read_request<R: AsyncRead + Unpin>(reader: &mut BufReader<R>) -> Option
         segments: path.split('/').filter(|s| !s.is_empty()).map(percent_decode).collect(),
         query: bridge_core::hub::topics::decode_bag(query),
         body,
+        close,
     })
 }
 
@@ -92,6 +98,7 @@ where
     let (reader, mut writer) = tokio::io::split(stream);
     let mut reader = BufReader::new(reader);
     while let Some(request) = read_request(&mut reader).await {
+        let close = request.close;
         match handler(request).await {
             Reply::Json(status, body) => {
                 let body = body.to_string();
@@ -101,6 +108,10 @@ where
                     body.len()
                 );
                 if writer.write_all(head.as_bytes()).await.is_err() || writer.write_all(body.as_bytes()).await.is_err() {
+                    return;
+                }
+                if close {
+                    let _ignored = writer.shutdown().await;
                     return;
                 }
             }

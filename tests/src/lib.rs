@@ -77,3 +77,29 @@ pub fn write_ca(sim: &Sim, dir: &Path) -> Result<PathBuf> {
     std::fs::write(&path, &sim.certs.ca_pem)?;
     Ok(path)
 }
+
+/// Connection-string credentials for a module of the emulator, trusting its CA.
+pub fn module_credentials(sim: &Sim, module: &str, key: &str) -> bridge_core::identity::Credentials {
+    use bridge_core::identity::{Credentials, HubIdentity, Signer, SymmetricKey, TrustRoots};
+    Credentials {
+        identity: HubIdentity {
+            hub_hostname: "myhub.azure-devices.net".into(),
+            device_id: "edge-gw".into(),
+            module_id: Some(module.into()),
+            connect_host: "localhost".into(),
+            port: sim.tls_addr.port(),
+            model_id: None,
+        },
+        signer: Signer::Key(SymmetricKey::from_base64(key).expect("test key")),
+        trust: TrustRoots::Pem(sim.certs.ca_pem.clone()),
+    }
+}
+
+/// Waits until `cond` holds, polling every 20 ms.
+pub async fn eventually(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + timeout;
+    while !cond() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -61,6 +61,17 @@ pub(crate) fn parse_response(raw: &[u8]) -> Result<(u16, Vec<u8>), HttpParseErro
     Ok((status, body))
 }
 
+/// True once `raw` holds the headers and the whole `Content-Length` body.
+pub(crate) fn is_complete(raw: &[u8]) -> bool {
+    let Some(head_end) = find(raw, b"\r\n\r\n") else { return false };
+    let head = String::from_utf8_lossy(&raw[..head_end]);
+    head.split("\r\n")
+        .filter_map(|l| l.split_once(':'))
+        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+        .is_some_and(|len| raw.len() >= head_end + 4 + len)
+}
+
 fn dechunk(mut body: &[u8]) -> Result<Vec<u8>, HttpParseError> {
     let mut out = Vec::new();
     loop {

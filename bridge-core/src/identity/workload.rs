@@ -169,8 +169,19 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     let mut stream = stream?;
     stream.write_all(request).await?;
     let mut raw = Vec::new();
-    // Responses are small; a cap keeps a misbehaving peer from eating memory.
-    (&mut stream).take(1 << 20).read_to_end(&mut raw).await?;
+    let mut chunk = [0u8; 4096];
+    // Stop at EOF or once a Content-Length response is complete (some servers keep the
+    // connection open despite `Connection: close`). Responses are small; cap at 1 MiB.
+    loop {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&chunk[..n]);
+        if http::is_complete(&raw) || raw.len() > 1 << 20 {
+            break;
+        }
+    }
     Ok(raw)
 }
 

@@ -1,1 +1,282 @@
-//! runtime placeholder
+//! The module runtime: pick the upstream, open the spool and forwarder, follow the
+//! configuration (twin or file), run the protocol, report status, shut down cleanly.
+
+mod apply;
+pub mod cli;
+pub mod config_source;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+pub use apply::{Applied, ConfigTracker};
+pub use cli::{CommonArgs, UpstreamChoice, UpstreamChoiceError};
+pub use config_source::Candidate;
+
+use crate::config::ConfigErrors;
+use crate::forwarder::{ForwarderOptions, TelemetrySender, spawn_forwarder};
+use crate::hub::{HubSession, MethodRouter, SessionOptions, spawn_session};
+use crate::identity::{ConnectionString, ConnectionStringError, Credentials, CredentialsError, EdgeEnvironment};
+use crate::spool::{LogError, Spool, SpoolOptions};
+use crate::upstream::{self, mqtt::MqttUpstreamConfig, mqtt::MqttUrlError};
+
+/// What a protocol module plugs into the runtime.
+pub trait Protocol: Send + Sync + 'static {
+    /// The validated configuration.
+    type Config: Clone + PartialEq + Send + Sync + std::fmt::Debug + 'static;
+
+    /// Binary name, e.g. `bridge-modbus` (used as MQTT client id outside Azure).
+    fn name(&self) -> &'static str;
+
+    /// Validates a desired-properties document. Errors carry JSON paths.
+    fn parse_config(&self, doc: &Value) -> Result<Self::Config, ConfigErrors>;
+
+    /// The built-in configuration used when nothing else is given (the demo).
+    fn demo_config(&self) -> Value;
+
+    /// Direct methods this module answers.
+    fn methods(self: &Arc<Self>) -> MethodRouter {
+        MethodRouter::new()
+    }
+
+    /// Runs until `cx.shutdown`, following `cx.config` changes.
+    fn run(self: Arc<Self>, cx: ModuleContext<Self::Config>) -> impl Future<Output = ()> + Send;
+}
+
+/// What the protocol side gets from the runtime.
+#[derive(Debug, Clone)]
+pub struct ModuleContext<C> {
+    /// The current valid configuration; changes only to another valid one.
+    pub config: watch::Receiver<Arc<C>>,
+    /// Telemetry goes here (spooled, then forwarded).
+    pub telemetry: TelemetrySender,
+    /// Reported properties.
+    pub reporter: Reporter,
+    /// Cancelled on SIGTERM/SIGINT.
+    pub shutdown: CancellationToken,
+}
+
+/// Reported-properties sink: the hub session when connected to a hub, the log otherwise.
+#[derive(Debug, Clone)]
+pub struct Reporter {
+    session: Option<HubSession>,
+}
+
+impl Reporter {
+    /// A reporter that only logs (for stdout and MQTT upstreams, and tests).
+    pub fn log_only() -> Self {
+        Self { session: None }
+    }
+
+    /// A reporter that patches the module twin.
+    pub fn hub(session: HubSession) -> Self {
+        Self { session: Some(session) }
+    }
+
+    /// Queues a reported-properties patch (merged and retried until acknowledged).
+    pub fn report(&self, patch: Value) {
+        match &self.session {
+            Some(s) => s.report(patch),
+            None => tracing::debug!(%patch, "Reported properties (no hub)."),
+        }
+    }
+}
+
+/// The runtime could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// Bad `--upstream`.
+    #[error(transparent)]
+    Upstream(#[from] UpstreamChoiceError),
+    /// Bad MQTT URL.
+    #[error(transparent)]
+    MqttUrl(#[from] MqttUrlError),
+    /// The IoT Edge environment or workload API failed.
+    #[error("Could not set up the hub identity.")]
+    Credentials(#[from] CredentialsError),
+    /// Bad connection string.
+    #[error("The connection string is unusable.")]
+    ConnectionString(#[from] ConnectionStringError),
+    /// The spool directory is unusable.
+    #[error("The spool could not be opened.")]
+    Spool(#[from] LogError),
+    /// The CA file could not be read.
+    #[error("The CA file {0} could not be read.")]
+    CaFile(String),
+}
+
+/// Sets up logging to stderr (stdout carries telemetry in stdout mode).
+pub fn init_logging(filter: &str) {
+    let _ignored = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| "info".into()))
+        .try_init();
+}
+
+/// Validates a configuration file without running anything. Returns the problems.
+pub fn validate_file<P: Protocol>(protocol: &P, path: &std::path::Path) -> Result<P::Config, ConfigErrors> {
+    let doc = config_source::read_doc(path).map_err(|e| ConfigErrors::one(".", e))?;
+    protocol.parse_config(&doc)
+}
+
+/// Runs a module until SIGTERM/SIGINT or `stop` is cancelled.
+pub async fn run_module<P: Protocol>(protocol: P, args: CommonArgs, stop: CancellationToken) -> Result<(), RuntimeError> {
+    let protocol = Arc::new(protocol);
+    let edge_present = EdgeEnvironment::present(|k| std::env::var(k).ok());
+    let choice = args.upstream_choice(edge_present)?;
+    let spool = Spool::open(&SpoolOptions { dir: args.spool_dir.clone(), max_bytes: args.spool_max_mb.saturating_mul(1 << 20) })?;
+    let stats = spool.stats();
+    if stats.recovered > 0 || stats.corrupt > 0 {
+        info!(recovered = stats.recovered, corrupt = stats.corrupt, "Spool recovered from disk.");
+    }
+    let (forwarder_stop, session_stop, protocol_stop) = (CancellationToken::new(), CancellationToken::new(), CancellationToken::new());
+    let (link, end) = upstream::link(256);
+    let mut session = None;
+    match &choice {
+        UpstreamChoice::EdgeEnvironment => {
+            let env = EdgeEnvironment::from_process().map_err(CredentialsError::from)?;
+            let creds = Credentials::from_edge_environment(&env, args.hub_port).await?;
+            session = Some(spawn_session(creds, SessionOptions::default(), protocol.methods(), None, end, session_stop.clone()));
+        }
+        UpstreamChoice::ConnectionString(text) => {
+            let cs: ConnectionString = text.parse()?;
+            let creds = Credentials::from_connection_string(&cs, args.ca_file.as_deref(), args.hub_port)?;
+            session = Some(spawn_session(creds, SessionOptions::default(), protocol.methods(), None, end, session_stop.clone()));
+        }
+        UpstreamChoice::Stdout => {
+            tokio::spawn(upstream::stdout::run(end));
+        }
+        UpstreamChoice::Mqtt(url) => {
+            let mut cfg = MqttUpstreamConfig::from_url(url, &args.topic_template, protocol.name())?;
+            if let Some(ca) = &args.ca_file {
+                cfg.ca_pem = Some(std::fs::read_to_string(ca).map_err(|_| RuntimeError::CaFile(ca.clone()))?);
+            }
+            tokio::spawn(upstream::mqtt::run(cfg, end, session_stop.clone()));
+        }
+    }
+    info!(module = protocol.name(), upstream = ?choice_label(&choice), "Module starting.");
+    let (telemetry, forwarder) = spawn_forwarder(spool, link, ForwarderOptions::default(), forwarder_stop.clone());
+    let reporter = session.clone().map_or_else(Reporter::log_only, Reporter::hub);
+
+    // Configuration: file, twin, or the demo.
+    let (cand_tx, mut cand_rx) = mpsc::channel::<Candidate>(8);
+    match (&args.config, &session) {
+        (Some(path), _) => config_source::from_file(path.clone(), cand_tx, protocol_stop.clone()),
+        (None, Some(s)) => config_source::from_twin(s.desired(), cand_tx, protocol_stop.clone()),
+        (None, None) => {
+            info!("No configuration given: running the built-in demo.");
+            let _ignored = cand_tx.try_send(Candidate { doc: Ok(protocol.demo_config()), version: 1 });
+        }
+    }
+    // Wait for the first valid configuration before starting the protocol.
+    let mut tracker = ConfigTracker::<P::Config>::default();
+    let signal = shutdown_signal();
+    tokio::pin!(signal);
+    let first = loop {
+        tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            _ = &mut signal => return Ok(()),
+            cand = cand_rx.recv() => match cand {
+                Some(c) => {
+                    if let Some(cfg) = apply_candidate(&*protocol, &mut tracker, &c, &reporter) {
+                        break cfg;
+                    }
+                }
+                None => return Ok(()),
+            }
+        }
+    };
+    let (config_tx, config_rx) = watch::channel(first);
+    let cx = ModuleContext { config: config_rx, telemetry, reporter: reporter.clone(), shutdown: protocol_stop.clone() };
+    let mut protocol_task = tokio::spawn(protocol.clone().run(cx));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = &mut signal => break,
+            cand = cand_rx.recv() => match cand {
+                Some(c) => {
+                    if let Some(cfg) = apply_candidate(&*protocol, &mut tracker, &c, &reporter) {
+                        let _ignored = config_tx.send(cfg);
+                    }
+                }
+                None => break,
+            },
+            result = &mut protocol_task => {
+                if let Err(e) = result {
+                    error!(error = %e, "The protocol task ended unexpectedly.");
+                }
+                break;
+            }
+        }
+    }
+    info!("Shutting down: stopping the protocol, then draining the spool.");
+    protocol_stop.cancel();
+    if tokio::time::timeout(Duration::from_secs(5), &mut protocol_task).await.is_err() {
+        warn!("The protocol did not stop within 5 s.");
+        protocol_task.abort();
+    }
+    forwarder_stop.cancel();
+    match forwarder.task.await {
+        Ok(stats) => info!(pending = stats.pending, dropped = stats.dropped, "Spool closed."),
+        Err(e) => warn!(error = %e, "The forwarder ended abnormally."),
+    }
+    session_stop.cancel();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    Ok(())
+}
+
+fn choice_label(choice: &UpstreamChoice) -> &'static str {
+    match choice {
+        UpstreamChoice::EdgeEnvironment => "edgeHub (IoT Edge environment)",
+        UpstreamChoice::ConnectionString(_) => "hub (connection string)",
+        UpstreamChoice::Stdout => "stdout",
+        UpstreamChoice::Mqtt(_) => "mqtt",
+    }
+}
+
+fn apply_candidate<P: Protocol>(
+    protocol: &P,
+    tracker: &mut ConfigTracker<P::Config>,
+    candidate: &Candidate,
+    reporter: &Reporter,
+) -> Option<Arc<P::Config>> {
+    let parsed = match &candidate.doc {
+        Ok(doc) => protocol.parse_config(doc),
+        Err(e) => Err(ConfigErrors::one(".", e.clone())),
+    };
+    let outcome = tracker.offer(candidate, parsed);
+    match &outcome.errors {
+        None => info!(version = candidate.version, "Configuration applied."),
+        Some(errors) => {
+            for issue in &errors.0 {
+                warn!(version = candidate.version, path = %issue.path, message = %issue.message, "Configuration rejected; keeping the last good one.");
+            }
+        }
+    }
+    reporter.report(outcome.reported);
+    outcome.config
+}
+
+#[cfg(unix)]
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => std::future::pending().await,
+    }
+}
+
+#[cfg(not(unix))]
+async fn shutdown_signal() {
+    let _ignored = tokio::signal::ctrl_c().await;
+}
