@@ -16,7 +16,10 @@ pub struct ConfigIssue {
 impl ConfigIssue {
     /// An issue at `path`.
     pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { path: path.into(), message: message.into() }
+        Self {
+            path: path.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -66,7 +69,11 @@ fn sentence(message: &str) -> String {
     let trimmed = message.split(" at line ").next().unwrap_or(message);
     let mut chars = trimmed.chars();
     match chars.next() {
-        Some(first) => format!("{}{}.", first.to_uppercase(), chars.as_str().trim_end_matches('.')),
+        Some(first) => format!(
+            "{}{}.",
+            first.to_uppercase(),
+            chars.as_str().trim_end_matches('.')
+        ),
         None => "Invalid value.".into(),
     }
 }
@@ -93,14 +100,30 @@ mod tests {
 
     #[test]
     fn errors_carry_the_json_path() {
-        let e = from_value::<Root>(&json!({"devices": {"m1": {"pollIntervalMs": "fast"}}}), "").unwrap_err();
+        let e = from_value::<Root>(&json!({"devices": {"m1": {"pollIntervalMs": "fast"}}}), "")
+            .unwrap_err();
         assert_eq!(e.0[0].path, "devices.m1.pollIntervalMs");
-        assert!(e.0[0].message.starts_with("Invalid type: string \"fast\""), "{}", e.0[0].message);
-        let e = from_value::<Root>(&json!({"devices": {"m1": {"pollIntervalMs": 5, "extra": 1}}}), "").unwrap_err();
+        assert!(
+            e.0[0].message.starts_with("Invalid type: string \"fast\""),
+            "{}",
+            e.0[0].message
+        );
+        let e = from_value::<Root>(
+            &json!({"devices": {"m1": {"pollIntervalMs": 5, "extra": 1}}}),
+            "",
+        )
+        .unwrap_err();
         assert_eq!(e.0[0].path, "devices.m1.extra");
-        assert!(e.0[0].message.contains("Unknown field `extra`"), "{}", e.0[0].message);
+        assert!(
+            e.0[0].message.contains("Unknown field `extra`"),
+            "{}",
+            e.0[0].message
+        );
         let e = from_value::<Root>(&json!("text"), "cfg").unwrap_err();
         assert_eq!(e.0[0].path, "cfg");
-        assert_eq!(e.to_string().split(": ").next(), Some("The configuration is invalid"));
+        assert_eq!(
+            e.to_string().split(": ").next(),
+            Some("The configuration is invalid")
+        );
     }
 }

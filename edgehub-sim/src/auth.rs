@@ -68,7 +68,10 @@ pub fn parse_username(username: &str) -> Result<Claim, AuthError> {
     // DPS: {idScope}/registrations/{registrationId}/api-version=…
     let parts: Vec<&str> = username.split('/').collect();
     if parts.len() >= 4 && parts[1] == "registrations" {
-        return Ok(Claim::Dps { id_scope: parts[0].into(), registration_id: parts[2].into() });
+        return Ok(Claim::Dps {
+            id_scope: parts[0].into(),
+            registration_id: parts[2].into(),
+        });
     }
     let query_part = parts.last().copied().unwrap_or("");
     let query_text = query_part.strip_prefix('?').unwrap_or(query_part);
@@ -81,17 +84,29 @@ pub fn parse_username(username: &str) -> Result<Claim, AuthError> {
     }
     // The first segment (host) is ignored, as edgeHub does.
     match parts.len() {
-        3 if !parts[1].is_empty() => Ok(Claim::Hub { device_id: parts[1].into(), module_id: None, query }),
-        4 if !parts[1].is_empty() && !parts[2].is_empty() => {
-            Ok(Claim::Hub { device_id: parts[1].into(), module_id: Some(parts[2].into()), query })
-        }
+        3 if !parts[1].is_empty() => Ok(Claim::Hub {
+            device_id: parts[1].into(),
+            module_id: None,
+            query,
+        }),
+        4 if !parts[1].is_empty() && !parts[2].is_empty() => Ok(Claim::Hub {
+            device_id: parts[1].into(),
+            module_id: Some(parts[2].into()),
+            query,
+        }),
         _ => Err(AuthError::Username(username.into())),
     }
 }
 
 /// Checks a SAS password for `expected_uri` (decoded form) against `key`.
 /// `now` and `skew_secs` are passed in so tests control time.
-pub fn check_token(password: &str, expected_uri: &str, key: &SymmetricKey, now: u64, skew_secs: u64) -> Result<u64, AuthError> {
+pub fn check_token(
+    password: &str,
+    expected_uri: &str,
+    key: &SymmetricKey,
+    now: u64,
+    skew_secs: u64,
+) -> Result<u64, AuthError> {
     let token = parse_token(password).map_err(|e| AuthError::Token(e.to_string()))?;
     let audience = percent_decode(&token.encoded_uri);
     // Host part compared case-insensitively; ids too (edgeHub does both).
@@ -118,22 +133,50 @@ mod tests {
     fn parses_sdk_usernames() {
         let u = "myhub.azure-devices.net/dev1/mod1/?api-version=2019-10-01&DeviceClientType=azure-iot-device-iothub-py%2F2.14.0";
         match parse_username(u).unwrap() {
-            Claim::Hub { device_id, module_id, query } => {
-                assert_eq!((device_id.as_str(), module_id.as_deref()), ("dev1", Some("mod1")));
-                assert_eq!(query["DeviceClientType"], "azure-iot-device-iothub-py/2.14.0");
+            Claim::Hub {
+                device_id,
+                module_id,
+                query,
+            } => {
+                assert_eq!(
+                    (device_id.as_str(), module_id.as_deref()),
+                    ("dev1", Some("mod1"))
+                );
+                assert_eq!(
+                    query["DeviceClientType"],
+                    "azure-iot-device-iothub-py/2.14.0"
+                );
             }
             other => panic!("{other:?}"),
         }
         assert!(matches!(
-            parse_username("myhub.azure-devices.net/leaf-001/?api-version=2020-09-30&model-id=dtmi%3Ax%3B1").unwrap(),
-            Claim::Hub { module_id: None, .. }
+            parse_username(
+                "myhub.azure-devices.net/leaf-001/?api-version=2020-09-30&model-id=dtmi%3Ax%3B1"
+            )
+            .unwrap(),
+            Claim::Hub {
+                module_id: None,
+                ..
+            }
         ));
         assert_eq!(
-            parse_username("0ne00000000/registrations/leaf-001/api-version=2019-03-31&ClientVersion=x").unwrap(),
-            Claim::Dps { id_scope: "0ne00000000".into(), registration_id: "leaf-001".into() }
+            parse_username(
+                "0ne00000000/registrations/leaf-001/api-version=2019-03-31&ClientVersion=x"
+            )
+            .unwrap(),
+            Claim::Dps {
+                id_scope: "0ne00000000".into(),
+                registration_id: "leaf-001".into()
+            }
         );
-        assert_eq!(parse_username("h/d/?DeviceClientType=x"), Err(AuthError::ApiVersion));
-        assert!(matches!(parse_username("just-a-name"), Err(AuthError::Username(_))));
+        assert_eq!(
+            parse_username("h/d/?DeviceClientType=x"),
+            Err(AuthError::ApiVersion)
+        );
+        assert!(matches!(
+            parse_username("just-a-name"),
+            Err(AuthError::Username(_))
+        ));
         assert!(matches!(parse_username(""), Err(AuthError::Username(_))));
     }
 
@@ -142,11 +185,26 @@ mod tests {
         let key = SymmetricKey::from_base64(KEY).unwrap();
         let pw = "SharedAccessSignature sr=myhub.azure-devices.net%2Fdevices%2Fdev1%2Fmodules%2Fmod1&sig=8JoTQ%2BZISFwk92ujmVg6TTHExcUfhV0r81SC7kBcBGo%3D&se=1795695141";
         let uri = "myhub.azure-devices.net/devices/dev1/modules/mod1";
-        assert_eq!(check_token(pw, uri, &key, 1_795_695_000, 0), Ok(1_795_695_141));
-        assert_eq!(check_token(pw, uri, &key, 1_795_695_141 + 301, 300), Err(AuthError::Expired(1_795_695_141)));
-        assert!(matches!(check_token(pw, "myhub.azure-devices.net/devices/dev2", &key, 0, 0), Err(AuthError::Audience(_))));
+        assert_eq!(
+            check_token(pw, uri, &key, 1_795_695_000, 0),
+            Ok(1_795_695_141)
+        );
+        assert_eq!(
+            check_token(pw, uri, &key, 1_795_695_141 + 301, 300),
+            Err(AuthError::Expired(1_795_695_141))
+        );
+        assert!(matches!(
+            check_token(pw, "myhub.azure-devices.net/devices/dev2", &key, 0, 0),
+            Err(AuthError::Audience(_))
+        ));
         let other = SymmetricKey::from_base64("b3RoZXIta2V5").unwrap();
-        assert_eq!(check_token(pw, uri, &other, 0, 0), Err(AuthError::Signature));
-        assert!(matches!(check_token("garbage", uri, &key, 0, 0), Err(AuthError::Token(_))));
+        assert_eq!(
+            check_token(pw, uri, &other, 0, 0),
+            Err(AuthError::Signature)
+        );
+        assert!(matches!(
+            check_token("garbage", uri, &key, 0, 0),
+            Err(AuthError::Token(_))
+        ));
     }
 }

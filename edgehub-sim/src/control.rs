@@ -30,31 +30,64 @@ pub(crate) async fn handle(hub: Arc<Hub>, request: Request) -> Reply {
     let body = || serde_json::from_slice::<Value>(&request.body);
     match (request.method.as_str(), segs.first().map(String::as_str)) {
         ("GET", Some("identities")) => Reply::Json(200, json!({"connected": hub.connected()})),
-        ("GET", Some("messages")) if request.query.get("follow").is_some_and(|v| v == "true") => Reply::Follow,
+        ("GET", Some("messages")) if request.query.get("follow").is_some_and(|v| v == "true") => {
+            Reply::Follow
+        }
         ("GET", Some("messages")) => Reply::Json(200, json!(hub.messages())),
         ("GET", Some("registrations")) => Reply::Json(200, json!(hub.registrations())),
         ("GET", Some("twins")) if segs.len() > 1 => Reply::Json(200, hub.twin(&id_of(&segs[1..]))),
-        ("PATCH", Some("twins")) if segs.len() > 2 && segs.last().is_some_and(|s| s == "desired") => match body() {
-            Ok(patch @ Value::Object(_)) => {
-                let version = hub.set_desired(&id_of(&segs[1..segs.len() - 1]), &patch);
-                Reply::Json(200, json!({"$version": version}))
+        ("PATCH", Some("twins"))
+            if segs.len() > 2 && segs.last().is_some_and(|s| s == "desired") =>
+        {
+            match body() {
+                Ok(patch @ Value::Object(_)) => {
+                    let version = hub.set_desired(&id_of(&segs[1..segs.len() - 1]), &patch);
+                    Reply::Json(200, json!({"$version": version}))
+                }
+                _ => Reply::Json(
+                    400,
+                    json!({"message": "the desired patch must be a JSON object"}),
+                ),
             }
-            _ => Reply::Json(400, json!({"message": "the desired patch must be a JSON object"})),
-        },
+        }
         ("POST", Some("methods")) if segs.len() > 2 => {
             let payload = body().unwrap_or(Value::Null);
-            let secs = request.query.get("timeoutSecs").and_then(|t| t.parse().ok()).unwrap_or(30);
+            let secs = request
+                .query
+                .get("timeoutSecs")
+                .and_then(|t| t.parse().ok())
+                .unwrap_or(30);
             let name = &segs[segs.len() - 1];
-            match hub.invoke_method(&id_of(&segs[1..segs.len() - 1]), name, &payload, Duration::from_secs(secs)).await {
-                Ok((status, payload)) => Reply::Json(200, json!({"status": status, "payload": payload})),
-                Err(e @ crate::state::MethodError::NotConnected(_)) => Reply::Json(404, json!({"message": e.to_string()})),
+            match hub
+                .invoke_method(
+                    &id_of(&segs[1..segs.len() - 1]),
+                    name,
+                    &payload,
+                    Duration::from_secs(secs),
+                )
+                .await
+            {
+                Ok((status, payload)) => {
+                    Reply::Json(200, json!({"status": status, "payload": payload}))
+                }
+                Err(e @ crate::state::MethodError::NotConnected(_)) => {
+                    Reply::Json(404, json!({"message": e.to_string()}))
+                }
                 Err(e) => Reply::Json(504, json!({"message": e.to_string()})),
             }
         }
         ("POST", Some("inputs")) if segs.len() == 4 => {
-            hub.send_to_input(&format!("{}/{}", segs[1], segs[2]), &segs[3], &[], &request.body);
+            hub.send_to_input(
+                &format!("{}/{}", segs[1], segs[2]),
+                &segs[3],
+                &[],
+                &request.body,
+            );
             Reply::Json(200, json!({"queued": true}))
         }
-        _ => Reply::Json(404, json!({"message": "unknown request; see the control API table in the README"})),
+        _ => Reply::Json(
+            404,
+            json!({"message": "unknown request; see the control API table in the README"}),
+        ),
     }
 }

@@ -56,7 +56,9 @@ async fn read_request<R: AsyncRead + Unpin>(reader: &mut BufReader<R>) -> Option
         if let Some((name, value)) = header.split_once(':') {
             if name.eq_ignore_ascii_case("content-length") {
                 length = value.trim().parse().ok()?;
-            } else if name.eq_ignore_ascii_case("connection") && value.trim().eq_ignore_ascii_case("close") {
+            } else if name.eq_ignore_ascii_case("connection")
+                && value.trim().eq_ignore_ascii_case("close")
+            {
                 close = true;
             }
         }
@@ -69,7 +71,11 @@ async fn read_request<R: AsyncRead + Unpin>(reader: &mut BufReader<R>) -> Option
     let (path, query) = target.split_once('?').unwrap_or((&target, ""));
     Some(Request {
         method,
-        segments: path.split('/').filter(|s| !s.is_empty()).map(percent_decode).collect(),
+        segments: path
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(percent_decode)
+            .collect(),
         query: bridge_core::hub::topics::decode_bag(query),
         body,
         close,
@@ -107,7 +113,9 @@ where
                     reason(status),
                     body.len()
                 );
-                if writer.write_all(head.as_bytes()).await.is_err() || writer.write_all(body.as_bytes()).await.is_err() {
+                if writer.write_all(head.as_bytes()).await.is_err()
+                    || writer.write_all(body.as_bytes()).await.is_err()
+                {
                     return;
                 }
                 if close {
@@ -123,7 +131,9 @@ where
                 }
                 while let Ok(message) = feed.recv().await {
                     let line = format!("{}\n", serde_json::to_string(&message).unwrap_or_default());
-                    if writer.write_all(line.as_bytes()).await.is_err() || writer.flush().await.is_err() {
+                    if writer.write_all(line.as_bytes()).await.is_err()
+                        || writer.flush().await.is_err()
+                    {
                         return;
                     }
                 }

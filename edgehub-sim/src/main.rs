@@ -61,7 +61,10 @@ struct Args {
 
 fn key_of(spec: &str) -> Result<(String, SymmetricKey)> {
     match spec.split_once('=') {
-        Some((name, key)) => Ok((name.to_owned(), SymmetricKey::from_base64(key).with_context(|| format!("key of {name}"))?)),
+        Some((name, key)) => Ok((
+            name.to_owned(),
+            SymmetricKey::from_base64(key).with_context(|| format!("key of {name}"))?,
+        )),
         None => {
             use base64::Engine as _;
             let raw: [u8; 32] = rand::random();
@@ -75,7 +78,9 @@ fn key_of(spec: &str) -> Result<(String, SymmetricKey)> {
 async fn main() -> Result<()> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .init();
     let args = Args::parse();
     let sim = Sim::start(SimOptions {
@@ -88,11 +93,13 @@ async fn main() -> Result<()> {
         workload_socket: args.workload_socket.clone(),
         control_port: args.control_port,
         token_skew: Duration::from_secs(args.token_skew_secs),
+        connect_timeout: Duration::from_secs(10),
     })
     .await?;
     std::fs::create_dir_all(&args.cert_dir)?;
     let ca_path = args.cert_dir.join("ca.crt");
-    std::fs::write(&ca_path, &sim.certs.ca_pem).with_context(|| format!("writing {}", ca_path.display()))?;
+    std::fs::write(&ca_path, &sim.certs.ca_pem)
+        .with_context(|| format!("writing {}", ca_path.display()))?;
     for spec in &args.modules {
         let (name, key) = key_of(spec)?;
         sim.hub.add_module(&args.edge_device, &name, key.clone());
@@ -118,7 +125,12 @@ async fn main() -> Result<()> {
     for route in &args.routes {
         sim.hub.add_route(route.parse::<Route>()?);
     }
-    eprintln!("edgehub-sim ready: mqtts={} ca={} control={:?}", sim.tls_addr, ca_path.display(), sim.control_addr);
+    eprintln!(
+        "edgehub-sim ready: mqtts={} ca={} control={:?}",
+        sim.tls_addr,
+        ca_path.display(),
+        sim.control_addr
+    );
     let mut feed = sim.hub.subscribe();
     loop {
         tokio::select! {

@@ -9,7 +9,9 @@ use bridge_core::hub::topics::decode_bag;
 use bridge_core::hub::twin::merge_patch;
 use bridge_core::identity::sas;
 use bytes::BytesMut;
-use rumqttc::{ConnAck, ConnectReturnCode, Packet, PubAck, Publish, QoS, SubAck, SubscribeReasonCode};
+use rumqttc::{
+    ConnAck, ConnectReturnCode, Packet, PubAck, Publish, QoS, SubAck, SubscribeReasonCode,
+};
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -24,33 +26,51 @@ const MAX_PACKET: usize = 512 * 1024;
 /// Who is on this connection.
 pub(crate) enum Peer {
     Hub(Identity),
-    Dps { id_scope: String, registration_id: String },
+    Dps {
+        id_scope: String,
+        registration_id: String,
+    },
 }
 
 /// Serves one connection until it closes.
 pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(hub: Arc<Hub>, stream: S) {
     let (mut reader, mut writer) = tokio::io::split(stream);
     let mut buf = BytesMut::with_capacity(8 * 1024);
-    let connect = match tokio::time::timeout(Duration::from_secs(10), read_packet(&mut reader, &mut buf)).await {
-        Ok(Ok(Packet::Connect(c))) => c,
-        Ok(Ok(other)) => return debug!(?other, "First packet was not CONNECT; closing."),
-        Ok(Err(e)) => return debug!(error = %e, "Unreadable CONNECT; closing."),
-        Err(_) => return debug!("No CONNECT in time; closing."),
-    };
+    let connect =
+        match tokio::time::timeout(hub.info.connect_timeout, read_packet(&mut reader, &mut buf))
+            .await
+        {
+            Ok(Ok(Packet::Connect(c))) => c,
+            Ok(Ok(other)) => return debug!(?other, "First packet was not CONNECT; closing."),
+            Ok(Err(e)) => return debug!(error = %e, "Unreadable CONNECT; closing."),
+            Err(_) => return debug!("No CONNECT in time; closing."),
+        };
     let (peer, expiry) = match authenticate(&hub, &connect) {
         Ok(ok) => ok,
         Err((code, reason)) => {
             info!(client_id = %connect.client_id, %reason, "Refusing connection.");
-            hub.lock().refusals.push(Refusal { client_id: connect.client_id.clone(), reason: reason.to_string() });
-            let _ignored = write_packet(&mut writer, &Packet::ConnAck(ConnAck::new(code, false))).await;
+            hub.lock().refusals.push(Refusal {
+                client_id: connect.client_id.clone(),
+                reason: reason.to_string(),
+            });
+            let _ignored =
+                write_packet(&mut writer, &Packet::ConnAck(ConnAck::new(code, false))).await;
             return;
         }
     };
     let id = match &peer {
         Peer::Hub(identity) => identity.id(),
-        Peer::Dps { registration_id, .. } => format!("dps:{registration_id}"),
+        Peer::Dps {
+            registration_id, ..
+        } => format!("dps:{registration_id}"),
     };
-    let model_id = match parse_username(connect.login.as_ref().map(|l| l.username.as_str()).unwrap_or("")) {
+    let model_id = match parse_username(
+        connect
+            .login
+            .as_ref()
+            .map(|l| l.username.as_str())
+            .unwrap_or(""),
+    ) {
         Ok(Claim::Hub { query, .. }) => query.get("model-id").cloned(),
         _ => None,
     };
@@ -59,7 +79,14 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(hub: Arc<Hub>, stre
         let mut state = hub.lock();
         let conn_id = state.next_id();
         state.connects += 1;
-        if let Some(old) = state.connections.insert(id.clone(), Conn { conn_id, tx, model_id }) {
+        if let Some(old) = state.connections.insert(
+            id.clone(),
+            Conn {
+                conn_id,
+                tx,
+                model_id,
+            },
+        ) {
             // One live connection per identity: the newer one wins.
             let _ignored = old.tx.send(ConnCmd::Close);
         }
@@ -70,10 +97,17 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(hub: Arc<Hub>, stre
         (conn_id, present)
     };
     info!(identity = %id, "Client connected.");
-    if write_packet(&mut writer, &Packet::ConnAck(ConnAck::new(ConnectReturnCode::Success, session_present))).await.is_err() {
+    if write_packet(
+        &mut writer,
+        &Packet::ConnAck(ConnAck::new(ConnectReturnCode::Success, session_present)),
+    )
+    .await
+    .is_err()
+    {
         return unregister(&hub, &id, conn_id);
     }
-    let expires_in = Duration::from_secs((expiry + hub.info.token_skew.as_secs()).saturating_sub(now()));
+    let expires_in =
+        Duration::from_secs((expiry + hub.info.token_skew.as_secs()).saturating_sub(now()));
     let expired = tokio::time::sleep(expires_in);
     tokio::pin!(expired);
     let mut next_pkid: u16 = 0;
@@ -133,17 +167,27 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(hub: Arc<Hub>, stre
 
 fn unregister(hub: &Hub, id: &str, conn_id: u64) {
     let mut state = hub.lock();
-    if state.connections.get(id).is_some_and(|c| c.conn_id == conn_id) {
+    if state
+        .connections
+        .get(id)
+        .is_some_and(|c| c.conn_id == conn_id)
+    {
         state.connections.remove(id);
         info!(identity = %id, "Client disconnected.");
     }
 }
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
-async fn read_packet<R: AsyncRead + Unpin>(reader: &mut R, buf: &mut BytesMut) -> Result<Packet, rumqttc::Error> {
+async fn read_packet<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    buf: &mut BytesMut,
+) -> Result<Packet, rumqttc::Error> {
     loop {
         match Packet::read(buf, MAX_PACKET) {
             Err(rumqttc::Error::InsufficientBytes(_)) => {}
@@ -156,21 +200,33 @@ async fn read_packet<R: AsyncRead + Unpin>(reader: &mut R, buf: &mut BytesMut) -
     }
 }
 
-async fn write_packet<W: AsyncWrite + Unpin>(writer: &mut W, packet: &Packet) -> std::io::Result<()> {
+async fn write_packet<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    packet: &Packet,
+) -> std::io::Result<()> {
     let mut out = BytesMut::new();
-    packet.write(&mut out, MAX_PACKET).map_err(std::io::Error::other)?;
+    packet
+        .write(&mut out, MAX_PACKET)
+        .map_err(std::io::Error::other)?;
     writer.write_all(&out).await?;
     writer.flush().await
 }
 
-fn authenticate(hub: &Hub, connect: &rumqttc::Connect) -> Result<(Peer, u64), (ConnectReturnCode, AuthError)> {
+fn authenticate(
+    hub: &Hub,
+    connect: &rumqttc::Connect,
+) -> Result<(Peer, u64), (ConnectReturnCode, AuthError)> {
     let bad = |e: AuthError| (ConnectReturnCode::BadUserNamePassword, e);
     let (username, password) = match &connect.login {
         Some(l) => (l.username.as_str(), l.password.as_str()),
         None => return Err(bad(AuthError::Token("no password".into()))),
     };
     match parse_username(username).map_err(bad)? {
-        Claim::Hub { device_id, module_id, .. } => {
+        Claim::Hub {
+            device_id,
+            module_id,
+            ..
+        } => {
             let claimed = match &module_id {
                 Some(m) => format!("{device_id}/{m}"),
                 None => device_id.clone(),
@@ -179,19 +235,42 @@ fn authenticate(hub: &Hub, connect: &rumqttc::Connect) -> Result<(Peer, u64), (C
             if connect.client_id != claimed {
                 return Err((
                     ConnectReturnCode::BadClientId,
-                    AuthError::ClientId { client_id: connect.client_id.clone(), identity: claimed },
+                    AuthError::ClientId {
+                        client_id: connect.client_id.clone(),
+                        identity: claimed,
+                    },
                 ));
             }
-            let identity = hub
-                .identity(&claimed)
-                .ok_or_else(|| (ConnectReturnCode::NotAuthorized, AuthError::UnknownIdentity(claimed.clone())))?;
+            let identity = hub.identity(&claimed).ok_or_else(|| {
+                (
+                    ConnectReturnCode::NotAuthorized,
+                    AuthError::UnknownIdentity(claimed.clone()),
+                )
+            })?;
             let uri = sas::resource_uri(&hub.info.hub_hostname, &device_id, module_id.as_deref());
-            let expiry = check_token(password, &uri, &identity.key, now(), hub.info.token_skew.as_secs()).map_err(bad)?;
+            let expiry = check_token(
+                password,
+                &uri,
+                &identity.key,
+                now(),
+                hub.info.token_skew.as_secs(),
+            )
+            .map_err(bad)?;
             Ok((Peer::Hub(identity), expiry))
         }
-        Claim::Dps { id_scope, registration_id } => {
-            let expiry = dps::authenticate(hub, &id_scope, &registration_id, password, now()).map_err(bad)?;
-            Ok((Peer::Dps { id_scope, registration_id }, expiry))
+        Claim::Dps {
+            id_scope,
+            registration_id,
+        } => {
+            let expiry = dps::authenticate(hub, &id_scope, &registration_id, password, now())
+                .map_err(bad)?;
+            Ok((
+                Peer::Dps {
+                    id_scope,
+                    registration_id,
+                },
+                expiry,
+            ))
         }
     }
 }
@@ -213,14 +292,21 @@ fn handle(hub: &Arc<Hub>, peer: &Peer, packet: Packet) -> Result<Vec<Packet>, St
                     codes.push(SubscribeReasonCode::Success(QoS::AtLeastOnce));
                 }
                 // Inputs that waited for this module can go now.
-                let (ready, waiting): (Vec<_>, Vec<_>) = session
-                    .queued
-                    .drain(..)
-                    .partition(|(topic, _)| session.subscriptions.iter().any(|f| crate::state::filter_matches(f, topic)));
+                let (ready, waiting): (Vec<_>, Vec<_>) =
+                    session.queued.drain(..).partition(|(topic, _)| {
+                        session
+                            .subscriptions
+                            .iter()
+                            .any(|f| crate::state::filter_matches(f, topic))
+                    });
                 session.queued = waiting.into();
                 flush = ready;
             } else {
-                codes = sub.filters.iter().map(|_| SubscribeReasonCode::Success(QoS::AtLeastOnce)).collect();
+                codes = sub
+                    .filters
+                    .iter()
+                    .map(|_| SubscribeReasonCode::Success(QoS::AtLeastOnce))
+                    .collect();
             }
             if let Peer::Hub(identity) = peer {
                 for (topic, payload) in flush {
@@ -236,7 +322,10 @@ fn handle(hub: &Arc<Hub>, peer: &Peer, packet: Packet) -> Result<Vec<Packet>, St
             let topic = publish.topic.clone();
             let replies = match peer {
                 Peer::Hub(identity) => on_publish(hub, identity, &topic, &publish.payload)?,
-                Peer::Dps { id_scope, registration_id } => dps::on_publish(hub, id_scope, registration_id, &topic, &publish.payload),
+                Peer::Dps {
+                    id_scope,
+                    registration_id,
+                } => dps::on_publish(hub, id_scope, registration_id, &topic, &publish.payload),
             };
             let mut out = Vec::new();
             if publish.qos == QoS::AtLeastOnce {
@@ -251,17 +340,29 @@ fn handle(hub: &Arc<Hub>, peer: &Peer, packet: Packet) -> Result<Vec<Packet>, St
 }
 
 fn reply(topic: String, body: &Value) -> Packet {
-    Packet::Publish(Publish::new(topic, QoS::AtMostOnce, body.to_string().into_bytes()))
+    Packet::Publish(Publish::new(
+        topic,
+        QoS::AtMostOnce,
+        body.to_string().into_bytes(),
+    ))
 }
 
 fn rid_of(query: &str) -> String {
     decode_bag(query).remove("$rid").unwrap_or_default()
 }
 
-fn on_publish(hub: &Hub, identity: &Identity, topic: &str, payload: &[u8]) -> Result<Vec<Packet>, String> {
+fn on_publish(
+    hub: &Hub,
+    identity: &Identity,
+    topic: &str,
+    payload: &[u8],
+) -> Result<Vec<Packet>, String> {
     let id = identity.id();
     let own_base = match &identity.module_id {
-        Some(m) => format!("devices/{}/modules/{}/messages/events", identity.device_id, m),
+        Some(m) => format!(
+            "devices/{}/modules/{}/messages/events",
+            identity.device_id, m
+        ),
         None => format!("devices/{}/messages/events", identity.device_id),
     };
     if let Some(rest) = topic.strip_prefix(&own_base) {
@@ -275,23 +376,35 @@ fn on_publish(hub: &Hub, identity: &Identity, topic: &str, payload: &[u8]) -> Re
     }
     if let Some(query) = topic.strip_prefix("$iothub/twin/GET/?") {
         let doc = twin_document(hub.lock().twins.get(&id));
-        return Ok(vec![reply(format!("$iothub/twin/res/200/?$rid={}", rid_of(query)), &doc)]);
+        return Ok(vec![reply(
+            format!("$iothub/twin/res/200/?$rid={}", rid_of(query)),
+            &doc,
+        )]);
     }
     if let Some(query) = topic.strip_prefix("$iothub/twin/PATCH/properties/reported/?") {
         let rid = rid_of(query);
         let Ok(patch @ Value::Object(_)) = serde_json::from_slice::<Value>(payload) else {
-            return Ok(vec![reply(format!("$iothub/twin/res/400/?$rid={rid}"), &serde_json::json!({"message": "reported patch must be a JSON object"}))]);
+            return Ok(vec![reply(
+                format!("$iothub/twin/res/400/?$rid={rid}"),
+                &serde_json::json!({"message": "reported patch must be a JSON object"}),
+            )]);
         };
         let mut state = hub.lock();
         let twin = state.twins.entry(id).or_default();
         merge_patch(&mut twin.reported, &patch);
         twin.reported_version += 1;
         // edgeHub answers 204 without $version (IoT Hub would include it).
-        return Ok(vec![Packet::Publish(Publish::new(format!("$iothub/twin/res/204/?$rid={rid}"), QoS::AtMostOnce, Vec::new()))]);
+        return Ok(vec![Packet::Publish(Publish::new(
+            format!("$iothub/twin/res/204/?$rid={rid}"),
+            QoS::AtMostOnce,
+            Vec::new(),
+        ))]);
     }
     if let Some(rest) = topic.strip_prefix("$iothub/methods/res/") {
         let (status, query) = rest.split_once("/?").unwrap_or((rest, ""));
-        let status: u16 = status.parse().map_err(|_| format!("bad method status in {topic}"))?;
+        let status: u16 = status
+            .parse()
+            .map_err(|_| format!("bad method status in {topic}"))?;
         let body = serde_json::from_slice(payload).unwrap_or(Value::Null);
         if let Some(waiter) = hub.lock().method_waiters.remove(&rid_of(query)) {
             let _ignored = waiter.send((status, body));

@@ -40,13 +40,19 @@ impl std::str::FromStr for Route {
     type Err = RouteError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let err = |reason| RouteError { route: text.into(), reason };
+        let err = |reason| RouteError {
+            route: text.into(),
+            reason,
+        };
         let t = text.trim();
         let rest = strip_keyword(t, "FROM").ok_or(err("it must start with FROM"))?;
         let into_at = find_keyword(rest, "INTO").ok_or(err("it has no INTO"))?;
         let (source_part, sink_part) = (&rest[..into_at], rest[into_at + 4..].trim());
         let (source, condition) = match find_keyword(source_part, "WHERE") {
-            Some(w) => (source_part[..w].trim(), Some(source_part[w + 5..].trim().to_owned())),
+            Some(w) => (
+                source_part[..w].trim(),
+                Some(source_part[w + 5..].trim().to_owned()),
+            ),
             None => (source_part.trim(), None),
         };
         if !source.starts_with('/') {
@@ -58,24 +64,37 @@ impl std::str::FromStr for Route {
             let inner = sink_part
                 .strip_prefix("BrokeredEndpoint(")
                 .and_then(|s| s.strip_suffix(')'))
-                .ok_or(err("the sink must be $upstream or BrokeredEndpoint(\"/modules/M/inputs/I\")"))?
+                .ok_or(err(
+                    "the sink must be $upstream or BrokeredEndpoint(\"/modules/M/inputs/I\")",
+                ))?
                 .trim()
                 .trim_matches('"');
             let parts: Vec<&str> = inner.trim_matches('/').split('/').collect();
             match parts.as_slice() {
-                ["modules", module, "inputs", input] => Sink::ModuleInput { module: (*module).into(), input: (*input).into() },
+                ["modules", module, "inputs", input] => Sink::ModuleInput {
+                    module: (*module).into(),
+                    input: (*input).into(),
+                },
                 _ => return Err(err("the endpoint must be /modules/M/inputs/I")),
             }
         };
-        let mut source = source.trim_end_matches('*').trim_end_matches('/').to_ascii_lowercase();
+        let mut source = source
+            .trim_end_matches('*')
+            .trim_end_matches('/')
+            .to_ascii_lowercase();
         source.push('/');
-        Ok(Route { source, sink, condition })
+        Ok(Route {
+            source,
+            sink,
+            condition,
+        })
     }
 }
 
 fn strip_keyword<'a>(text: &'a str, keyword: &str) -> Option<&'a str> {
     let head = text.get(..keyword.len())?;
-    head.eq_ignore_ascii_case(keyword).then(|| &text[keyword.len()..])
+    head.eq_ignore_ascii_case(keyword)
+        .then(|| &text[keyword.len()..])
 }
 
 fn find_keyword(text: &str, keyword: &str) -> Option<usize> {
@@ -110,22 +129,46 @@ mod tests {
         let r: Route = r#"FROM /messages/modules/tempSensor/outputs/temperatureOutput INTO BrokeredEndpoint("/modules/filtermodule/inputs/input1")"#
             .parse()
             .unwrap();
-        assert_eq!(r.sink, Sink::ModuleInput { module: "filtermodule".into(), input: "input1".into() });
-        assert!(r.matches(&message_source(Some("TempSensor"), Some("temperatureOutput"))));
+        assert_eq!(
+            r.sink,
+            Sink::ModuleInput {
+                module: "filtermodule".into(),
+                input: "input1".into()
+            }
+        );
+        assert!(r.matches(&message_source(
+            Some("TempSensor"),
+            Some("temperatureOutput")
+        )));
         assert!(!r.matches(&message_source(Some("tempSensor"), Some("other"))));
-        let up: Route = "FROM /messages/modules/filtermodule/outputs/* INTO $upstream".parse().unwrap();
+        let up: Route = "FROM /messages/modules/filtermodule/outputs/* INTO $upstream"
+            .parse()
+            .unwrap();
         assert!(up.matches(&message_source(Some("filtermodule"), Some("output1"))));
         assert!(!up.matches(&message_source(Some("filtermodule"), None)));
-        let all: Route = "FROM /messages/* WHERE NOT IS_DEFINED($connectionModuleId) INTO $upstream".parse().unwrap();
+        let all: Route =
+            "FROM /messages/* WHERE NOT IS_DEFINED($connectionModuleId) INTO $upstream"
+                .parse()
+                .unwrap();
         assert!(all.matches("/messages/"));
-        assert_eq!(all.condition.as_deref(), Some("NOT IS_DEFINED($connectionModuleId)"));
+        assert_eq!(
+            all.condition.as_deref(),
+            Some("NOT IS_DEFINED($connectionModuleId)")
+        );
         let star: Route = "FROM /* INTO $upstream".parse().unwrap();
         assert!(star.matches("/messages/modules/x/"));
     }
 
     #[test]
     fn rejects_bad_routes() {
-        for bad in ["", "SELECT x", "FROM /a", "FROM a INTO $upstream", "FROM /a INTO BrokeredEndpoint(\"/x\")", "FROM /a INTO somewhere"] {
+        for bad in [
+            "",
+            "SELECT x",
+            "FROM /a",
+            "FROM a INTO $upstream",
+            "FROM /a INTO BrokeredEndpoint(\"/x\")",
+            "FROM /a INTO somewhere",
+        ] {
             assert!(bad.parse::<Route>().is_err(), "{bad}");
         }
     }

@@ -38,6 +38,8 @@ pub struct SimOptions {
     pub control_port: Option<u16>,
     /// Clock skew allowed on token expiry.
     pub token_skew: Duration,
+    /// How long a new connection may take to send CONNECT.
+    pub connect_timeout: Duration,
 }
 
 impl Default for SimOptions {
@@ -52,6 +54,7 @@ impl Default for SimOptions {
             workload_socket: None,
             control_port: None,
             token_skew: Duration::from_secs(300),
+            connect_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -96,7 +99,11 @@ pub enum SimError {
 impl Sim {
     /// Starts listening.
     pub async fn start(options: SimOptions) -> Result<Self, SimError> {
-        let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), options.bind.to_string()];
+        let mut names = vec![
+            "localhost".to_owned(),
+            "127.0.0.1".to_owned(),
+            options.bind.to_string(),
+        ];
         names.extend(options.server_names.iter().cloned());
         names.dedup();
         let certs = certs::generate(&names)?;
@@ -104,26 +111,43 @@ impl Sim {
             hub_hostname: options.hub_hostname.clone(),
             edge_device_id: options.edge_device_id.clone(),
             token_skew: options.token_skew,
+            connect_timeout: options.connect_timeout,
         });
         let (accepting, accepting_rx) = watch::channel(true);
         let mut tasks = Vec::new();
 
-        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(certs.server_chain_pem.as_bytes()).flatten().collect();
-        let key = PrivateKeyDer::from_pem_slice(certs.server_key_pem.as_bytes()).map_err(|_| rustls::Error::General("server key".into()))?;
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()?
-            .with_no_client_auth()
-            .with_single_cert(chain, key)?;
+        let chain: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(certs.server_chain_pem.as_bytes())
+                .flatten()
+                .collect();
+        let key = PrivateKeyDer::from_pem_slice(certs.server_key_pem.as_bytes())
+            .map_err(|_| rustls::Error::General("server key".into()))?;
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
         let acceptor = TlsAcceptor::from(Arc::new(config));
 
         let tls_listener = bind(options.bind, options.tls_port, "MQTT/TLS").await?;
         let tls_addr = local(&tls_listener);
-        tasks.push(tokio::spawn(accept_mqtt(tls_listener, hub.clone(), Some(acceptor), accepting_rx.clone())));
+        tasks.push(tokio::spawn(accept_mqtt(
+            tls_listener,
+            hub.clone(),
+            Some(acceptor),
+            accepting_rx.clone(),
+        )));
         let plain_addr = match options.plain_port {
             Some(port) => {
                 let listener = bind(options.bind, port, "MQTT").await?;
                 let addr = local(&listener);
-                tasks.push(tokio::spawn(accept_mqtt(listener, hub.clone(), None, accepting_rx.clone())));
+                tasks.push(tokio::spawn(accept_mqtt(
+                    listener,
+                    hub.clone(),
+                    None,
+                    accepting_rx.clone(),
+                )));
                 Some(addr)
             }
             None => None,
@@ -131,13 +155,18 @@ impl Sim {
         if let Some(path) = &options.workload_socket {
             let _ignored = std::fs::remove_file(path);
             let listener =
-                tokio::net::UnixListener::bind(path).map_err(|source| SimError::Bind { what: path.display().to_string(), source })?;
+                tokio::net::UnixListener::bind(path).map_err(|source| SimError::Bind {
+                    what: path.display().to_string(),
+                    source,
+                })?;
             let ca = Arc::new(certs.ca_pem.clone());
             let hub = hub.clone();
             tasks.push(tokio::spawn(async move {
                 while let Ok((stream, _)) = listener.accept().await {
                     let (hub, ca) = (hub.clone(), ca.clone());
-                    tokio::spawn(http::serve(stream, hub.clone(), move |req| workload::handle(hub.clone(), ca.clone(), req)));
+                    tokio::spawn(http::serve(stream, hub.clone(), move |req| {
+                        workload::handle(hub.clone(), ca.clone(), req)
+                    }));
                 }
             }));
         }
@@ -149,7 +178,9 @@ impl Sim {
                 tasks.push(tokio::spawn(async move {
                     while let Ok((stream, _)) = listener.accept().await {
                         let hub = hub.clone();
-                        tokio::spawn(http::serve(stream, hub.clone(), move |req| control::handle(hub.clone(), req)));
+                        tokio::spawn(http::serve(stream, hub.clone(), move |req| {
+                            control::handle(hub.clone(), req)
+                        }));
                     }
                 }));
                 Some(addr)
@@ -157,7 +188,15 @@ impl Sim {
             None => None,
         };
         info!(%tls_addr, ?plain_addr, ?control_addr, "edgehub-sim listening.");
-        Ok(Self { hub, tls_addr, plain_addr, control_addr, certs, accepting, tasks })
+        Ok(Self {
+            hub,
+            tls_addr,
+            plain_addr,
+            control_addr,
+            certs,
+            accepting,
+            tasks,
+        })
     }
 
     /// Simulates edgeHub going down: every client is dropped and new connections are
@@ -183,14 +222,26 @@ impl Drop for Sim {
 }
 
 async fn bind(ip: IpAddr, port: u16, what: &str) -> Result<TcpListener, SimError> {
-    TcpListener::bind((ip, port)).await.map_err(|source| SimError::Bind { what: format!("{what} {ip}:{port}"), source })
+    TcpListener::bind((ip, port))
+        .await
+        .map_err(|source| SimError::Bind {
+            what: format!("{what} {ip}:{port}"),
+            source,
+        })
 }
 
 fn local(listener: &TcpListener) -> SocketAddr {
-    listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    listener
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
 }
 
-async fn accept_mqtt(listener: TcpListener, hub: Arc<Hub>, tls: Option<TlsAcceptor>, accepting: watch::Receiver<bool>) {
+async fn accept_mqtt(
+    listener: TcpListener,
+    hub: Arc<Hub>,
+    tls: Option<TlsAcceptor>,
+    accepting: watch::Receiver<bool>,
+) {
     while let Ok((stream, peer)) = listener.accept().await {
         if !*accepting.borrow() {
             drop(stream);
@@ -201,11 +252,15 @@ async fn accept_mqtt(listener: TcpListener, hub: Arc<Hub>, tls: Option<TlsAccept
         let tls = tls.clone();
         tokio::spawn(async move {
             match tls {
-                Some(acceptor) => match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
-                    Ok(Ok(stream)) => mqtt::serve(hub, stream).await,
-                    Ok(Err(e)) => debug!(%peer, error = %e, "TLS handshake failed."),
-                    Err(_) => debug!(%peer, "TLS handshake timed out."),
-                },
+                Some(acceptor) => {
+                    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
+                        .await
+                    {
+                        Ok(Ok(stream)) => mqtt::serve(hub, stream).await,
+                        Ok(Err(e)) => debug!(%peer, error = %e, "TLS handshake failed."),
+                        Err(_) => debug!(%peer, "TLS handshake timed out."),
+                    }
+                }
                 None => mqtt::serve(hub, stream).await,
             }
         });

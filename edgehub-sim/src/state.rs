@@ -151,6 +151,8 @@ pub struct HubInfo {
     pub edge_device_id: String,
     /// Clock skew allowed on token expiry (edgeHub: 5 min).
     pub token_skew: Duration,
+    /// How long a new connection may take to send CONNECT.
+    pub connect_timeout: Duration,
 }
 
 /// A direct method call failed.
@@ -197,23 +199,37 @@ impl Hub {
     /// A hub with no identities; the default route sends everything upstream.
     pub fn new(info: HubInfo) -> Arc<Self> {
         let (events, _) = broadcast::channel(4096);
-        Arc::new(Self { info, state: Mutex::new(State::default()), events })
+        Arc::new(Self {
+            info,
+            state: Mutex::new(State::default()),
+            events,
+        })
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         // A panic in another task must not take the emulator down with it.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Registers a module of the edge device (or of another device) with its key.
     pub fn add_module(&self, device_id: &str, module_id: &str, key: SymmetricKey) {
-        let identity = Identity { device_id: device_id.into(), module_id: Some(module_id.into()), key };
+        let identity = Identity {
+            device_id: device_id.into(),
+            module_id: Some(module_id.into()),
+            key,
+        };
         self.lock().identities.insert(identity.id(), identity);
     }
 
     /// Registers a child device with its key.
     pub fn add_device(&self, device_id: &str, key: SymmetricKey) {
-        let identity = Identity { device_id: device_id.into(), module_id: None, key };
+        let identity = Identity {
+            device_id: device_id.into(),
+            module_id: None,
+            key,
+        };
         self.lock().identities.insert(identity.id(), identity);
     }
 
@@ -230,7 +246,13 @@ impl Hub {
     /// Identity lookup (case-insensitive, as edgeHub compares ids).
     pub(crate) fn identity(&self, id: &str) -> Option<Identity> {
         let state = self.lock();
-        state.identities.get(id).cloned().or_else(|| state.identities.values().find(|i| i.id().eq_ignore_ascii_case(id)).cloned())
+        state.identities.get(id).cloned().or_else(|| {
+            state
+                .identities
+                .values()
+                .find(|i| i.id().eq_ignore_ascii_case(id))
+                .cloned()
+        })
     }
 
     /// Merges a desired patch into the twin, bumps `$version`, and pushes the patch to
@@ -243,8 +265,13 @@ impl Hub {
             twin.desired_version += 1;
             let version = twin.desired_version;
             let topic = format!("$iothub/twin/PATCH/properties/desired/?$version={version}");
-            let subscribed = state.sessions.get(id).is_some_and(|s| s.subscriptions.iter().any(|f| filter_matches(f, &topic)));
-            let tx = subscribed.then(|| state.connections.get(id).map(|c| c.tx.clone())).flatten();
+            let subscribed = state
+                .sessions
+                .get(id)
+                .is_some_and(|s| s.subscriptions.iter().any(|f| filter_matches(f, &topic)));
+            let tx = subscribed
+                .then(|| state.connections.get(id).map(|c| c.tx.clone()))
+                .flatten();
             (version, tx.map(|tx| (tx, topic)))
         };
         if let Some((tx, topic)) = tx {
@@ -252,7 +279,10 @@ impl Hub {
             if let Value::Object(map) = &mut body {
                 map.insert("$version".into(), json!(version));
             }
-            let _ignored = tx.send(ConnCmd::Publish { topic, payload: body.to_string().into_bytes() });
+            let _ignored = tx.send(ConnCmd::Publish {
+                topic,
+                payload: body.to_string().into_bytes(),
+            });
         }
         version
     }
@@ -264,13 +294,20 @@ impl Hub {
     }
 
     /// Invokes a direct method and waits for the response.
-    pub async fn invoke_method(&self, id: &str, name: &str, payload: &Value, timeout: Duration) -> Result<(u16, Value), MethodError> {
+    pub async fn invoke_method(
+        &self,
+        id: &str,
+        name: &str,
+        payload: &Value,
+        timeout: Duration,
+    ) -> Result<(u16, Value), MethodError> {
         let (rid, rx) = {
             let mut state = self.lock();
-            let subscribed = state
-                .sessions
-                .get(id)
-                .is_some_and(|s| s.subscriptions.iter().any(|f| filter_matches(f, &format!("$iothub/methods/POST/{name}/?$rid=1"))));
+            let subscribed = state.sessions.get(id).is_some_and(|s| {
+                s.subscriptions
+                    .iter()
+                    .any(|f| filter_matches(f, &format!("$iothub/methods/POST/{name}/?$rid=1")))
+            });
             let Some(conn) = state.connections.get(id).filter(|_| subscribed) else {
                 return Err(MethodError::NotConnected(id.into()));
             };
@@ -279,7 +316,10 @@ impl Hub {
             let (wtx, wrx) = oneshot::channel();
             state.method_waiters.insert(rid.clone(), wtx);
             let topic = format!("$iothub/methods/POST/{name}/?$rid={rid}");
-            let _ignored = tx.send(ConnCmd::Publish { topic, payload: payload.to_string().into_bytes() });
+            let _ignored = tx.send(ConnCmd::Publish {
+                topic,
+                payload: payload.to_string().into_bytes(),
+            });
             (rid, wrx)
         };
         match tokio::time::timeout(timeout, rx).await {
@@ -302,7 +342,11 @@ impl Hub {
     }
 
     /// Waits until `pred` holds for the recorded messages (checked on every new one).
-    pub async fn wait_until(&self, timeout: Duration, pred: impl Fn(&[Recorded]) -> bool) -> Result<Vec<Recorded>, Vec<Recorded>> {
+    pub async fn wait_until(
+        &self,
+        timeout: Duration,
+        pred: impl Fn(&[Recorded]) -> bool,
+    ) -> Result<Vec<Recorded>, Vec<Recorded>> {
         let mut feed = self.subscribe();
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
@@ -348,8 +392,16 @@ impl Hub {
     }
 
     /// Sends a message to a module input (`dev/mod`), as a route would (queued while offline).
-    pub fn send_to_input(&self, module_identity: &str, input: &str, properties: &[(&str, &str)], body: &[u8]) {
-        let (device, module) = module_identity.split_once('/').unwrap_or((module_identity, ""));
+    pub fn send_to_input(
+        &self,
+        module_identity: &str,
+        input: &str,
+        properties: &[(&str, &str)],
+        body: &[u8],
+    ) {
+        let (device, module) = module_identity
+            .split_once('/')
+            .unwrap_or((module_identity, ""));
         let bag = bridge_core::hub::topics::encode_bag(properties);
         let topic = format!("devices/{device}/modules/{module}/inputs/{input}/{bag}");
         self.deliver_queued(module_identity, topic, body.to_vec());
@@ -358,17 +410,31 @@ impl Hub {
     /// Delivers now if connected and subscribed, otherwise queues for the session.
     pub(crate) fn deliver_queued(&self, id: &str, topic: String, payload: Vec<u8>) {
         let mut state = self.lock();
-        let live = state.sessions.get(id).is_some_and(|s| s.subscriptions.iter().any(|f| filter_matches(f, &topic)));
+        let live = state
+            .sessions
+            .get(id)
+            .is_some_and(|s| s.subscriptions.iter().any(|f| filter_matches(f, &topic)));
         match state.connections.get(id).filter(|_| live) {
             Some(conn) => {
                 let _ignored = conn.tx.send(ConnCmd::Publish { topic, payload });
             }
-            None => state.sessions.entry(id.into()).or_default().queued.push_back((topic, payload)),
+            None => state
+                .sessions
+                .entry(id.into())
+                .or_default()
+                .queued
+                .push_back((topic, payload)),
         }
     }
 
     /// Records and routes one telemetry message.
-    pub(crate) fn route_message(&self, sender: &Identity, topic: &str, properties: BTreeMap<String, String>, body: &[u8]) {
+    pub(crate) fn route_message(
+        &self,
+        sender: &Identity,
+        topic: &str,
+        properties: BTreeMap<String, String>,
+        body: &[u8],
+    ) {
         let output = properties.get("$.on").cloned();
         let source = message_source(sender.module_id.as_deref(), output.as_deref());
         let (sinks, model_id) = {
@@ -376,9 +442,20 @@ impl Hub {
             let sinks: Vec<Sink> = if state.routes.is_empty() {
                 vec![Sink::Upstream]
             } else {
-                state.routes.iter().filter(|r| r.matches(&source)).map(|r| r.sink.clone()).collect()
+                state
+                    .routes
+                    .iter()
+                    .filter(|r| r.matches(&source))
+                    .map(|r| r.sink.clone())
+                    .collect()
             };
-            (sinks, state.connections.get(&sender.id()).and_then(|c| c.model_id.clone()))
+            (
+                sinks,
+                state
+                    .connections
+                    .get(&sender.id())
+                    .and_then(|c| c.model_id.clone()),
+            )
         };
         let mut routed_to = Vec::new();
         for sink in &sinks {
@@ -386,15 +463,24 @@ impl Hub {
                 Sink::Upstream => routed_to.push("$upstream".to_owned()),
                 Sink::ModuleInput { module, input } => {
                     let target = format!("{}/{}", self.info.edge_device_id, module);
-                    let mut props: Vec<(String, String)> =
-                        properties.iter().filter(|(k, _)| k.as_str() != "$.on").map(|(k, v)| (k.clone(), v.clone())).collect();
+                    let mut props: Vec<(String, String)> = properties
+                        .iter()
+                        .filter(|(k, _)| k.as_str() != "$.on")
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect();
                     props.push(("$.cdid".into(), sender.device_id.clone()));
                     if let Some(m) = &sender.module_id {
                         props.push(("$.cmid".into(), m.clone()));
                     }
-                    let pairs: Vec<(&str, &str)> = props.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                    let pairs: Vec<(&str, &str)> = props
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.as_str()))
+                        .collect();
                     let bag = bridge_core::hub::topics::encode_bag(&pairs);
-                    let topic = format!("devices/{}/modules/{}/inputs/{}/{}", self.info.edge_device_id, module, input, bag);
+                    let topic = format!(
+                        "devices/{}/modules/{}/inputs/{}/{}",
+                        self.info.edge_device_id, module, input, bag
+                    );
                     self.deliver_queued(&target, topic, body.to_vec());
                     routed_to.push(format!("{module}/{input}"));
                 }
@@ -415,8 +501,14 @@ impl Hub {
 }
 
 pub(crate) fn twin_document(twin: Option<&Twin>) -> Value {
-    let mut desired = twin.map(|t| t.desired.clone()).filter(Value::is_object).unwrap_or_else(|| json!({}));
-    let mut reported = twin.map(|t| t.reported.clone()).filter(Value::is_object).unwrap_or_else(|| json!({}));
+    let mut desired = twin
+        .map(|t| t.desired.clone())
+        .filter(Value::is_object)
+        .unwrap_or_else(|| json!({}));
+    let mut reported = twin
+        .map(|t| t.reported.clone())
+        .filter(Value::is_object)
+        .unwrap_or_else(|| json!({}));
     desired["$version"] = json!(twin.map_or(1, |t| t.desired_version.max(1)));
     reported["$version"] = json!(twin.map_or(1, |t| t.reported_version.max(1)));
     json!({"desired": desired, "reported": reported})
@@ -428,8 +520,14 @@ mod tests {
 
     #[test]
     fn mqtt_filters() {
-        assert!(filter_matches("$iothub/methods/POST/#", "$iothub/methods/POST/reboot/?$rid=1"));
-        assert!(filter_matches("devices/d/modules/m/inputs/#", "devices/d/modules/m/inputs/in1/a=b"));
+        assert!(filter_matches(
+            "$iothub/methods/POST/#",
+            "$iothub/methods/POST/reboot/?$rid=1"
+        ));
+        assert!(filter_matches(
+            "devices/d/modules/m/inputs/#",
+            "devices/d/modules/m/inputs/in1/a=b"
+        ));
         assert!(filter_matches("a/+/c", "a/b/c"));
         assert!(!filter_matches("a/+/c", "a/b/d"));
         assert!(!filter_matches("a/b", "a/b/c"));

@@ -26,7 +26,11 @@ pub(crate) async fn handle(hub: Arc<Hub>, ca_pem: Arc<String>, request: Request)
             let Ok(body) = serde_json::from_slice::<Value>(&request.body) else {
                 return error(400, "the body is not JSON");
             };
-            let Some(data) = body.get("data").and_then(Value::as_str).and_then(|d| STANDARD.decode(d).ok()) else {
+            let Some(data) = body
+                .get("data")
+                .and_then(Value::as_str)
+                .and_then(|d| STANDARD.decode(d).ok())
+            else {
                 return error(400, "data must be base64");
             };
             let identity = format!("{}/{}", hub.info.edge_device_id, module);

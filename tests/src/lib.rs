@@ -11,7 +11,10 @@ use edgehub_sim::{Sim, SimOptions};
 
 /// Repository root.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
 }
 
 /// The venv Python with the pinned peers (`.ci/run` creates it).
@@ -19,7 +22,11 @@ pub fn peer_python() -> PathBuf {
     let path = std::env::var_os("EDGE_BRIDGE_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join(".venv-peers/bin/python"));
-    assert!(path.exists(), "Python peers are missing at {}: run `.ci/run` (or tests/setup-peers.sh) first", path.display());
+    assert!(
+        path.exists(),
+        "Python peers are missing at {}: run `.ci/run` (or tests/setup-peers.sh) first",
+        path.display()
+    );
     path
 }
 
@@ -27,7 +34,9 @@ pub fn peer_python() -> PathBuf {
 pub fn init_tracing() {
     let _ignored = tracing_subscriber::fmt()
         .with_test_writer()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .try_init();
 }
 
@@ -48,24 +57,41 @@ pub async fn sim_on_8883(mut options: SimOptions) -> Result<Sim> {
 }
 
 fn rand_byte() -> u8 {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(7);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(7);
     let mixed = nanos.wrapping_mul(2_654_435_761).rotate_left(13) ^ std::process::id();
     (mixed % 250) as u8 + 2
 }
 
 /// Runs `tests/python/{script}` with `args` and `envs`; returns the last stdout line as JSON.
-pub async fn run_python(script: &str, args: &[&str], envs: &[(&str, String)], timeout: Duration) -> Result<serde_json::Value> {
+pub async fn run_python(
+    script: &str,
+    args: &[&str],
+    envs: &[(&str, String)],
+    timeout: Duration,
+) -> Result<serde_json::Value> {
     let mut cmd = tokio::process::Command::new(peer_python());
-    cmd.arg(repo_root().join("tests/python").join(script)).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+    cmd.arg(repo_root().join("tests/python").join(script))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
     for (k, v) in envs {
         cmd.env(k, v);
     }
     let child = cmd.spawn().context("starting python")?;
-    let output = tokio::time::timeout(timeout, child.wait_with_output()).await.context("python timed out")??;
+    let output = tokio::time::timeout(timeout, child.wait_with_output())
+        .await
+        .context("python timed out")??;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     if !output.status.success() {
-        bail!("{script} {args:?} failed ({}):\n{stdout}\n{stderr}", output.status);
+        bail!(
+            "{script} {args:?} failed ({}):\n{stdout}\n{stderr}",
+            output.status
+        );
     }
     let last = stdout.lines().last().context("no output")?;
     serde_json::from_str(last).with_context(|| format!("not JSON: {last}\n{stderr}"))
@@ -79,7 +105,11 @@ pub fn write_ca(sim: &Sim, dir: &Path) -> Result<PathBuf> {
 }
 
 /// Connection-string credentials for a module of the emulator, trusting its CA.
-pub fn module_credentials(sim: &Sim, module: &str, key: &str) -> bridge_core::identity::Credentials {
+pub fn module_credentials(
+    sim: &Sim,
+    module: &str,
+    key: &str,
+) -> bridge_core::identity::Credentials {
     use bridge_core::identity::{Credentials, HubIdentity, Signer, SymmetricKey, TrustRoots};
     Credentials {
         identity: HubIdentity {
@@ -99,7 +129,91 @@ pub fn module_credentials(sim: &Sim, module: &str, key: &str) -> bridge_core::id
 pub async fn eventually(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + timeout;
     while !cond() {
-        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released; fine for tests).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+#[derive(Debug)]
+/// A mosquitto broker started by the test (Debian's `mosquitto`), persistent sessions on.
+pub struct Mosquitto {
+    child: Option<tokio::process::Child>,
+    /// Its port.
+    pub port: u16,
+    conf: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Mosquitto {
+    /// Starts mosquitto on a free port and waits until it accepts connections.
+    pub async fn start() -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let port = free_port();
+        let conf = dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "user root\nlistener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nlog_dest stderr\nlog_type error\n",
+                dir.path().display()
+            ),
+        )?;
+        let mut me = Self {
+            child: None,
+            port,
+            conf,
+            _dir: dir,
+        };
+        me.spawn().await?;
+        Ok(me)
+    }
+
+    async fn spawn(&mut self) -> Result<()> {
+        let child = tokio::process::Command::new("mosquitto")
+            .arg("-c")
+            .arg(&self.conf)
+            .kill_on_drop(true)
+            .spawn()
+            .context("mosquitto is not installed: run .ci/run (apt-get install mosquitto)")?;
+        self.child = Some(child);
+        for _ in 0..100 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .is_ok()
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!("mosquitto did not start on port {}", self.port)
+    }
+
+    /// Stops it with SIGTERM (it saves persistent sessions) and waits.
+    pub async fn stop(&mut self) -> Result<()> {
+        if let Some(mut child) = self.child.take() {
+            if let Some(pid) = child.id() {
+                std::process::Command::new("kill")
+                    .arg("-TERM")
+                    .arg(pid.to_string())
+                    .status()?;
+            }
+            tokio::time::timeout(Duration::from_secs(10), child.wait()).await??;
+        }
+        Ok(())
+    }
+
+    /// Starts it again on the same port with the same persistence.
+    pub async fn restart(&mut self) -> Result<()> {
+        self.spawn().await
     }
 }

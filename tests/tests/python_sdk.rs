@@ -1,6 +1,8 @@
 //! Microsoft's Python SDK (azure-iot-device 2.14.0) against edgehub-sim: the emulator
 //! must speak the real edgeHub protocol, and our topic builder must match the SDK's bytes.
 
+#![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
+
 use std::time::Duration;
 
 use bridge_core::hub::Message;
@@ -22,20 +24,33 @@ fn key(k: &str) -> SymmetricKey {
 async fn module_client_by_connection_string_full_round_trip() -> anyhow::Result<()> {
     init_tracing();
     let dir = tempfile::tempdir()?;
-    let sim = sim_on_8883(SimOptions { control_port: Some(0), ..SimOptions::default() }).await?;
+    let sim = sim_on_8883(SimOptions {
+        control_port: Some(0),
+        ..SimOptions::default()
+    })
+    .await?;
     sim.hub.add_module("edge-gw", "mod1", key(KEY1));
     sim.hub.add_module("edge-gw", "mod2", key(KEY2));
     sim.hub.add_route(r#"FROM /messages/modules/mod1/outputs/output1 INTO BrokeredEndpoint("/modules/mod2/inputs/input1")"#.parse()?);
-    sim.hub.add_route("FROM /messages/modules/mod1/outputs/* INTO $upstream".parse()?);
-    sim.hub.set_desired("edge-gw/mod1", &json!({"telemetryInterval": 1}));
+    sim.hub
+        .add_route("FROM /messages/modules/mod1/outputs/* INTO $upstream".parse()?);
+    sim.hub
+        .set_desired("edge-gw/mod1", &json!({"telemetryInterval": 1}));
     let ip = sim.tls_addr.ip();
-    let cs = |m: &str, k: &str| format!("HostName=myhub.azure-devices.net;DeviceId=edge-gw;ModuleId={m};SharedAccessKey={k};GatewayHostName={ip}");
+    let cs = |m: &str, k: &str| {
+        format!(
+            "HostName=myhub.azure-devices.net;DeviceId=edge-gw;ModuleId={m};SharedAccessKey={k};GatewayHostName={ip}"
+        )
+    };
     let out = run_python(
         "sdk_peer.py",
         &["module-connection-string"],
         &[
             ("SIM_CA", write_ca(&sim, dir.path())?.display().to_string()),
-            ("SIM_CONTROL", format!("http://{}", sim.control_addr.unwrap())),
+            (
+                "SIM_CONTROL",
+                format!("http://{}", sim.control_addr.unwrap()),
+            ),
             ("MODULE_CS", cs("mod1", KEY1)),
             ("PEER_CS", cs("mod2", KEY2)),
         ],
@@ -45,9 +60,18 @@ async fn module_client_by_connection_string_full_round_trip() -> anyhow::Result<
 
     // What the SDK saw.
     assert_eq!(out["twin_desired"]["telemetryInterval"], 1);
-    assert_eq!(out["patch"], json!({"telemetryInterval": 5, "threshold": null, "$version": 2}));
-    assert_eq!(out["method"], json!({"name": "reboot", "payload": {"delay": 3}}));
-    assert_eq!(out["method_result"], json!({"status": 200, "payload": {"result": "ok", "echo": {"delay": 3}}}));
+    assert_eq!(
+        out["patch"],
+        json!({"telemetryInterval": 5, "threshold": null, "$version": 2})
+    );
+    assert_eq!(
+        out["method"],
+        json!({"name": "reboot", "payload": {"delay": 3}})
+    );
+    assert_eq!(
+        out["method_result"],
+        json!({"status": 200, "payload": {"result": "ok", "echo": {"delay": 3}}})
+    );
     assert_eq!(out["routed"]["input"], "input1");
     assert_eq!(out["routed"]["body"], r#"{"temperature": 21.5}"#);
     assert_eq!(out["routed"]["custom"]["unit name"], "deg C/F");
@@ -78,7 +102,11 @@ async fn module_client_by_connection_string_full_round_trip() -> anyhow::Result<
         content_encoding: Some("utf-8".into()),
         ..Message::default()
     };
-    for (k, v) in [("alert", "true"), ("unit name", "deg C/F"), ("a&b=c", "x/y?z+1")] {
+    for (k, v) in [
+        ("alert", "true"),
+        ("unit name", "deg C/F"),
+        ("a&b=c", "x/y?z+1"),
+    ] {
         ours.properties.insert(k.into(), v.into());
     }
     let id = HubIdentity {
@@ -98,15 +126,23 @@ async fn module_client_from_edge_environment_uses_the_workload_api() -> anyhow::
     init_tracing();
     let dir = tempfile::tempdir()?;
     let socket = dir.path().join("workload.sock");
-    let sim = sim_on_8883(SimOptions { workload_socket: Some(socket.clone()), ..SimOptions::default() }).await?;
+    let sim = sim_on_8883(SimOptions {
+        workload_socket: Some(socket.clone()),
+        ..SimOptions::default()
+    })
+    .await?;
     sim.hub.add_module("edge-gw", "bridge", key(KEY1));
-    sim.hub.set_desired("edge-gw/bridge", &json!({"devices": {}}));
+    sim.hub
+        .set_desired("edge-gw/bridge", &json!({"devices": {}}));
     let out = run_python(
         "sdk_peer.py",
         &["module-edge-environment"],
         &[
             ("SIM_CA", write_ca(&sim, dir.path())?.display().to_string()),
-            ("IOTEDGE_WORKLOADURI", format!("unix://{}", socket.display())),
+            (
+                "IOTEDGE_WORKLOADURI",
+                format!("unix://{}", socket.display()),
+            ),
             ("IOTEDGE_DEVICEID", "edge-gw".into()),
             ("IOTEDGE_MODULEID", "bridge".into()),
             ("IOTEDGE_MODULEGENERATIONID", "637000000000000001".into()),
@@ -174,7 +210,10 @@ async fn dps_registration_with_a_group_derived_key() -> anyhow::Result<()> {
         T,
     )
     .await?;
-    assert_eq!(out, json!({"status": "assigned", "assigned_hub": "myhub.azure-devices.net", "device_id": "leaf-001"}));
+    assert_eq!(
+        out,
+        json!({"status": "assigned", "assigned_hub": "myhub.azure-devices.net", "device_id": "leaf-001"})
+    );
     let regs = sim.hub.registrations();
     assert_eq!(regs[0].payload["iotcGateway"]["iotcGatewayId"], "edge-gw");
     assert_eq!(regs[0].payload["modelId"], "dtmi:com:example:Thermostat;1");
@@ -200,6 +239,13 @@ async fn wrong_key_is_refused() -> anyhow::Result<()> {
     )
     .await?;
     assert_eq!(out["connected"], false, "{out}");
-    assert!(sim.hub.refusals().iter().any(|r| r.client_id == "edge-gw/mod1" && r.reason.contains("signature")), "{:?}", sim.hub.refusals());
+    assert!(
+        sim.hub
+            .refusals()
+            .iter()
+            .any(|r| r.client_id == "edge-gw/mod1" && r.reason.contains("signature")),
+        "{:?}",
+        sim.hub.refusals()
+    );
     Ok(())
 }

@@ -30,7 +30,11 @@ pub struct ForwarderOptions {
 
 impl Default for ForwarderOptions {
     fn default() -> Self {
-        Self { window: 64, sync_interval: Duration::from_millis(500), drain_timeout: Duration::from_secs(5) }
+        Self {
+            window: 64,
+            sync_interval: Duration::from_millis(500),
+            drain_timeout: Duration::from_secs(5),
+        }
     }
 }
 
@@ -48,7 +52,10 @@ pub struct TelemetrySender {
 impl TelemetrySender {
     /// Queues a message for the spool (waits if the forwarder is momentarily busy).
     pub async fn send(&self, message: Message) -> Result<(), ForwarderStopped> {
-        self.tx.send(message).await.map_err(|e| ForwarderStopped(e.0))
+        self.tx
+            .send(message)
+            .await
+            .map_err(|e| ForwarderStopped(e.0))
     }
 }
 
@@ -89,7 +96,9 @@ async fn run<U: Upstream>(
     let mut reported_drops = 0;
     loop {
         while up && in_flight < window {
-            let Some((seq, message)) = spool.next_from(cursor) else { break };
+            let Some((seq, message)) = spool.next_from(cursor) else {
+                break;
+            };
             if upstream.send(Outbound { seq, message }).await.is_err() {
                 warn!("The upstream stopped; the spool keeps what is unsent.");
                 return finish(spool, &stats_tx);

@@ -7,28 +7,50 @@ fn msg(n: u32) -> Message {
 }
 
 async fn next(end: &mut LinkEnd) -> Outbound {
-    tokio::time::timeout(Duration::from_secs(5), end.rx.recv()).await.expect("timed out").expect("closed")
+    tokio::time::timeout(Duration::from_secs(5), end.rx.recv())
+        .await
+        .expect("timed out")
+        .expect("closed")
 }
 
 fn fast() -> ForwarderOptions {
-    ForwarderOptions { window: 4, sync_interval: Duration::from_millis(20), drain_timeout: Duration::from_millis(300) }
+    ForwarderOptions {
+        window: 4,
+        sync_interval: Duration::from_millis(20),
+        drain_timeout: Duration::from_millis(300),
+    }
 }
 
 #[tokio::test]
 async fn releases_only_acknowledged_messages_and_resends_after_a_drop() {
     let (link, mut end) = link(16);
     let shutdown = CancellationToken::new();
-    let (sender, fwd) = spawn_forwarder(Spool::open(&SpoolOptions::default()).unwrap(), link, fast(), shutdown.clone());
+    let (sender, fwd) = spawn_forwarder(
+        Spool::open(&SpoolOptions::default()).unwrap(),
+        link,
+        fast(),
+        shutdown.clone(),
+    );
     for n in 0..3 {
         sender.send(msg(n)).await.unwrap();
     }
     end.emit(LinkEvent::Up);
-    let first: Vec<_> = [next(&mut end).await, next(&mut end).await, next(&mut end).await].into_iter().map(|o| o.seq).collect();
+    let first: Vec<_> = [
+        next(&mut end).await,
+        next(&mut end).await,
+        next(&mut end).await,
+    ]
+    .into_iter()
+    .map(|o| o.seq)
+    .collect();
     end.emit(LinkEvent::Acked(first[0]));
     // Connection drops with two unacknowledged: both come again after Up.
     end.emit(LinkEvent::Down);
     end.emit(LinkEvent::Up);
-    let again: Vec<_> = [next(&mut end).await, next(&mut end).await].into_iter().map(|o| o.seq).collect();
+    let again: Vec<_> = [next(&mut end).await, next(&mut end).await]
+        .into_iter()
+        .map(|o| o.seq)
+        .collect();
     assert_eq!(again, first[1..]);
     for seq in again {
         end.emit(LinkEvent::Acked(seq));
@@ -42,7 +64,12 @@ async fn releases_only_acknowledged_messages_and_resends_after_a_drop() {
 async fn window_bounds_messages_in_flight() {
     let (link, mut end) = link(16);
     let shutdown = CancellationToken::new();
-    let (sender, _fwd) = spawn_forwarder(Spool::open(&SpoolOptions::default()).unwrap(), link, fast(), shutdown.clone());
+    let (sender, _fwd) = spawn_forwarder(
+        Spool::open(&SpoolOptions::default()).unwrap(),
+        link,
+        fast(),
+        shutdown.clone(),
+    );
     end.emit(LinkEvent::Up);
     for n in 0..10 {
         sender.send(msg(n)).await.unwrap();
@@ -51,7 +78,12 @@ async fn window_bounds_messages_in_flight() {
     for _ in 0..4 {
         got.push(next(&mut end).await.seq);
     }
-    assert!(tokio::time::timeout(Duration::from_millis(100), end.rx.recv()).await.is_err(), "more than the window in flight");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), end.rx.recv())
+            .await
+            .is_err(),
+        "more than the window in flight"
+    );
     end.emit(LinkEvent::Acked(got[0]));
     assert_eq!(next(&mut end).await.seq, got[3] + 1);
     shutdown.cancel();
@@ -60,16 +92,27 @@ async fn window_bounds_messages_in_flight() {
 #[tokio::test]
 async fn shutdown_while_offline_keeps_everything_on_disk() {
     let dir = tempfile::tempdir().unwrap();
-    let options = SpoolOptions { dir: Some(dir.path().to_owned()), max_bytes: 1 << 20 };
+    let options = SpoolOptions {
+        dir: Some(dir.path().to_owned()),
+        max_bytes: 1 << 20,
+    };
     let (link, _end) = link(16);
     let shutdown = CancellationToken::new();
-    let (sender, fwd) = spawn_forwarder(Spool::open(&options).unwrap(), link, fast(), shutdown.clone());
+    let (sender, fwd) = spawn_forwarder(
+        Spool::open(&options).unwrap(),
+        link,
+        fast(),
+        shutdown.clone(),
+    );
     for n in 0..5 {
         sender.send(msg(n)).await.unwrap();
     }
     shutdown.cancel();
     assert_eq!(fwd.task.await.unwrap().pending, 5);
-    assert!(sender.send(msg(9)).await.is_err(), "the forwarder takes nothing after shutdown");
+    assert!(
+        sender.send(msg(9)).await.is_err(),
+        "the forwarder takes nothing after shutdown"
+    );
     let spool = Spool::open(&options).unwrap();
     assert_eq!(spool.stats().recovered, 5);
 }

@@ -53,7 +53,8 @@ impl Message {
     /// Sets the downstream device id (and the `deviceId` property routes can match on).
     pub fn for_device(mut self, device_id: &str) -> Self {
         self.device_id = Some(device_id.to_owned());
-        self.properties.insert("deviceId".into(), device_id.to_owned());
+        self.properties
+            .insert("deviceId".into(), device_id.to_owned());
         self
     }
 
@@ -65,7 +66,13 @@ impl Message {
 
     /// Approximate size in bytes (body plus property text), as edgeHub counts it.
     pub fn size(&self) -> usize {
-        self.body.len() + self.properties.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>() + 64
+        self.body.len()
+            + self
+                .properties
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>()
+            + 64
     }
 }
 
@@ -86,7 +93,10 @@ mod body_bytes {
     pub(super) fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
         match std::str::from_utf8(bytes) {
             Ok(text) => s.serialize_str(text),
-            Err(_) => Body::Binary { b64: STANDARD.encode(bytes) }.serialize(s),
+            Err(_) => Body::Binary {
+                b64: STANDARD.encode(bytes),
+            }
+            .serialize(s),
         }
     }
 
@@ -105,7 +115,10 @@ mod tests {
     #[test]
     fn bodies_round_trip_as_text_or_base64() {
         for body in [b"{\"a\":1}".to_vec(), vec![0xff, 0x00, 0x80]] {
-            let m = Message { body: body.clone(), ..Message::default() };
+            let m = Message {
+                body: body.clone(),
+                ..Message::default()
+            };
             let back: Message = serde_json::from_slice(&serde_json::to_vec(&m).unwrap()).unwrap();
             assert_eq!(back.body, body);
         }

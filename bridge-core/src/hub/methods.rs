@@ -20,12 +20,18 @@ pub struct MethodResponse {
 impl MethodResponse {
     /// 200 with a payload.
     pub fn ok(payload: Value) -> Self {
-        Self { status: 200, payload }
+        Self {
+            status: 200,
+            payload,
+        }
     }
 
     /// An error status with `{"error": message}`.
     pub fn error(status: u16, message: impl Into<String>) -> Self {
-        Self { status, payload: serde_json::json!({"error": message.into()}) }
+        Self {
+            status,
+            payload: serde_json::json!({"error": message.into()}),
+        }
     }
 }
 
@@ -41,7 +47,9 @@ pub struct MethodRouter {
 
 impl std::fmt::Debug for MethodRouter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MethodRouter").field("methods", &self.handlers.keys().collect::<Vec<_>>()).finish()
+        f.debug_struct("MethodRouter")
+            .field("methods", &self.handlers.keys().collect::<Vec<_>>())
+            .finish()
     }
 }
 
@@ -57,7 +65,8 @@ impl MethodRouter {
         F: Fn(Value) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = MethodResponse> + Send + 'static,
     {
-        self.handlers.insert(name.to_owned(), Arc::new(move |v| Box::pin(handler(v))));
+        self.handlers
+            .insert(name.to_owned(), Arc::new(move |v| Box::pin(handler(v))));
         self
     }
 
@@ -78,21 +87,29 @@ impl MethodRouter {
     /// Unknown methods get 404; a body that is not JSON gets 400.
     pub async fn dispatch(&self, name: &str, body: &[u8]) -> MethodResponse {
         let Some(handler) = self.handlers.get(name) else {
-            return MethodResponse::error(404, format!("Unknown method '{name}'. Known: {}.", self.names().join(", ")));
+            return MethodResponse::error(
+                404,
+                format!(
+                    "Unknown method '{name}'. Known: {}.",
+                    self.names().join(", ")
+                ),
+            );
         };
         let request: Value = if body.iter().all(u8::is_ascii_whitespace) {
             Value::Null
         } else {
             match serde_json::from_slice(body) {
                 Ok(v) => v,
-                Err(e) => return MethodResponse::error(400, format!("The request body is not JSON: {e}")),
+                Err(e) => {
+                    return MethodResponse::error(400, format!("The request body is not JSON: {e}"));
+                }
             }
         };
         let fut = handler(request);
         match self.timeout {
-            Some(t) => tokio::time::timeout(t, fut)
-                .await
-                .unwrap_or_else(|_| MethodResponse::error(504, format!("The method did not finish within {t:?}."))),
+            Some(t) => tokio::time::timeout(t, fut).await.unwrap_or_else(|_| {
+                MethodResponse::error(504, format!("The method did not finish within {t:?}."))
+            }),
             None => fut.await,
         }
     }
@@ -112,8 +129,14 @@ mod tests {
                 MethodResponse::ok(Value::Null)
             })
             .with_timeout(Duration::from_millis(50));
-        assert_eq!(router.dispatch("echo", br#"{"a":1}"#).await, MethodResponse::ok(json!({"a": 1})));
-        assert_eq!(router.dispatch("echo", b" ").await, MethodResponse::ok(Value::Null));
+        assert_eq!(
+            router.dispatch("echo", br#"{"a":1}"#).await,
+            MethodResponse::ok(json!({"a": 1}))
+        );
+        assert_eq!(
+            router.dispatch("echo", b" ").await,
+            MethodResponse::ok(Value::Null)
+        );
         assert_eq!(router.dispatch("echo", b"{not json").await.status, 400);
         assert_eq!(router.dispatch("nope", b"{}").await.status, 404);
         assert_eq!(router.dispatch("slow", b"{}").await.status, 504);

@@ -9,5 +9,8 @@ pub mod twin;
 
 pub use message::Message;
 pub use methods::{MethodResponse, MethodRouter};
-pub use session::{ConnState, HubSession, InputMessage, ReportError, SessionOptions, error_chain as error_text, spawn_session};
+pub use session::{
+    ConnState, HubSession, InputMessage, ReportError, SessionOptions, error_chain as error_text,
+    spawn_session,
+};
 pub use twin::Desired;

@@ -8,16 +8,18 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime};
 
-use rumqttc::{AsyncClient, ConnectReturnCode, Event, MqttOptions, Outgoing, Packet, QoS, Transport};
+use rumqttc::{
+    AsyncClient, ConnectReturnCode, Event, MqttOptions, Outgoing, Packet, QoS, Transport,
+};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::methods::MethodRouter;
+use super::tls;
 use super::topics::{self, Incoming};
 use super::twin::Desired;
-use super::tls;
 use crate::identity::Credentials;
 use crate::upstream::{AckTracker, Backoff, LinkEnd, LinkEvent, Outbound, Tag};
 
@@ -99,8 +101,16 @@ pub enum ReportError {
 }
 
 enum Command {
-    Report { patch: Value, done: Option<oneshot::Sender<Result<(), ReportError>>> },
-    MethodDone { rid: String, status: u16, payload: Value, generation: u64 },
+    Report {
+        patch: Value,
+        done: Option<oneshot::Sender<Result<(), ReportError>>>,
+    },
+    MethodDone {
+        rid: String,
+        status: u16,
+        payload: Value,
+        generation: u64,
+    },
 }
 
 /// Handle to the session: report properties, watch desired properties and state.
@@ -129,9 +139,18 @@ impl HubSession {
     }
 
     /// Like [`report`](Self::report) but waits for the hub's acknowledgement.
-    pub async fn report_and_wait(&self, patch: Value, timeout: Duration) -> Result<(), ReportError> {
+    pub async fn report_and_wait(
+        &self,
+        patch: Value,
+        timeout: Duration,
+    ) -> Result<(), ReportError> {
         let (tx, rx) = oneshot::channel();
-        self.commands.send(Command::Report { patch, done: Some(tx) }).map_err(|_| ReportError::Stopped)?;
+        self.commands
+            .send(Command::Report {
+                patch,
+                done: Some(tx),
+            })
+            .map_err(|_| ReportError::Stopped)?;
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(ReportError::Stopped),
@@ -179,19 +198,26 @@ pub fn spawn_session(
         connects: 0,
     };
     tokio::spawn(driver.run());
-    HubSession { commands, desired, state }
+    HubSession {
+        commands,
+        desired,
+        state,
+    }
 }
+
+type Waiter = oneshot::Sender<Result<(), ReportError>>;
 
 /// Reported properties not yet acknowledged: merged while waiting.
 #[derive(Default)]
 struct Reported {
     pending: Option<Value>,
-    waiters: Vec<oneshot::Sender<Result<(), ReportError>>>,
-    in_flight: Option<(String, Value, Vec<oneshot::Sender<Result<(), ReportError>>>)>,
+    waiters: Vec<Waiter>,
+    /// (request id, patch, waiters) of the PATCH the hub has not answered yet.
+    in_flight: Option<(String, Value, Vec<Waiter>)>,
 }
 
 impl Reported {
-    fn add(&mut self, patch: &Value, done: Option<oneshot::Sender<Result<(), ReportError>>>) {
+    fn add(&mut self, patch: &Value, done: Option<Waiter>) {
         merge_into(&mut self.pending, patch);
         self.waiters.extend(done);
     }
@@ -222,7 +248,9 @@ fn merge_patch_keep_nulls(target: &mut Value, patch: &Value) {
         (Value::Object(t), Value::Object(p)) => {
             for (k, v) in p {
                 match t.get_mut(k) {
-                    Some(existing) if v.is_object() && existing.is_object() => merge_patch_keep_nulls(existing, v),
+                    Some(existing) if v.is_object() && existing.is_object() => {
+                        merge_patch_keep_nulls(existing, v)
+                    }
                     _ => {
                         t.insert(k.clone(), v.clone());
                     }
@@ -291,7 +319,9 @@ impl Driver {
                     backoff.reset();
                 }
                 End::Lost(error) => {
-                    let _ignored = self.state_tx.send(ConnState::Disconnected { error: error.clone() });
+                    let _ignored = self.state_tx.send(ConnState::Disconnected {
+                        error: error.clone(),
+                    });
                     if started.elapsed() > Duration::from_secs(30) {
                         backoff.reset();
                     }
@@ -320,7 +350,9 @@ impl Driver {
             .set_request_channel_capacity(REQUEST_CAPACITY)
             .set_inflight(200);
         let tls = tls::client_config(&self.credentials.trust).map_err(|e| e.to_string())?;
-        opts.set_transport(Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(tls)));
+        opts.set_transport(Transport::tls_with_config(
+            rumqttc::TlsConfiguration::Rustls(tls),
+        ));
         Ok(opts)
     }
 
@@ -400,7 +432,9 @@ impl Driver {
                 }
                 conn.connected = true;
                 info!(identity = %self.credentials.identity.client_id(), session_present = ack.session_present, "Connected to the hub.");
-                let _ignored = self.state_tx.send(ConnState::Connected { connects: self.connects });
+                let _ignored = self.state_tx.send(ConnState::Connected {
+                    connects: self.connects,
+                });
                 for topic in topics::subscriptions(&self.credentials.identity) {
                     let _ignored = conn.client.try_subscribe(topic, QoS::AtLeastOnce);
                 }
@@ -421,7 +455,10 @@ impl Driver {
     }
 
     fn publish(&self, conn: &mut Conn, topic: String, payload: Vec<u8>, tag: Tag) {
-        match conn.client.try_publish(topic, QoS::AtLeastOnce, false, payload) {
+        match conn
+            .client
+            .try_publish(topic, QoS::AtLeastOnce, false, payload)
+        {
             Ok(()) => conn.acks.queued(tag),
             // Only possible if the channel is full, which MAX_BACKLOG prevents.
             Err(e) => warn!(error = %e, "Could not queue a publish."),
@@ -430,7 +467,12 @@ impl Driver {
 
     fn publish_telemetry(&self, conn: &mut Conn, out: Outbound) {
         let topic = topics::telemetry_topic(&self.credentials.identity, &out.message);
-        self.publish(conn, topic, out.message.body.clone(), Tag::Telemetry(out.seq));
+        self.publish(
+            conn,
+            topic,
+            out.message.body.clone(),
+            Tag::Telemetry(out.seq),
+        );
     }
 
     fn request_twin(&self, conn: &mut Conn) {
@@ -446,7 +488,12 @@ impl Driver {
         }
         if let Some(patch) = self.reported.pending.take() {
             let rid = new_rid();
-            self.publish(conn, topics::twin_report(&rid), patch.to_string().into_bytes(), Tag::Untracked);
+            self.publish(
+                conn,
+                topics::twin_report(&rid),
+                patch.to_string().into_bytes(),
+                Tag::Untracked,
+            );
             let waiters = std::mem::take(&mut self.reported.waiters);
             self.reported.in_flight = Some((rid, patch, waiters));
         }
@@ -458,10 +505,20 @@ impl Driver {
                 self.reported.add(&patch, done);
                 self.flush_reported(conn);
             }
-            Command::MethodDone { rid, status, payload, generation } => {
+            Command::MethodDone {
+                rid,
+                status,
+                payload,
+                generation,
+            } => {
                 // A response for a previous connection's request id would confuse the hub.
                 if generation == conn.generation && conn.connected {
-                    self.publish(conn, topics::method_response(status, &rid), payload.to_string().into_bytes(), Tag::Untracked);
+                    self.publish(
+                        conn,
+                        topics::method_response(status, &rid),
+                        payload.to_string().into_bytes(),
+                        Tag::Untracked,
+                    );
                 }
             }
         }
@@ -469,11 +526,17 @@ impl Driver {
 
     fn on_publish(&mut self, conn: &mut Conn, topic: &str, payload: &[u8]) {
         match topics::parse_incoming(topic) {
-            Incoming::TwinResponse { status, rid, .. } => self.on_twin_response(conn, status, &rid, payload),
+            Incoming::TwinResponse { status, rid, .. } => {
+                self.on_twin_response(conn, status, &rid, payload)
+            }
             Incoming::DesiredPatch { version } => match serde_json::from_slice::<Value>(payload) {
-                Ok(patch) if conn.twin_get.is_some() || self.desired.is_none() => conn.early_patches.push((patch, version)),
+                Ok(patch) if conn.twin_get.is_some() || self.desired.is_none() => {
+                    conn.early_patches.push((patch, version))
+                }
                 Ok(patch) => self.apply_desired_patch(&patch, version),
-                Err(e) => warn!(error = %e, "Ignoring a desired-properties patch that is not JSON."),
+                Err(e) => {
+                    warn!(error = %e, "Ignoring a desired-properties patch that is not JSON.")
+                }
             },
             Incoming::MethodCall { name, rid } => {
                 let router = self.methods.clone();
@@ -493,7 +556,13 @@ impl Driver {
             }
             Incoming::Input { input, properties } => {
                 if let Some(inputs) = &self.inputs
-                    && inputs.try_send(InputMessage { input: input.clone(), properties, body: payload.to_vec() }).is_err()
+                    && inputs
+                        .try_send(InputMessage {
+                            input: input.clone(),
+                            properties,
+                            body: payload.to_vec(),
+                        })
+                        .is_err()
                 {
                     warn!(%input, "Input message dropped: the module is not keeping up.");
                 }
@@ -505,7 +574,9 @@ impl Driver {
     fn on_twin_response(&mut self, conn: &mut Conn, status: u16, rid: &str, payload: &[u8]) {
         if conn.twin_get.as_ref().is_some_and(|(r, _)| r == rid) {
             conn.twin_get = None;
-            let parsed = serde_json::from_slice::<Value>(payload).ok().and_then(|v| Desired::from_twin(&v));
+            let parsed = serde_json::from_slice::<Value>(payload)
+                .ok()
+                .and_then(|v| Desired::from_twin(&v));
             match (status, parsed) {
                 (200, Some(mut desired)) => {
                     for (patch, version) in conn.early_patches.drain(..) {
@@ -517,16 +588,28 @@ impl Driver {
                         let _ignored = self.desired_tx.send(Some(desired));
                     }
                 }
-                (status, _) => warn!(status, "The twin GET failed or returned an unusable document; retrying."),
+                (status, _) => warn!(
+                    status,
+                    "The twin GET failed or returned an unusable document; retrying."
+                ),
             }
             if conn.twin_get.is_none() && self.desired.is_none() {
                 self.request_twin(conn);
             }
             return;
         }
-        if self.reported.in_flight.as_ref().is_some_and(|(r, _, _)| r == rid) {
+        if self
+            .reported
+            .in_flight
+            .as_ref()
+            .is_some_and(|(r, _, _)| r == rid)
+        {
             if let Some((_, _, waiters)) = self.reported.in_flight.take() {
-                let result = if (200..300).contains(&status) { Ok(()) } else { Err(ReportError::Refused(status)) };
+                let result = if (200..300).contains(&status) {
+                    Ok(())
+                } else {
+                    Err(ReportError::Refused(status))
+                };
                 if let Err(e) = &result {
                     warn!(error = %e, "Reported properties refused.");
                 }
@@ -576,7 +659,11 @@ mod tests {
         r.add(&json!({"a": 1, "s": {"x": 1}}), None);
         r.add(&json!({"s": {"y": null}}), None);
         assert_eq!(r.pending, Some(json!({"a": 1, "s": {"x": 1, "y": null}})));
-        r.in_flight = Some(("rid".into(), r.pending.take().unwrap_or_default(), Vec::new()));
+        r.in_flight = Some((
+            "rid".into(),
+            r.pending.take().unwrap_or_default(),
+            Vec::new(),
+        ));
         r.add(&json!({"a": 2}), None);
         r.requeue();
         assert_eq!(r.pending, Some(json!({"a": 2, "s": {"x": 1, "y": null}})));

@@ -53,9 +53,14 @@ mod tests {
 
     #[test]
     fn empty_or_garbage_bundles_are_refused() {
-        assert!(matches!(client_config(&TrustRoots::Pem(String::new())), Err(TlsSetupError::NoCertificates)));
         assert!(matches!(
-            client_config(&TrustRoots::Pem("-----BEGIN CERTIFICATE-----\nnope\n-----END CERTIFICATE-----\n".into())),
+            client_config(&TrustRoots::Pem(String::new())),
+            Err(TlsSetupError::NoCertificates)
+        ));
+        assert!(matches!(
+            client_config(&TrustRoots::Pem(
+                "-----BEGIN CERTIFICATE-----\nnope\n-----END CERTIFICATE-----\n".into()
+            )),
             Err(TlsSetupError::NoCertificates)
         ));
     }

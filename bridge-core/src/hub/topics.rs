@@ -18,7 +18,10 @@ pub fn client_type() -> String {
 /// `{host}/{device}[/{module}]/?api-version=…&DeviceClientType=…[&model-id=…]`.
 pub fn username(id: &HubIdentity) -> String {
     let mut out = format!("{}/{}/", id.hub_hostname, id.client_id());
-    out.push_str(&format!("?api-version={API_VERSION}&DeviceClientType={}", percent_encode_all(&client_type())));
+    out.push_str(&format!(
+        "?api-version={API_VERSION}&DeviceClientType={}",
+        percent_encode_all(&client_type())
+    ));
     if let Some(model) = &id.model_id {
         out.push_str(&format!("&model-id={}", percent_encode_all(model)));
     }
@@ -144,7 +147,9 @@ pub enum Incoming {
 /// Classifies an incoming topic.
 pub fn parse_incoming(topic: &str) -> Incoming {
     if let Some(rest) = topic.strip_prefix("$iothub/twin/res/") {
-        let (status, query) = rest.split_once("/?").unwrap_or((rest.trim_end_matches('/'), ""));
+        let (status, query) = rest
+            .split_once("/?")
+            .unwrap_or((rest.trim_end_matches('/'), ""));
         let q = decode_bag(query);
         return match (status.parse(), q.get("$rid")) {
             (Ok(status), Some(rid)) => Incoming::TwinResponse {
@@ -157,12 +162,17 @@ pub fn parse_incoming(topic: &str) -> Incoming {
     }
     if let Some(rest) = topic.strip_prefix("$iothub/twin/PATCH/properties/desired/") {
         let q = decode_bag(rest.trim_start_matches('?'));
-        return Incoming::DesiredPatch { version: q.get("$version").and_then(|v| v.parse().ok()) };
+        return Incoming::DesiredPatch {
+            version: q.get("$version").and_then(|v| v.parse().ok()),
+        };
     }
     if let Some(rest) = topic.strip_prefix("$iothub/methods/POST/") {
         if let Some((name, query)) = rest.split_once("/?") {
             if let Some(rid) = decode_bag(query).get("$rid") {
-                return Incoming::MethodCall { name: name.to_owned(), rid: rid.clone() };
+                return Incoming::MethodCall {
+                    name: name.to_owned(),
+                    rid: rid.clone(),
+                };
             }
         }
         return Incoming::Unknown;
@@ -171,7 +181,10 @@ pub fn parse_incoming(topic: &str) -> Incoming {
         let rest = &topic[idx + "/inputs/".len()..];
         let (input, bag) = rest.split_once('/').unwrap_or((rest, ""));
         if !input.is_empty() {
-            return Incoming::Input { input: input.to_owned(), properties: decode_bag(bag.trim_end_matches('/')) };
+            return Incoming::Input {
+                input: input.to_owned(),
+                properties: decode_bag(bag.trim_end_matches('/')),
+            };
         }
     }
     Incoming::Unknown
@@ -217,12 +230,25 @@ mod tests {
         id.module_id = None;
         id.device_id = "leaf-001".into();
         id.model_id = Some("dtmi:com:example:Thermostat;1".into());
-        let msg = Message { content_type: Some("application/json".into()), content_encoding: Some("utf-8".into()), ..Message::default() };
-        assert_eq!(telemetry_topic(&id, &msg), "devices/leaf-001/messages/events/%24.ct=application%2Fjson&%24.ce=utf-8");
+        let msg = Message {
+            content_type: Some("application/json".into()),
+            content_encoding: Some("utf-8".into()),
+            ..Message::default()
+        };
+        assert_eq!(
+            telemetry_topic(&id, &msg),
+            "devices/leaf-001/messages/events/%24.ct=application%2Fjson&%24.ce=utf-8"
+        );
         let user = username(&id);
         assert!(user.starts_with("myhub.azure-devices.net/leaf-001/?api-version=2020-09-30&DeviceClientType=edge-bridge%2F"));
-        assert!(user.ends_with("&model-id=dtmi%3Acom%3Aexample%3AThermostat%3B1"), "{user}");
-        assert!(username(&module()).starts_with("myhub.azure-devices.net/dev1/mod1/?api-version=2020-09-30&"));
+        assert!(
+            user.ends_with("&model-id=dtmi%3Acom%3Aexample%3AThermostat%3B1"),
+            "{user}"
+        );
+        assert!(
+            username(&module())
+                .starts_with("myhub.azure-devices.net/dev1/mod1/?api-version=2020-09-30&")
+        );
     }
 
     #[test]
@@ -242,14 +268,26 @@ mod tests {
     fn parses_hub_topics() {
         assert_eq!(
             parse_incoming("$iothub/twin/res/204/?$rid=abc&$version=6"),
-            Incoming::TwinResponse { status: 204, rid: "abc".into(), version: Some(6) }
+            Incoming::TwinResponse {
+                status: 204,
+                rid: "abc".into(),
+                version: Some(6)
+            }
         );
-        assert_eq!(parse_incoming("$iothub/twin/PATCH/properties/desired/?$version=4"), Incoming::DesiredPatch { version: Some(4) });
+        assert_eq!(
+            parse_incoming("$iothub/twin/PATCH/properties/desired/?$version=4"),
+            Incoming::DesiredPatch { version: Some(4) }
+        );
         assert_eq!(
             parse_incoming("$iothub/methods/POST/reboot/?$rid=1"),
-            Incoming::MethodCall { name: "reboot".into(), rid: "1".into() }
+            Incoming::MethodCall {
+                name: "reboot".into(),
+                rid: "1".into()
+            }
         );
-        match parse_incoming("devices/dev1/modules/mod1/inputs/input1/%24.mid=msg-42&%24.cid=corr-7&temp%20unit=%C2%B0C") {
+        match parse_incoming(
+            "devices/dev1/modules/mod1/inputs/input1/%24.mid=msg-42&%24.cid=corr-7&temp%20unit=%C2%B0C",
+        ) {
             Incoming::Input { input, properties } => {
                 assert_eq!(input, "input1");
                 assert_eq!(properties["$.mid"], "msg-42");
@@ -257,7 +295,13 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        for garbage in ["", "$iothub/twin/res/xx/?$rid=1", "$iothub/methods/POST/x", "random/topic", "$iothub/twin/res/200/"] {
+        for garbage in [
+            "",
+            "$iothub/twin/res/xx/?$rid=1",
+            "$iothub/methods/POST/x",
+            "random/topic",
+            "$iothub/twin/res/200/",
+        ] {
             assert_eq!(parse_incoming(garbage), Incoming::Unknown, "{garbage}");
         }
     }

@@ -56,7 +56,10 @@ impl Desired {
     /// From a full twin GET response body (`{"desired": {...}, "reported": {...}}`).
     pub fn from_twin(twin: &Value) -> Option<Self> {
         let desired = twin.get("desired")?;
-        Some(Self { doc: strip_metadata(desired), version: version_of(desired).unwrap_or(0) })
+        Some(Self {
+            doc: strip_metadata(desired),
+            version: version_of(desired).unwrap_or(0),
+        })
     }
 
     /// Applies a desired patch. Returns false (and changes nothing) when the patch is
@@ -89,7 +92,10 @@ mod tests {
     #[test]
     fn merge_patch_follows_rfc7386() {
         let mut doc = json!({"a": 1, "b": {"c": 2, "d": 3}, "e": [1]});
-        merge_patch(&mut doc, &json!({"a": null, "b": {"c": 5, "d": null, "x": {"y": 1}}, "e": "s"}));
+        merge_patch(
+            &mut doc,
+            &json!({"a": null, "b": {"c": 5, "d": null, "x": {"y": 1}}, "e": "s"}),
+        );
         assert_eq!(doc, json!({"b": {"c": 5, "x": {"y": 1}}, "e": "s"}));
     }
 
@@ -97,16 +103,31 @@ mod tests {
     fn desired_tracks_versions_and_strips_metadata() {
         let twin = json!({"desired": {"telemetryInterval": 5, "$version": 3, "$metadata": {"$lastUpdated": "x"}}, "reported": {"$version": 5}});
         let mut d = Desired::from_twin(&twin).unwrap();
-        assert_eq!(d, Desired { doc: json!({"telemetryInterval": 5}), version: 3 });
-        assert!(d.apply_patch(&json!({"telemetryInterval": 7, "threshold": null, "$version": 4}), Some(4)));
+        assert_eq!(
+            d,
+            Desired {
+                doc: json!({"telemetryInterval": 5}),
+                version: 3
+            }
+        );
+        assert!(d.apply_patch(
+            &json!({"telemetryInterval": 7, "threshold": null, "$version": 4}),
+            Some(4)
+        ));
         assert_eq!(d.doc, json!({"telemetryInterval": 7}));
-        assert!(!d.apply_patch(&json!({"telemetryInterval": 1, "$version": 4}), None), "stale patch applied");
+        assert!(
+            !d.apply_patch(&json!({"telemetryInterval": 1, "$version": 4}), None),
+            "stale patch applied"
+        );
         assert_eq!(d.version, 4);
         assert!(Desired::from_twin(&json!("garbage")).is_none());
     }
 
     #[test]
     fn ack_shape() {
-        assert_eq!(pnp_ack(&json!(5), 200, 4, "applied"), json!({"value": 5, "ac": 200, "av": 4, "ad": "applied"}));
+        assert_eq!(
+            pnp_ack(&json!(5), 200, 4, "applied"),
+            json!({"value": 5, "ac": 200, "av": 4, "ad": "applied"})
+        );
     }
 }

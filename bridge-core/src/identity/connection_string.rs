@@ -30,7 +30,9 @@ pub enum ConnectionStringError {
     #[error("The connection string's SharedAccessKey is unusable.")]
     Key(#[source] KeyError),
     /// X.509 or shared-access-policy strings are not supported.
-    #[error("The connection string part {0} is not supported; use a device or module SharedAccessKey.")]
+    #[error(
+        "The connection string part {0} is not supported; use a device or module SharedAccessKey."
+    )]
     Unsupported(String),
 }
 
@@ -38,12 +40,13 @@ impl std::str::FromStr for ConnectionString {
     type Err = ConnectionStringError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let (mut host, mut device, mut module, mut gateway, mut key) = (None, None, None, None, None);
+        let (mut host, mut device, mut module, mut gateway, mut key) =
+            (None, None, None, None, None);
         for part in text.trim().split(';').filter(|p| !p.trim().is_empty()) {
             // Keys end in base64 padding, so split at the first '=' only.
-            let (k, v) = part
-                .split_once('=')
-                .ok_or_else(|| ConnectionStringError::Malformed(part.split('=').next().unwrap_or("").into()))?;
+            let (k, v) = part.split_once('=').ok_or_else(|| {
+                ConnectionStringError::Malformed(part.split('=').next().unwrap_or("").into())
+            })?;
             let v = v.trim().to_owned();
             match k.trim() {
                 "HostName" => host = Some(v),
@@ -84,11 +87,21 @@ mod tests {
 
     #[test]
     fn rejects_bad_strings() {
-        assert!(matches!("HostName=h;DeviceId=d".parse::<ConnectionString>(), Err(ConnectionStringError::Missing("SharedAccessKey"))));
-        assert!(matches!("HostName=h;DeviceId=d;SharedAccessKey=!!".parse::<ConnectionString>(), Err(ConnectionStringError::Key(_))));
-        assert!(matches!("garbage".parse::<ConnectionString>(), Err(ConnectionStringError::Malformed(_))));
         assert!(matches!(
-            "HostName=h;SharedAccessKeyName=iothubowner;SharedAccessKey=YQ==".parse::<ConnectionString>(),
+            "HostName=h;DeviceId=d".parse::<ConnectionString>(),
+            Err(ConnectionStringError::Missing("SharedAccessKey"))
+        ));
+        assert!(matches!(
+            "HostName=h;DeviceId=d;SharedAccessKey=!!".parse::<ConnectionString>(),
+            Err(ConnectionStringError::Key(_))
+        ));
+        assert!(matches!(
+            "garbage".parse::<ConnectionString>(),
+            Err(ConnectionStringError::Malformed(_))
+        ));
+        assert!(matches!(
+            "HostName=h;SharedAccessKeyName=iothubowner;SharedAccessKey=YQ=="
+                .parse::<ConnectionString>(),
             Err(ConnectionStringError::Unsupported(_))
         ));
     }

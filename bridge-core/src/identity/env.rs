@@ -39,7 +39,11 @@ impl EdgeEnvironment {
     /// Reads the environment through `var` (pass `|k| std::env::var(k).ok()`), so tests
     /// never touch the process environment.
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, EnvError> {
-        let get = |name: &'static str| var(name).filter(|v| !v.is_empty()).ok_or(EnvError::Missing(name));
+        let get = |name: &'static str| {
+            var(name)
+                .filter(|v| !v.is_empty())
+                .ok_or(EnvError::Missing(name))
+        };
         if let Some(scheme) = var("IOTEDGE_AUTHSCHEME").filter(|s| !s.is_empty())
             && !scheme.eq_ignore_ascii_case("sasToken")
         {
@@ -52,7 +56,9 @@ impl EdgeEnvironment {
             module_id: get("IOTEDGE_MODULEID")?,
             generation_id: get("IOTEDGE_MODULEGENERATIONID")?,
             workload_uri: get("IOTEDGE_WORKLOADURI")?,
-            api_version: var("IOTEDGE_APIVERSION").filter(|v| !v.is_empty()).unwrap_or_else(|| "2019-01-30".into()),
+            api_version: var("IOTEDGE_APIVERSION")
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| "2019-01-30".into()),
         })
     }
 
@@ -68,12 +74,18 @@ mod tests {
     use std::collections::HashMap;
 
     fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         move |k| map.get(k).cloned()
     }
 
     const FULL: &[(&str, &str)] = &[
-        ("IOTEDGE_WORKLOADURI", "unix:///var/run/iotedge/workload.sock"),
+        (
+            "IOTEDGE_WORKLOADURI",
+            "unix:///var/run/iotedge/workload.sock",
+        ),
         ("IOTEDGE_DEVICEID", "dev1"),
         ("IOTEDGE_MODULEID", "mod1"),
         ("IOTEDGE_MODULEGENERATIONID", "637000000000000001"),
@@ -93,12 +105,25 @@ mod tests {
 
     #[test]
     fn names_the_missing_variable() {
-        let partial: Vec<_> = FULL.iter().copied().filter(|(k, _)| *k != "IOTEDGE_DEVICEID").collect();
-        assert_eq!(EdgeEnvironment::from_vars(vars(&partial)), Err(EnvError::Missing("IOTEDGE_DEVICEID")));
+        let partial: Vec<_> = FULL
+            .iter()
+            .copied()
+            .filter(|(k, _)| *k != "IOTEDGE_DEVICEID")
+            .collect();
+        assert_eq!(
+            EdgeEnvironment::from_vars(vars(&partial)),
+            Err(EnvError::Missing("IOTEDGE_DEVICEID"))
+        );
         let mut x509: Vec<_> = FULL.to_vec();
         x509.push(("IOTEDGE_AUTHSCHEME", "x509"));
-        let x509: Vec<_> = x509.into_iter().filter(|(k, v)| *k != "IOTEDGE_AUTHSCHEME" || *v == "x509").collect();
-        assert!(matches!(EdgeEnvironment::from_vars(vars(&x509)), Err(EnvError::AuthScheme(_))));
+        let x509: Vec<_> = x509
+            .into_iter()
+            .filter(|(k, v)| *k != "IOTEDGE_AUTHSCHEME" || *v == "x509")
+            .collect();
+        assert!(matches!(
+            EdgeEnvironment::from_vars(vars(&x509)),
+            Err(EnvError::AuthScheme(_))
+        ));
         assert!(!EdgeEnvironment::present(vars(&[])));
     }
 }

@@ -19,7 +19,10 @@ pub enum HttpParseError {
 pub(crate) fn request(method: &str, path: &str, body: Option<&[u8]>) -> Vec<u8> {
     let mut out = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
     if let Some(body) = body {
-        out.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len()));
+        out.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
     }
     out.push_str("\r\n");
     let mut bytes = out.into_bytes();
@@ -39,14 +42,23 @@ pub(crate) fn parse_response(raw: &[u8]) -> Result<(u16, Vec<u8>), HttpParseErro
     if !parts.next().is_some_and(|v| v.starts_with("HTTP/1.")) {
         return Err(HttpParseError::NotHttp);
     }
-    let status: u16 = parts.next().and_then(|s| s.parse().ok()).ok_or(HttpParseError::NotHttp)?;
+    let status: u16 = parts
+        .next()
+        .and_then(|s| s.parse().ok())
+        .ok_or(HttpParseError::NotHttp)?;
     let (mut length, mut chunked) = (None, false);
     for line in lines {
         let (name, value) = line.split_once(':').ok_or(HttpParseError::NotHttp)?;
         let value = value.trim();
         if name.eq_ignore_ascii_case("content-length") {
-            length = Some(value.parse::<usize>().map_err(|_| HttpParseError::NotHttp)?);
-        } else if name.eq_ignore_ascii_case("transfer-encoding") && value.eq_ignore_ascii_case("chunked") {
+            length = Some(
+                value
+                    .parse::<usize>()
+                    .map_err(|_| HttpParseError::NotHttp)?,
+            );
+        } else if name.eq_ignore_ascii_case("transfer-encoding")
+            && value.eq_ignore_ascii_case("chunked")
+        {
             chunked = true;
         }
     }
@@ -54,7 +66,9 @@ pub(crate) fn parse_response(raw: &[u8]) -> Result<(u16, Vec<u8>), HttpParseErro
     let body = if chunked {
         dechunk(body)?
     } else if let Some(len) = length {
-        body.get(..len).ok_or(HttpParseError::TruncatedBody)?.to_vec()
+        body.get(..len)
+            .ok_or(HttpParseError::TruncatedBody)?
+            .to_vec()
     } else {
         body.to_vec()
     };
@@ -63,7 +77,9 @@ pub(crate) fn parse_response(raw: &[u8]) -> Result<(u16, Vec<u8>), HttpParseErro
 
 /// True once `raw` holds the headers and the whole `Content-Length` body.
 pub(crate) fn is_complete(raw: &[u8]) -> bool {
-    let Some(head_end) = find(raw, b"\r\n\r\n") else { return false };
+    let Some(head_end) = find(raw, b"\r\n\r\n") else {
+        return false;
+    };
     let head = String::from_utf8_lossy(&raw[..head_end]);
     head.split("\r\n")
         .filter_map(|l| l.split_once(':'))
@@ -76,9 +92,11 @@ fn dechunk(mut body: &[u8]) -> Result<Vec<u8>, HttpParseError> {
     let mut out = Vec::new();
     loop {
         let line_end = find(body, b"\r\n").ok_or(HttpParseError::TruncatedBody)?;
-        let size_text = std::str::from_utf8(&body[..line_end]).map_err(|_| HttpParseError::TruncatedBody)?;
+        let size_text =
+            std::str::from_utf8(&body[..line_end]).map_err(|_| HttpParseError::TruncatedBody)?;
         let size_text = size_text.split(';').next().unwrap_or("").trim();
-        let size = usize::from_str_radix(size_text, 16).map_err(|_| HttpParseError::TruncatedBody)?;
+        let size =
+            usize::from_str_radix(size_text, 16).map_err(|_| HttpParseError::TruncatedBody)?;
         body = &body[line_end + 2..];
         if size == 0 {
             return Ok(out);
@@ -108,9 +126,18 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        assert_eq!(parse_response(b"SSH-2.0\r\n\r\n"), Err(HttpParseError::NotHttp));
-        assert_eq!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 9"), Err(HttpParseError::TruncatedHeaders));
-        assert_eq!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nab"), Err(HttpParseError::TruncatedBody));
+        assert_eq!(
+            parse_response(b"SSH-2.0\r\n\r\n"),
+            Err(HttpParseError::NotHttp)
+        );
+        assert_eq!(
+            parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 9"),
+            Err(HttpParseError::TruncatedHeaders)
+        );
+        assert_eq!(
+            parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nab"),
+            Err(HttpParseError::TruncatedBody)
+        );
         assert_eq!(
             parse_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"),
             Err(HttpParseError::TruncatedBody)

@@ -44,7 +44,11 @@ impl HubIdentity {
 
     /// The token audience, `{hub}/devices/{d}[/modules/{m}]`.
     pub fn resource_uri(&self) -> String {
-        sas::resource_uri(&self.hub_hostname, &self.device_id, self.module_id.as_deref())
+        sas::resource_uri(
+            &self.hub_hostname,
+            &self.device_id,
+            self.module_id.as_deref(),
+        )
     }
 }
 
@@ -67,10 +71,17 @@ pub enum SignError {
 
 impl Signer {
     /// A SAS token for `uri`, valid for `lifetime` from now. Returns the token and its expiry.
-    pub async fn token(&self, uri: &str, lifetime: Duration) -> Result<(String, SystemTime), SignError> {
+    pub async fn token(
+        &self,
+        uri: &str,
+        lifetime: Duration,
+    ) -> Result<(String, SystemTime), SignError> {
         let now = SystemTime::now();
         let expiry_at = now + lifetime;
-        let expiry = expiry_at.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let expiry = expiry_at
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
         let encoded = encode::percent_encode_all(uri);
         let to_sign = sas::string_to_sign(&encoded, expiry);
         let signature = match self {
@@ -127,9 +138,17 @@ pub enum CredentialsError {
 impl Credentials {
     /// Module credentials from the IoT Edge environment: trust bundle fetched once,
     /// tokens signed by the workload API on every (re)connect.
-    pub async fn from_edge_environment(env: &EdgeEnvironment, port: u16) -> Result<Self, CredentialsError> {
+    pub async fn from_edge_environment(
+        env: &EdgeEnvironment,
+        port: u16,
+    ) -> Result<Self, CredentialsError> {
         let endpoint = WorkloadEndpoint::parse(&env.workload_uri)?;
-        let client = WorkloadClient::new(endpoint, &env.module_id, &env.generation_id, &env.api_version);
+        let client = WorkloadClient::new(
+            endpoint,
+            &env.module_id,
+            &env.generation_id,
+            &env.api_version,
+        );
         let bundle = client.trust_bundle().await?;
         Ok(Self {
             identity: HubIdentity {
@@ -147,11 +166,18 @@ impl Credentials {
 
     /// Credentials from a connection string, with an optional CA file to trust
     /// (`EdgeModuleCACertificateFile` convention) instead of the system roots.
-    pub fn from_connection_string(cs: &ConnectionString, ca_file: Option<&str>, port: u16) -> Result<Self, CredentialsError> {
+    pub fn from_connection_string(
+        cs: &ConnectionString,
+        ca_file: Option<&str>,
+        port: u16,
+    ) -> Result<Self, CredentialsError> {
         let trust = match ca_file {
-            Some(path) => TrustRoots::Pem(
-                std::fs::read_to_string(path).map_err(|source| CredentialsError::CaFile { path: path.into(), source })?,
-            ),
+            Some(path) => TrustRoots::Pem(std::fs::read_to_string(path).map_err(|source| {
+                CredentialsError::CaFile {
+                    path: path.into(),
+                    source,
+                }
+            })?),
             None => TrustRoots::System,
         };
         Ok(Self {
@@ -159,7 +185,10 @@ impl Credentials {
                 hub_hostname: cs.hub_hostname.clone(),
                 device_id: cs.device_id.clone(),
                 module_id: cs.module_id.clone(),
-                connect_host: cs.gateway_hostname.clone().unwrap_or_else(|| cs.hub_hostname.clone()),
+                connect_host: cs
+                    .gateway_hostname
+                    .clone()
+                    .unwrap_or_else(|| cs.hub_hostname.clone()),
                 port,
                 model_id: None,
             },

@@ -33,7 +33,9 @@ impl std::fmt::Debug for SymmetricKey {
 impl SymmetricKey {
     /// Decodes a base64 key as IoT Hub shows it (`SharedAccessKey=`).
     pub fn from_base64(text: &str) -> Result<Self, KeyError> {
-        let bytes = STANDARD.decode(text.trim()).map_err(|_| KeyError::NotBase64)?;
+        let bytes = STANDARD
+            .decode(text.trim())
+            .map_err(|_| KeyError::NotBase64)?;
         if bytes.is_empty() {
             return Err(KeyError::Empty);
         }
@@ -88,7 +90,9 @@ pub fn string_to_sign(encoded_uri: &str, expiry: u64) -> String {
 pub fn token(encoded_uri: &str, signature_b64: &str, expiry: u64, policy: Option<&str>) -> String {
     let sig = percent_encode_all(signature_b64);
     match policy {
-        Some(skn) => format!("SharedAccessSignature sr={encoded_uri}&sig={sig}&se={expiry}&skn={skn}"),
+        Some(skn) => {
+            format!("SharedAccessSignature sr={encoded_uri}&sig={sig}&se={expiry}&skn={skn}")
+        }
         None => format!("SharedAccessSignature sr={encoded_uri}&sig={sig}&se={expiry}"),
     }
 }
@@ -129,7 +133,9 @@ pub enum TokenParseError {
 
 /// Parses a token the way edgeHub does: split on `&` and `=`, URL-decode values.
 pub fn parse_token(token: &str) -> Result<ParsedToken, TokenParseError> {
-    let rest = token.strip_prefix("SharedAccessSignature ").ok_or(TokenParseError::Prefix)?;
+    let rest = token
+        .strip_prefix("SharedAccessSignature ")
+        .ok_or(TokenParseError::Prefix)?;
     let (mut sr, mut sig, mut se, mut skn) = (None, None, None, None);
     for field in rest.split('&') {
         let (key, value) = field.split_once('=').unwrap_or((field, ""));
@@ -144,7 +150,10 @@ pub fn parse_token(token: &str) -> Result<ParsedToken, TokenParseError> {
     Ok(ParsedToken {
         encoded_uri: sr.ok_or(TokenParseError::Missing("sr"))?,
         signature: sig.ok_or(TokenParseError::Missing("sig"))?,
-        expiry: se.ok_or(TokenParseError::Missing("se"))?.parse().map_err(|_| TokenParseError::Expiry)?,
+        expiry: se
+            .ok_or(TokenParseError::Missing("se"))?
+            .parse()
+            .map_err(|_| TokenParseError::Expiry)?,
         policy: skn,
     })
 }
@@ -173,19 +182,35 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            group.derive("sn-007-888-abc-mac-a1-b2-c3-d4-e5-f6").to_base64(),
+            group
+                .derive("sn-007-888-abc-mac-a1-b2-c3-d4-e5-f6")
+                .to_base64(),
             "Jsm0lyGpjaVYVP2g3FnmnmG9dI/9qU24wNoykUmermc="
         );
     }
 
     #[test]
     fn captured_dps_token() {
-        let group = SymmetricKey::from_base64("Y2FwdHVyZS10ZXN0LWdyb3VwLWVucm9sbG1lbnQta2V5LTAwMA==").unwrap();
+        let group =
+            SymmetricKey::from_base64("Y2FwdHVyZS10ZXN0LWdyb3VwLWVucm9sbG1lbnQta2V5LTAwMA==")
+                .unwrap();
         let device = group.derive("leaf-001");
-        assert_eq!(device.to_base64(), "0MWX/+PCssAhy/1eOPldnPfJ6pqTB1LtYZqmM4Lki5I=");
-        let tok = token_with_key(&dps_resource_uri("0ne00000000", "leaf-001"), &device, 1_795_695_151);
-        assert!(tok.contains("sig=Rx5k9iWSqKySlamZ9p1YHp8Zw%2FhKUDL7aOf%2FSNR2G%2B0%3D"), "{tok}");
-        assert!(tok.starts_with("SharedAccessSignature sr=0ne00000000%2Fregistrations%2Fleaf-001&"));
+        assert_eq!(
+            device.to_base64(),
+            "0MWX/+PCssAhy/1eOPldnPfJ6pqTB1LtYZqmM4Lki5I="
+        );
+        let tok = token_with_key(
+            &dps_resource_uri("0ne00000000", "leaf-001"),
+            &device,
+            1_795_695_151,
+        );
+        assert!(
+            tok.contains("sig=Rx5k9iWSqKySlamZ9p1YHp8Zw%2FhKUDL7aOf%2FSNR2G%2B0%3D"),
+            "{tok}"
+        );
+        assert!(
+            tok.starts_with("SharedAccessSignature sr=0ne00000000%2Fregistrations%2Fleaf-001&")
+        );
     }
 
     #[test]
@@ -197,14 +222,26 @@ mod tests {
         assert_eq!(parsed.expiry, 42);
         assert_eq!(parsed.signature, key.sign(b"h%2Fdevices%2Fd\n42"));
         assert_eq!(parse_token("Bearer x"), Err(TokenParseError::Prefix));
-        assert_eq!(parse_token("SharedAccessSignature sr=a&sig=b&se=x"), Err(TokenParseError::Expiry));
-        assert_eq!(parse_token("SharedAccessSignature sig=b&se=1"), Err(TokenParseError::Missing("sr")));
+        assert_eq!(
+            parse_token("SharedAccessSignature sr=a&sig=b&se=x"),
+            Err(TokenParseError::Expiry)
+        );
+        assert_eq!(
+            parse_token("SharedAccessSignature sig=b&se=1"),
+            Err(TokenParseError::Missing("sr"))
+        );
     }
 
     #[test]
     fn bad_keys_are_errors_and_never_printed() {
-        assert!(matches!(SymmetricKey::from_base64("not base64!"), Err(KeyError::NotBase64)));
-        assert!(matches!(SymmetricKey::from_base64(""), Err(KeyError::Empty)));
+        assert!(matches!(
+            SymmetricKey::from_base64("not base64!"),
+            Err(KeyError::NotBase64)
+        ));
+        assert!(matches!(
+            SymmetricKey::from_base64(""),
+            Err(KeyError::Empty)
+        ));
         let key = SymmetricKey::from_base64(MODULE_KEY).unwrap();
         assert_eq!(format!("{key:?}"), "SymmetricKey(<redacted>)");
     }

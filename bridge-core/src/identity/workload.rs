@@ -79,7 +79,12 @@ impl WorkloadEndpoint {
 
 impl WorkloadClient {
     /// A client for one module (`moduleId`, `generationId` from the IoT Edge environment).
-    pub fn new(endpoint: WorkloadEndpoint, module_id: &str, generation_id: &str, api_version: &str) -> Self {
+    pub fn new(
+        endpoint: WorkloadEndpoint,
+        module_id: &str,
+        generation_id: &str,
+        api_version: &str,
+    ) -> Self {
         Self {
             endpoint,
             module_id: module_id.to_owned(),
@@ -108,7 +113,9 @@ impl WorkloadClient {
             self.api_version
         );
         let body = serde_json::json!({"keyId": "primary", "algo": "HMACSHA256", "data": STANDARD.encode(data)});
-        let raw = self.call("POST", &path, Some(body.to_string().as_bytes())).await?;
+        let raw = self
+            .call("POST", &path, Some(body.to_string().as_bytes()))
+            .await?;
         let parsed: SignResponse = serde_json::from_slice(&raw).map_err(WorkloadError::Json)?;
         Ok(parsed.digest)
     }
@@ -125,7 +132,12 @@ impl WorkloadClient {
         Ok(parsed.certificate)
     }
 
-    async fn call(&self, method: &str, path: &str, body: Option<&[u8]>) -> Result<Vec<u8>, WorkloadError> {
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+    ) -> Result<Vec<u8>, WorkloadError> {
         let request = http::request(method, path, body);
         let exchange = async {
             match &self.endpoint {
@@ -142,7 +154,10 @@ impl WorkloadClient {
         let raw = tokio::time::timeout(self.timeout, exchange)
             .await
             .map_err(|_| WorkloadError::Timeout(self.timeout))?
-            .map_err(|source| WorkloadError::Io { endpoint: self.endpoint_text(), source })?;
+            .map_err(|source| WorkloadError::Io {
+                endpoint: self.endpoint_text(),
+                source,
+            })?;
         let (status, body) = http::parse_response(&raw)?;
         if !(200..300).contains(&status) {
             let message = serde_json::from_slice::<serde_json::Value>(&body)
@@ -195,19 +210,32 @@ mod tests {
             WorkloadEndpoint::parse("unix:///var/run/iotedge/workload.sock").unwrap(),
             WorkloadEndpoint::Unix("/var/run/iotedge/workload.sock".into())
         );
-        assert_eq!(WorkloadEndpoint::parse("http://10.0.0.1:15581/").unwrap(), WorkloadEndpoint::Tcp("10.0.0.1:15581".into()));
-        assert!(matches!(WorkloadEndpoint::parse("ftp://x"), Err(WorkloadError::BadUri(_))));
+        assert_eq!(
+            WorkloadEndpoint::parse("http://10.0.0.1:15581/").unwrap(),
+            WorkloadEndpoint::Tcp("10.0.0.1:15581".into())
+        );
+        assert!(matches!(
+            WorkloadEndpoint::parse("ftp://x"),
+            Err(WorkloadError::BadUri(_))
+        ));
     }
 
     #[tokio::test]
     async fn times_out_and_reports_unreachable_sockets() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("w.sock");
-        let client = WorkloadClient::new(WorkloadEndpoint::Unix(path.clone()), "m", "g", "2019-01-30");
-        assert!(matches!(client.sign(b"x").await, Err(WorkloadError::Io { .. })));
+        let client =
+            WorkloadClient::new(WorkloadEndpoint::Unix(path.clone()), "m", "g", "2019-01-30");
+        assert!(matches!(
+            client.sign(b"x").await,
+            Err(WorkloadError::Io { .. })
+        ));
         // A socket that accepts but never answers.
         let _listener = tokio::net::UnixListener::bind(&path).unwrap();
         let client = client.with_timeout(Duration::from_millis(100));
-        assert!(matches!(client.trust_bundle().await, Err(WorkloadError::Timeout(_))));
+        assert!(matches!(
+            client.trust_bundle().await,
+            Err(WorkloadError::Timeout(_))
+        ));
     }
 }

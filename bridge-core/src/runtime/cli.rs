@@ -21,14 +21,24 @@ pub struct CommonArgs {
     #[arg(long, global = true, default_value = "{deviceId}/{output}")]
     pub topic_template: String,
     /// Module or device connection string, to run without IoT Edge.
-    #[arg(long, global = true, env = "IOTHUB_CONNECTION_STRING", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "IOTHUB_CONNECTION_STRING",
+        hide_env_values = true
+    )]
     pub connection_string: Option<String>,
     /// PEM file of the CA to trust for the hub or broker (default: the workload trust
     /// bundle under IoT Edge, the system roots otherwise).
     #[arg(long, global = true, env = "EdgeModuleCACertificateFile")]
     pub ca_file: Option<String>,
     /// edgeHub's MQTT port.
-    #[arg(long, global = true, env = "EDGE_BRIDGE_HUB_PORT", default_value_t = 8883)]
+    #[arg(
+        long,
+        global = true,
+        env = "EDGE_BRIDGE_HUB_PORT",
+        default_value_t = 8883
+    )]
     pub hub_port: u16,
     /// Directory for the disk spool (store-and-forward across restarts). Memory only if unset.
     #[arg(long, global = true, env = "EDGE_BRIDGE_SPOOL_DIR")]
@@ -67,7 +77,10 @@ pub enum UpstreamChoiceError {
 
 impl CommonArgs {
     /// Resolves the upstream; `edge_env_present` is whether `IOTEDGE_MODULEID` is set.
-    pub fn upstream_choice(&self, edge_env_present: bool) -> Result<UpstreamChoice, UpstreamChoiceError> {
+    pub fn upstream_choice(
+        &self,
+        edge_env_present: bool,
+    ) -> Result<UpstreamChoice, UpstreamChoiceError> {
         let edge = || match (&self.connection_string, edge_env_present) {
             (Some(cs), _) => Ok(UpstreamChoice::ConnectionString(cs.clone())),
             (None, true) => Ok(UpstreamChoice::EdgeEnvironment),
@@ -77,7 +90,9 @@ impl CommonArgs {
             None => edge().or(Ok(UpstreamChoice::Stdout)),
             Some("edge") => edge(),
             Some("stdout") => Ok(UpstreamChoice::Stdout),
-            Some(url) if url.starts_with("mqtt://") || url.starts_with("mqtts://") => Ok(UpstreamChoice::Mqtt(url.to_owned())),
+            Some(url) if url.starts_with("mqtt://") || url.starts_with("mqtts://") => {
+                Ok(UpstreamChoice::Mqtt(url.to_owned()))
+            }
             Some(other) => Err(UpstreamChoiceError::Unknown(other.to_owned())),
         }
     }
@@ -102,11 +117,29 @@ mod tests {
     fn default_upstream_follows_the_environment() {
         let plain = parse(&[]);
         assert_eq!(plain.upstream_choice(false), Ok(UpstreamChoice::Stdout));
-        assert_eq!(plain.upstream_choice(true), Ok(UpstreamChoice::EdgeEnvironment));
-        let cs = parse(&["--connection-string", "HostName=h;DeviceId=d;SharedAccessKey=YQ=="]);
-        assert!(matches!(cs.upstream_choice(false), Ok(UpstreamChoice::ConnectionString(_))));
-        assert_eq!(parse(&["--upstream", "edge"]).upstream_choice(false), Err(UpstreamChoiceError::NoIdentity));
-        assert_eq!(parse(&["--upstream", "mqtt://b:1883"]).upstream_choice(true), Ok(UpstreamChoice::Mqtt("mqtt://b:1883".into())));
-        assert!(matches!(parse(&["--upstream", "kafka"]).upstream_choice(true), Err(UpstreamChoiceError::Unknown(_))));
+        assert_eq!(
+            plain.upstream_choice(true),
+            Ok(UpstreamChoice::EdgeEnvironment)
+        );
+        let cs = parse(&[
+            "--connection-string",
+            "HostName=h;DeviceId=d;SharedAccessKey=YQ==",
+        ]);
+        assert!(matches!(
+            cs.upstream_choice(false),
+            Ok(UpstreamChoice::ConnectionString(_))
+        ));
+        assert_eq!(
+            parse(&["--upstream", "edge"]).upstream_choice(false),
+            Err(UpstreamChoiceError::NoIdentity)
+        );
+        assert_eq!(
+            parse(&["--upstream", "mqtt://b:1883"]).upstream_choice(true),
+            Ok(UpstreamChoice::Mqtt("mqtt://b:1883".into()))
+        );
+        assert!(matches!(
+            parse(&["--upstream", "kafka"]).upstream_choice(true),
+            Err(UpstreamChoiceError::Unknown(_))
+        ));
     }
 }

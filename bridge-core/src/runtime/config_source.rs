@@ -20,12 +20,22 @@ pub struct Candidate {
 }
 
 /// Forwards twin desired documents.
-pub(crate) fn from_twin(mut desired: watch::Receiver<Option<Desired>>, tx: mpsc::Sender<Candidate>, shutdown: CancellationToken) {
+pub(crate) fn from_twin(
+    mut desired: watch::Receiver<Option<Desired>>,
+    tx: mpsc::Sender<Candidate>,
+    shutdown: CancellationToken,
+) {
     tokio::spawn(async move {
         loop {
             let current = desired.borrow_and_update().clone();
             if let Some(d) = current
-                && tx.send(Candidate { doc: Ok(d.doc), version: d.version }).await.is_err()
+                && tx
+                    .send(Candidate {
+                        doc: Ok(d.doc),
+                        version: d.version,
+                    })
+                    .await
+                    .is_err()
             {
                 return;
             }
@@ -43,11 +53,20 @@ pub(crate) fn from_file(path: PathBuf, tx: mpsc::Sender<Candidate>, shutdown: Ca
         let mut last: Option<(SystemTime, u64)> = None;
         let mut version = 0;
         loop {
-            let stamp = std::fs::metadata(&path).ok().map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()));
+            let stamp = std::fs::metadata(&path)
+                .ok()
+                .map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()));
             if stamp != last || last.is_none() {
                 last = stamp;
                 version += 1;
-                if tx.send(Candidate { doc: read_doc(&path), version }).await.is_err() {
+                if tx
+                    .send(Candidate {
+                        doc: read_doc(&path),
+                        version,
+                    })
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -61,7 +80,9 @@ pub(crate) fn from_file(path: PathBuf, tx: mpsc::Sender<Candidate>, shutdown: Ca
 
 /// Reads a configuration file as JSON; errors are sentences naming the file.
 pub fn read_doc(path: &Path) -> Result<Value, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("Cannot read {}: {e}.", path.display()))?;
-    let value: Value = serde_json::from_str(&text).map_err(|e| format!("{} is not valid JSON: {e}.", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("Cannot read {}: {e}.", path.display()))?;
+    let value: Value = serde_json::from_str(&text)
+        .map_err(|e| format!("{} is not valid JSON: {e}.", path.display()))?;
     Ok(crate::hub::twin::strip_metadata(&value))
 }

@@ -21,7 +21,9 @@ pub use config_source::Candidate;
 use crate::config::ConfigErrors;
 use crate::forwarder::{ForwarderOptions, TelemetrySender, spawn_forwarder};
 use crate::hub::{HubSession, MethodRouter, SessionOptions, spawn_session};
-use crate::identity::{ConnectionString, ConnectionStringError, Credentials, CredentialsError, EdgeEnvironment};
+use crate::identity::{
+    ConnectionString, ConnectionStringError, Credentials, CredentialsError, EdgeEnvironment,
+};
 use crate::spool::{LogError, Spool, SpoolOptions};
 use crate::upstream::{self, mqtt::MqttUpstreamConfig, mqtt::MqttUrlError};
 
@@ -75,7 +77,9 @@ impl Reporter {
 
     /// A reporter that patches the module twin.
     pub fn hub(session: HubSession) -> Self {
-        Self { session: Some(session) }
+        Self {
+            session: Some(session),
+        }
     }
 
     /// Queues a reported-properties patch (merged and retried until acknowledged).
@@ -114,39 +118,74 @@ pub enum RuntimeError {
 pub fn init_logging(filter: &str) {
     let _ignored = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| "info".into()),
+        )
         .try_init();
 }
 
 /// Validates a configuration file without running anything. Returns the problems.
-pub fn validate_file<P: Protocol>(protocol: &P, path: &std::path::Path) -> Result<P::Config, ConfigErrors> {
+pub fn validate_file<P: Protocol>(
+    protocol: &P,
+    path: &std::path::Path,
+) -> Result<P::Config, ConfigErrors> {
     let doc = config_source::read_doc(path).map_err(|e| ConfigErrors::one(".", e))?;
     protocol.parse_config(&doc)
 }
 
 /// Runs a module until SIGTERM/SIGINT or `stop` is cancelled.
-pub async fn run_module<P: Protocol>(protocol: P, args: CommonArgs, stop: CancellationToken) -> Result<(), RuntimeError> {
+pub async fn run_module<P: Protocol>(
+    protocol: P,
+    args: CommonArgs,
+    stop: CancellationToken,
+) -> Result<(), RuntimeError> {
     let protocol = Arc::new(protocol);
     let edge_present = EdgeEnvironment::present(|k| std::env::var(k).ok());
     let choice = args.upstream_choice(edge_present)?;
-    let spool = Spool::open(&SpoolOptions { dir: args.spool_dir.clone(), max_bytes: args.spool_max_mb.saturating_mul(1 << 20) })?;
+    let spool = Spool::open(&SpoolOptions {
+        dir: args.spool_dir.clone(),
+        max_bytes: args.spool_max_mb.saturating_mul(1 << 20),
+    })?;
     let stats = spool.stats();
     if stats.recovered > 0 || stats.corrupt > 0 {
-        info!(recovered = stats.recovered, corrupt = stats.corrupt, "Spool recovered from disk.");
+        info!(
+            recovered = stats.recovered,
+            corrupt = stats.corrupt,
+            "Spool recovered from disk."
+        );
     }
-    let (forwarder_stop, session_stop, protocol_stop) = (CancellationToken::new(), CancellationToken::new(), CancellationToken::new());
+    let (forwarder_stop, session_stop, protocol_stop) = (
+        CancellationToken::new(),
+        CancellationToken::new(),
+        CancellationToken::new(),
+    );
     let (link, end) = upstream::link(256);
     let mut session = None;
     match &choice {
         UpstreamChoice::EdgeEnvironment => {
             let env = EdgeEnvironment::from_process().map_err(CredentialsError::from)?;
             let creds = Credentials::from_edge_environment(&env, args.hub_port).await?;
-            session = Some(spawn_session(creds, SessionOptions::default(), protocol.methods(), None, end, session_stop.clone()));
+            session = Some(spawn_session(
+                creds,
+                SessionOptions::default(),
+                protocol.methods(),
+                None,
+                end,
+                session_stop.clone(),
+            ));
         }
         UpstreamChoice::ConnectionString(text) => {
             let cs: ConnectionString = text.parse()?;
-            let creds = Credentials::from_connection_string(&cs, args.ca_file.as_deref(), args.hub_port)?;
-            session = Some(spawn_session(creds, SessionOptions::default(), protocol.methods(), None, end, session_stop.clone()));
+            let creds =
+                Credentials::from_connection_string(&cs, args.ca_file.as_deref(), args.hub_port)?;
+            session = Some(spawn_session(
+                creds,
+                SessionOptions::default(),
+                protocol.methods(),
+                None,
+                end,
+                session_stop.clone(),
+            ));
         }
         UpstreamChoice::Stdout => {
             tokio::spawn(upstream::stdout::run(end));
@@ -154,14 +193,23 @@ pub async fn run_module<P: Protocol>(protocol: P, args: CommonArgs, stop: Cancel
         UpstreamChoice::Mqtt(url) => {
             let mut cfg = MqttUpstreamConfig::from_url(url, &args.topic_template, protocol.name())?;
             if let Some(ca) = &args.ca_file {
-                cfg.ca_pem = Some(std::fs::read_to_string(ca).map_err(|_| RuntimeError::CaFile(ca.clone()))?);
+                cfg.ca_pem = Some(
+                    std::fs::read_to_string(ca).map_err(|_| RuntimeError::CaFile(ca.clone()))?,
+                );
             }
             tokio::spawn(upstream::mqtt::run(cfg, end, session_stop.clone()));
         }
     }
     info!(module = protocol.name(), upstream = ?choice_label(&choice), "Module starting.");
-    let (telemetry, forwarder) = spawn_forwarder(spool, link, ForwarderOptions::default(), forwarder_stop.clone());
-    let reporter = session.clone().map_or_else(Reporter::log_only, Reporter::hub);
+    let (telemetry, forwarder) = spawn_forwarder(
+        spool,
+        link,
+        ForwarderOptions::default(),
+        forwarder_stop.clone(),
+    );
+    let reporter = session
+        .clone()
+        .map_or_else(Reporter::log_only, Reporter::hub);
 
     // Configuration: file, twin, or the demo.
     let (cand_tx, mut cand_rx) = mpsc::channel::<Candidate>(8);
@@ -170,7 +218,10 @@ pub async fn run_module<P: Protocol>(protocol: P, args: CommonArgs, stop: Cancel
         (None, Some(s)) => config_source::from_twin(s.desired(), cand_tx, protocol_stop.clone()),
         (None, None) => {
             info!("No configuration given: running the built-in demo.");
-            let _ignored = cand_tx.try_send(Candidate { doc: Ok(protocol.demo_config()), version: 1 });
+            let _ignored = cand_tx.try_send(Candidate {
+                doc: Ok(protocol.demo_config()),
+                version: 1,
+            });
         }
     }
     // Wait for the first valid configuration before starting the protocol.
@@ -192,7 +243,12 @@ pub async fn run_module<P: Protocol>(protocol: P, args: CommonArgs, stop: Cancel
         }
     };
     let (config_tx, config_rx) = watch::channel(first);
-    let cx = ModuleContext { config: config_rx, telemetry, reporter: reporter.clone(), shutdown: protocol_stop.clone() };
+    let cx = ModuleContext {
+        config: config_rx,
+        telemetry,
+        reporter: reporter.clone(),
+        shutdown: protocol_stop.clone(),
+    };
     let mut protocol_task = tokio::spawn(protocol.clone().run(cx));
     loop {
         tokio::select! {
@@ -216,13 +272,20 @@ pub async fn run_module<P: Protocol>(protocol: P, args: CommonArgs, stop: Cancel
     }
     info!("Shutting down: stopping the protocol, then draining the spool.");
     protocol_stop.cancel();
-    if tokio::time::timeout(Duration::from_secs(5), &mut protocol_task).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(5), &mut protocol_task)
+        .await
+        .is_err()
+    {
         warn!("The protocol did not stop within 5 s.");
         protocol_task.abort();
     }
     forwarder_stop.cancel();
     match forwarder.task.await {
-        Ok(stats) => info!(pending = stats.pending, dropped = stats.dropped, "Spool closed."),
+        Ok(stats) => info!(
+            pending = stats.pending,
+            dropped = stats.dropped,
+            "Spool closed."
+        ),
         Err(e) => warn!(error = %e, "The forwarder ended abnormally."),
     }
     session_stop.cancel();
@@ -265,7 +328,10 @@ fn apply_candidate<P: Protocol>(
 #[cfg(unix)]
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! {
                 _ = term.recv() => {}

@@ -58,7 +58,10 @@ pub struct SegmentLog {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> LogError + '_ {
-    move |source| LogError::Io { path: path.to_owned(), source }
+    move |source| LogError::Io {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 fn segment_name(first_seq: u64) -> String {
@@ -70,24 +73,43 @@ impl SegmentLog {
     pub fn open(dir: &Path) -> Result<(Self, Recovered), LogError> {
         fs::create_dir_all(dir).map_err(io_err(dir))?;
         let wm_path = dir.join("watermark");
-        let watermark = fs::read_to_string(&wm_path).ok().and_then(|t| t.trim().parse::<u64>().ok()).unwrap_or(1);
+        let watermark = fs::read_to_string(&wm_path)
+            .ok()
+            .and_then(|t| t.trim().parse::<u64>().ok())
+            .unwrap_or(1);
         let mut segments: Vec<(u64, PathBuf)> = fs::read_dir(dir)
             .map_err(io_err(dir))?
             .filter_map(Result::ok)
             .filter_map(|e| {
                 let name = e.file_name().into_string().ok()?;
-                let seq = name.strip_prefix("seg-")?.strip_suffix(".log")?.parse().ok()?;
+                let seq = name
+                    .strip_prefix("seg-")?
+                    .strip_suffix(".log")?
+                    .parse()
+                    .ok()?;
                 Some((seq, e.path()))
             })
             .collect();
         segments.sort();
-        let mut recovered = Recovered { next_seq: watermark, ..Recovered::default() };
+        let mut recovered = Recovered {
+            next_seq: watermark,
+            ..Recovered::default()
+        };
         for (_, path) in &segments {
             let mut bytes = Vec::new();
-            File::open(path).and_then(|mut f| f.read_to_end(&mut bytes)).map_err(io_err(path))?;
+            File::open(path)
+                .and_then(|mut f| f.read_to_end(&mut bytes))
+                .map_err(io_err(path))?;
             read_records(&bytes, watermark, &mut recovered);
         }
-        let mut log = Self { dir: dir.to_owned(), segments, writer: None, written: 0, watermark, watermark_dirty: false };
+        let mut log = Self {
+            dir: dir.to_owned(),
+            segments,
+            writer: None,
+            written: 0,
+            watermark,
+            watermark_dirty: false,
+        };
         // Never append to a possibly torn segment: start a fresh one.
         log.remove_acked_segments();
         Ok((log, recovered))
@@ -114,7 +136,10 @@ impl SegmentLog {
     }
 
     fn current_path(&self) -> PathBuf {
-        self.segments.last().map(|(_, p)| p.clone()).unwrap_or_else(|| self.dir.clone())
+        self.segments
+            .last()
+            .map(|(_, p)| p.clone())
+            .unwrap_or_else(|| self.dir.clone())
     }
 
     fn roll(&mut self, first_seq: u64) -> Result<(), LogError> {
@@ -124,7 +149,11 @@ impl SegmentLog {
             w.get_ref().sync_data().map_err(io_err(&path))?;
         }
         let path = self.dir.join(segment_name(first_seq));
-        let file = OpenOptions::new().create(true).append(true).open(&path).map_err(io_err(&path))?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
         self.segments.push((first_seq, path));
         self.writer = Some(BufWriter::with_capacity(64 * 1024, file));
         self.written = 0;

@@ -26,7 +26,10 @@ pub struct SpoolOptions {
 
 impl Default for SpoolOptions {
     fn default() -> Self {
-        Self { dir: None, max_bytes: 64 * 1024 * 1024 }
+        Self {
+            dir: None,
+            max_bytes: 64 * 1024 * 1024,
+        }
     }
 }
 
@@ -85,7 +88,11 @@ impl Spool {
             for (seq, message) in recovered.messages {
                 let size = message.size() as u64;
                 spool.bytes += size;
-                spool.entries.push_back(Entry { seq, size, message: Arc::new(message) });
+                spool.entries.push_back(Entry {
+                    seq,
+                    size,
+                    message: Arc::new(message),
+                });
             }
             spool.stats.recovered = spool.entries.len() as u64;
             spool.log = Some(log);
@@ -106,7 +113,11 @@ impl Spool {
         };
         let size = message.size() as u64;
         self.bytes += size;
-        self.entries.push_back(Entry { seq, size, message: Arc::new(message) });
+        self.entries.push_back(Entry {
+            seq,
+            size,
+            message: Arc::new(message),
+        });
         self.enforce_bound();
         logged.map(|()| seq)
     }
@@ -165,7 +176,11 @@ impl Spool {
 
     /// Counters.
     pub fn stats(&self) -> SpoolStats {
-        SpoolStats { pending: self.entries.len() as u64, pending_bytes: self.bytes, ..self.stats }
+        SpoolStats {
+            pending: self.entries.len() as u64,
+            pending_bytes: self.bytes,
+            ..self.stats
+        }
     }
 
     /// Makes everything written so far durable (fsync) and records the watermark.

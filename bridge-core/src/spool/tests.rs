@@ -6,11 +6,16 @@ fn msg(n: u32) -> Message {
 }
 
 fn body_n(m: &Message) -> u64 {
-    serde_json::from_slice::<serde_json::Value>(&m.body).unwrap()["n"].as_u64().unwrap()
+    serde_json::from_slice::<serde_json::Value>(&m.body).unwrap()["n"]
+        .as_u64()
+        .unwrap()
 }
 
 fn disk(dir: &std::path::Path, max_bytes: u64) -> SpoolOptions {
-    SpoolOptions { dir: Some(dir.to_owned()), max_bytes }
+    SpoolOptions {
+        dir: Some(dir.to_owned()),
+        max_bytes,
+    }
 }
 
 #[test]
@@ -21,7 +26,11 @@ fn out_of_order_acks_release_only_the_contiguous_prefix() {
     s.ack(seqs[2]);
     assert_eq!(s.stats().pending, 4);
     assert_eq!(s.next_from(0).unwrap().0, seqs[0]);
-    assert_eq!(s.next_from(seqs[0] + 1).unwrap().0, seqs[3], "acked entries are skipped");
+    assert_eq!(
+        s.next_from(seqs[0] + 1).unwrap().0,
+        seqs[3],
+        "acked entries are skipped"
+    );
     s.ack(seqs[0]);
     assert_eq!(s.stats().pending, 1);
     s.ack(seqs[0]);
@@ -32,7 +41,11 @@ fn out_of_order_acks_release_only_the_contiguous_prefix() {
 #[test]
 fn bound_drops_oldest_and_counts() {
     let one = msg(0).size() as u64;
-    let mut s = Spool::open(&SpoolOptions { dir: None, max_bytes: one * 3 }).unwrap();
+    let mut s = Spool::open(&SpoolOptions {
+        dir: None,
+        max_bytes: one * 3,
+    })
+    .unwrap();
     for n in 0..10 {
         s.push(msg(n)).unwrap();
     }
@@ -56,7 +69,9 @@ fn restart_recovers_unacked_messages_in_order() {
     }
     let mut s = Spool::open(&disk(dir.path(), 1 << 20)).unwrap();
     assert_eq!(s.stats().recovered, 3);
-    let got: Vec<_> = std::iter::successors(s.next_from(0), |(seq, _)| s.next_from(seq + 1)).map(|(_, m)| body_n(&m)).collect();
+    let got: Vec<_> = std::iter::successors(s.next_from(0), |(seq, _)| s.next_from(seq + 1))
+        .map(|(_, m)| body_n(&m))
+        .collect();
     assert_eq!(got, [2, 3, 4]);
     let seq = s.push(msg(5)).unwrap();
     assert_eq!(seq, 6, "sequence numbers continue after a restart");
@@ -72,12 +87,21 @@ fn torn_tail_and_garbage_are_skipped_not_fatal() {
         }
         s.sync().unwrap();
     }
-    let seg = fs::read_dir(dir.path()).unwrap().filter_map(Result::ok).find(|e| e.file_name().to_string_lossy().starts_with("seg-")).unwrap().path();
+    let seg = fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(Result::ok)
+        .find(|e| e.file_name().to_string_lossy().starts_with("seg-"))
+        .unwrap()
+        .path();
     let mut bytes = fs::read(&seg).unwrap();
     let len = bytes.len();
     bytes.truncate(len - 5); // torn last record
     fs::write(&seg, &bytes).unwrap();
-    fs::write(dir.path().join("seg-00000000000000000099.log"), b"\xA5garbage that is not a record").unwrap();
+    fs::write(
+        dir.path().join("seg-00000000000000000099.log"),
+        b"\xA5garbage that is not a record",
+    )
+    .unwrap();
     fs::write(dir.path().join("watermark"), b"not a number").unwrap();
     let s = Spool::open(&disk(dir.path(), 1 << 20)).unwrap();
     let stats = s.stats();
@@ -90,10 +114,19 @@ fn acknowledged_segments_are_deleted() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = Spool::open(&disk(dir.path(), 1 << 30)).unwrap();
     // Enough data for several 4 MiB segments.
-    let big = Message { body: vec![b'x'; 100_000], ..Message::default() };
+    let big = Message {
+        body: vec![b'x'; 100_000],
+        ..Message::default()
+    };
     let seqs: Vec<_> = (0..130).map(|_| s.push(big.clone()).unwrap()).collect();
     s.sync().unwrap();
-    let count = || fs::read_dir(dir.path()).unwrap().filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().starts_with("seg-")).count();
+    let count = || {
+        fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().starts_with("seg-"))
+            .count()
+    };
     assert!(count() >= 3);
     for seq in seqs {
         s.ack(seq);

@@ -13,7 +13,11 @@ pub struct Backoff {
 impl Backoff {
     /// A backoff starting at `min`, capped at `max`.
     pub fn new(min: Duration, max: Duration) -> Self {
-        Self { min, max: max.max(min), current: min }
+        Self {
+            min,
+            max: max.max(min),
+            current: min,
+        }
     }
 
     /// The next delay (with up to 20 % jitter so many devices do not retry in step).

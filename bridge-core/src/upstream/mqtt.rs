@@ -4,7 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use rumqttc::{AsyncClient, ConnectReturnCode, Event, MqttOptions, Outgoing, Packet, QoS, Transport};
+use rumqttc::{
+    AsyncClient, ConnectReturnCode, Event, MqttOptions, Outgoing, Packet, QoS, Transport,
+};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -44,7 +46,11 @@ pub enum MqttUrlError {
 
 impl MqttUpstreamConfig {
     /// Parses `mqtt://host:port` / `mqtts://host:port`.
-    pub fn from_url(url: &str, topic_template: &str, client_id: &str) -> Result<Self, MqttUrlError> {
+    pub fn from_url(
+        url: &str,
+        topic_template: &str,
+        client_id: &str,
+    ) -> Result<Self, MqttUrlError> {
         let (tls, rest) = if let Some(r) = url.strip_prefix("mqtts://") {
             (true, r)
         } else if let Some(r) = url.strip_prefix("mqtt://") {
@@ -53,7 +59,9 @@ impl MqttUpstreamConfig {
             return Err(MqttUrlError::Scheme(url.into()));
         };
         let rest = rest.trim_end_matches('/');
-        let (host, port) = rest.rsplit_once(':').ok_or_else(|| MqttUrlError::Port(url.into()))?;
+        let (host, port) = rest
+            .rsplit_once(':')
+            .ok_or_else(|| MqttUrlError::Port(url.into()))?;
         let port = port.parse().map_err(|_| MqttUrlError::Port(url.into()))?;
         Ok(Self {
             host: host.trim_matches(['[', ']']).to_owned(),
@@ -69,7 +77,10 @@ impl MqttUpstreamConfig {
     /// The topic for one message.
     pub fn topic(&self, message: &Message, module_id: &str) -> String {
         self.topic_template
-            .replace("{deviceId}", message.device_id.as_deref().unwrap_or(module_id))
+            .replace(
+                "{deviceId}",
+                message.device_id.as_deref().unwrap_or(module_id),
+            )
             .replace("{output}", message.output.as_deref().unwrap_or("telemetry"))
             .replace("{moduleId}", module_id)
     }
@@ -98,17 +109,28 @@ pub async fn run(config: MqttUpstreamConfig, mut end: LinkEnd, shutdown: Cancell
 }
 
 /// One connection; `None` on shutdown, otherwise why it ended.
-async fn connection(config: &MqttUpstreamConfig, end: &mut LinkEnd, shutdown: &CancellationToken) -> Option<String> {
+async fn connection(
+    config: &MqttUpstreamConfig,
+    end: &mut LinkEnd,
+    shutdown: &CancellationToken,
+) -> Option<String> {
     let mut opts = MqttOptions::new(config.client_id.clone(), config.host.clone(), config.port);
-    opts.set_keep_alive(Duration::from_secs(30)).set_max_packet_size(1 << 20, 1 << 20).set_inflight(200);
+    opts.set_keep_alive(Duration::from_secs(30))
+        .set_max_packet_size(1 << 20, 1 << 20)
+        .set_inflight(200);
     if let Some((u, p)) = &config.credentials {
         opts.set_credentials(u.clone(), p.clone());
     }
     if config.tls {
-        let roots = config.ca_pem.clone().map_or(TrustRoots::System, TrustRoots::Pem);
+        let roots = config
+            .ca_pem
+            .clone()
+            .map_or(TrustRoots::System, TrustRoots::Pem);
         match tls::client_config(&roots) {
             Ok(tls) => {
-                opts.set_transport(Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(tls)));
+                opts.set_transport(Transport::tls_with_config(
+                    rumqttc::TlsConfiguration::Rustls(tls),
+                ));
             }
             Err(e) => return Some(e.to_string()),
         }
@@ -154,12 +176,30 @@ mod tests {
 
     #[test]
     fn parses_urls_and_fills_templates() {
-        let c = MqttUpstreamConfig::from_url("mqtt://broker.local:1883", "plant/{deviceId}/{output}", "bridge").unwrap();
-        assert_eq!((c.host.as_str(), c.port, c.tls), ("broker.local", 1883, false));
+        let c = MqttUpstreamConfig::from_url(
+            "mqtt://broker.local:1883",
+            "plant/{deviceId}/{output}",
+            "bridge",
+        )
+        .unwrap();
+        assert_eq!(
+            (c.host.as_str(), c.port, c.tls),
+            ("broker.local", 1883, false)
+        );
         let m = Message::json("telemetry", &serde_json::json!({})).for_device("meter-1");
         assert_eq!(c.topic(&m, "bridge"), "plant/meter-1/telemetry");
-        assert!(MqttUpstreamConfig::from_url("mqtts://[::1]:8883", "x", "c").unwrap().tls);
-        assert_eq!(MqttUpstreamConfig::from_url("http://x:1", "t", "c"), Err(MqttUrlError::Scheme("http://x:1".into())));
-        assert_eq!(MqttUpstreamConfig::from_url("mqtt://x", "t", "c"), Err(MqttUrlError::Port("mqtt://x".into())));
+        assert!(
+            MqttUpstreamConfig::from_url("mqtts://[::1]:8883", "x", "c")
+                .unwrap()
+                .tls
+        );
+        assert_eq!(
+            MqttUpstreamConfig::from_url("http://x:1", "t", "c"),
+            Err(MqttUrlError::Scheme("http://x:1".into()))
+        );
+        assert_eq!(
+            MqttUpstreamConfig::from_url("mqtt://x", "t", "c"),
+            Err(MqttUrlError::Port("mqtt://x".into()))
+        );
     }
 }

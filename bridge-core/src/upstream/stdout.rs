@@ -12,8 +12,11 @@ use crate::hub::Message;
 pub fn json_line(message: &Message) -> String {
     let body = serde_json::from_slice::<Value>(&message.body)
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&message.body).into_owned()));
-    let mut properties: serde_json::Map<String, Value> =
-        message.properties.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+    let mut properties: serde_json::Map<String, Value> = message
+        .properties
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect();
     if let Some(t) = &message.creation_time {
         properties.insert("iothub-creation-time-utc".into(), Value::String(t.clone()));
     }
@@ -26,7 +29,10 @@ pub async fn run(mut end: LinkEnd) {
     while let Some(out) = end.rx.recv().await {
         let line = json_line(&out.message);
         let mut stdout = std::io::stdout().lock();
-        if writeln!(stdout, "{line}").and_then(|()| stdout.flush()).is_err() {
+        if writeln!(stdout, "{line}")
+            .and_then(|()| stdout.flush())
+            .is_err()
+        {
             // A closed stdout (pipe reader gone): nothing more can be delivered.
             end.emit(LinkEvent::Down);
             return;
@@ -47,7 +53,10 @@ mod tests {
         assert_eq!(v["output"], "telemetry");
         assert_eq!(v["body"]["voltage"], 231.2);
         assert_eq!(v["properties"]["deviceId"], "meter-1");
-        let raw = Message { body: b"not json".to_vec(), ..Message::default() };
+        let raw = Message {
+            body: b"not json".to_vec(),
+            ..Message::default()
+        };
         let v: Value = serde_json::from_str(&json_line(&raw)).unwrap();
         assert_eq!(v["body"], "not json");
         assert!(v["deviceId"].is_null());
