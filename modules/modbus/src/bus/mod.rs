@@ -1,1 +1,256 @@
-//! bus
+//! One task owns each bus (a TCP connection, a serial port, an RTU-over-TCP link) and
+//! serialises every request on it; devices hold a cheap [`BusHandle`]. Every request has
+//! a timeout. Connection failures back off exponentially; exceptions never reconnect.
+
+pub mod rtu;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bridge_core::upstream::Backoff;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_modbus::client::{Context, Reader, Writer};
+use tokio_modbus::prelude::SlaveContext;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
+
+use crate::config::{Connection, Parity};
+use crate::map::Table;
+use rtu::RtuTransport;
+
+/// One Modbus operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// Read `count` registers or bits from `table` at `address`.
+    Read(Table, u16, u16),
+    /// FC5.
+    WriteCoil(u16, bool),
+    /// FC6.
+    WriteRegister(u16, u16),
+    /// FC16.
+    WriteRegisters(u16, Vec<u16>),
+}
+
+/// A successful result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OpResult {
+    /// Coils / discrete inputs.
+    Bits(Vec<bool>),
+    /// Registers.
+    Registers(Vec<u16>),
+    /// A write was confirmed.
+    Written,
+}
+
+/// A request failed. "The device said no" (`Exception`) is kept apart from "could not
+/// talk to the device" (everything else).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BusError {
+    /// Could not connect or open the port.
+    #[error("Cannot connect: {0}")]
+    Connect(String),
+    /// The connection broke.
+    #[error("I/O error: {0}")]
+    Io(String),
+    /// No answer in time.
+    #[error("No response within {0:?}.")]
+    Timeout(Duration),
+    /// The device answered with a Modbus exception.
+    #[error("Modbus exception {0} ({name}).", name = exception_name(*.0))]
+    Exception(u8),
+    /// The bus task has stopped.
+    #[error("The bus has stopped.")]
+    Closed,
+}
+
+/// Standard exception names.
+pub fn exception_name(code: u8) -> &'static str {
+    match code {
+        1 => "illegal function",
+        2 => "illegal data address",
+        3 => "illegal data value",
+        4 => "server device failure",
+        5 => "acknowledge",
+        6 => "server device busy",
+        8 => "memory parity error",
+        10 => "gateway path unavailable",
+        11 => "gateway target device failed to respond",
+        _ => "unknown exception",
+    }
+}
+
+struct Job {
+    unit: u8,
+    op: Op,
+    timeout: Duration,
+    reply: oneshot::Sender<Result<OpResult, BusError>>,
+}
+
+/// Cheap handle to a bus task.
+#[derive(Debug, Clone)]
+pub struct BusHandle {
+    tx: mpsc::Sender<Job>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Job(unit {}, {:?})", self.unit, self.op)
+    }
+}
+
+impl BusHandle {
+    /// Runs one operation on the bus.
+    pub async fn call(&self, unit: u8, op: Op, timeout: Duration) -> Result<OpResult, BusError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Job { unit, op, timeout, reply }).await.map_err(|_| BusError::Closed)?;
+        rx.await.map_err(|_| BusError::Closed)?
+    }
+}
+
+enum Link {
+    Tcp(Context),
+    Rtu(RtuTransport<Box<dyn Stream>>),
+}
+
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
+
+/// Starts the task that owns a bus. `address` overrides where a simulated device listens.
+pub fn spawn_bus(connection: Connection, sim_addr: Option<SocketAddr>, shutdown: CancellationToken) -> BusHandle {
+    let (tx, mut rx) = mpsc::channel::<Job>(256);
+    tokio::spawn(async move {
+        let mut link: Option<Link> = None;
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
+        let mut retry_at = Instant::now();
+        let mut last_frame = Instant::now();
+        let gap = connection.frame_gap();
+        loop {
+            let job = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                job = rx.recv() => match job { Some(j) => j, None => return },
+            };
+            if job.reply.is_closed() {
+                continue;
+            }
+            if link.is_none() {
+                if Instant::now() < retry_at {
+                    let wait = retry_at - Instant::now();
+                    let _ignored = job.reply.send(Err(BusError::Connect(format!("reconnecting in {} ms", wait.as_millis()))));
+                    continue;
+                }
+                match tokio::time::timeout(job.timeout.max(Duration::from_secs(1)), open(&connection, sim_addr)).await {
+                    Ok(Ok(l)) => {
+                        info!(bus = %connection.bus_key(""), "Bus connected.");
+                        backoff.reset();
+                        link = Some(l);
+                    }
+                    Ok(Err(e)) => {
+                        retry_at = Instant::now() + backoff.next_delay();
+                        let _ignored = job.reply.send(Err(BusError::Connect(e)));
+                        continue;
+                    }
+                    Err(_) => {
+                        retry_at = Instant::now() + backoff.next_delay();
+                        let _ignored = job.reply.send(Err(BusError::Connect("connect timed out".into())));
+                        continue;
+                    }
+                }
+            }
+            let since = last_frame.elapsed();
+            if since < gap {
+                tokio::time::sleep(gap - since).await;
+            }
+            let result = match link.as_mut() {
+                Some(Link::Tcp(ctx)) => tcp_call(ctx, job.unit, &job.op, job.timeout).await,
+                Some(Link::Rtu(t)) => t.call(job.unit, &job.op, job.timeout).await,
+                None => Err(BusError::Closed),
+            };
+            last_frame = Instant::now();
+            match &result {
+                // TCP: a late reply would arrive on this socket; drop it with the socket.
+                Err(BusError::Timeout(_)) if matches!(link, Some(Link::Tcp(_))) => link = None,
+                Err(BusError::Io(e)) => {
+                    debug!(error = %e, "Bus I/O error; reconnecting on the next request.");
+                    link = None;
+                }
+                _ => {}
+            }
+            let _ignored = job.reply.send(result);
+        }
+    });
+    BusHandle { tx }
+}
+
+async fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
+    tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| format!("cannot resolve {host}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{host} has no address"))
+}
+
+async fn open(connection: &Connection, sim_addr: Option<SocketAddr>) -> Result<Link, String> {
+    match connection {
+        Connection::Tcp { host, port, .. } => {
+            let addr = resolve(host, *port).await?;
+            let stream = TcpStream::connect(addr).await.map_err(|e| format!("{addr}: {e}"))?;
+            let _ignored = stream.set_nodelay(true);
+            Ok(Link::Tcp(tokio_modbus::client::tcp::attach(stream)))
+        }
+        Connection::Simulated {} => {
+            let addr = sim_addr.ok_or("the simulated device is not running")?;
+            let stream = TcpStream::connect(addr).await.map_err(|e| format!("{addr}: {e}"))?;
+            Ok(Link::Tcp(tokio_modbus::client::tcp::attach(stream)))
+        }
+        Connection::RtuOverTcp { host, port, .. } => {
+            let addr = resolve(host, *port).await?;
+            let stream = TcpStream::connect(addr).await.map_err(|e| format!("{addr}: {e}"))?;
+            let _ignored = stream.set_nodelay(true);
+            Ok(Link::Rtu(RtuTransport::new(Box::new(stream))))
+        }
+        Connection::Rtu { port, baud_rate, parity, data_bits, stop_bits, .. } => {
+            let builder = tokio_serial::new(port, *baud_rate)
+                .parity(match parity {
+                    Parity::None => tokio_serial::Parity::None,
+                    Parity::Even => tokio_serial::Parity::Even,
+                    Parity::Odd => tokio_serial::Parity::Odd,
+                })
+                .data_bits(if *data_bits == 7 { tokio_serial::DataBits::Seven } else { tokio_serial::DataBits::Eight })
+                .stop_bits(if *stop_bits == 2 { tokio_serial::StopBits::Two } else { tokio_serial::StopBits::One });
+            let stream = tokio_serial::SerialStream::open(&builder).map_err(|e| format!("{port}: {e}"))?;
+            Ok(Link::Rtu(RtuTransport::new(Box::new(stream))))
+        }
+    }
+}
+
+async fn tcp_call(ctx: &mut Context, unit: u8, op: &Op, timeout: Duration) -> Result<OpResult, BusError> {
+    ctx.set_slave(tokio_modbus::Slave(unit));
+    let fut = async {
+        match op {
+            Op::Read(Table::Coil, a, n) => ctx.read_coils(*a, *n).await.map(|r| r.map(OpResult::Bits)),
+            Op::Read(Table::DiscreteInput, a, n) => ctx.read_discrete_inputs(*a, *n).await.map(|r| r.map(OpResult::Bits)),
+            Op::Read(Table::Holding, a, n) => ctx.read_holding_registers(*a, *n).await.map(|r| r.map(OpResult::Registers)),
+            Op::Read(Table::Input, a, n) => ctx.read_input_registers(*a, *n).await.map(|r| r.map(OpResult::Registers)),
+            Op::WriteCoil(a, v) => ctx.write_single_coil(*a, *v).await.map(|r| r.map(|()| OpResult::Written)),
+            Op::WriteRegister(a, v) => ctx.write_single_register(*a, *v).await.map(|r| r.map(|()| OpResult::Written)),
+            Op::WriteRegisters(a, v) => ctx.write_multiple_registers(*a, v).await.map(|r| r.map(|()| OpResult::Written)),
+        }
+    };
+    match tokio::time::timeout(timeout, fut).await {
+        Err(_) => Err(BusError::Timeout(timeout)),
+        Ok(Err(e)) => Err(BusError::Io(e.to_string())),
+        Ok(Ok(Err(code))) => Err(BusError::Exception(u8::from(code))),
+        Ok(Ok(Ok(r))) => {
+            // Devices may return more bits than asked (whole bytes); trim to the request.
+            Ok(match (op, r) {
+                (Op::Read(_, _, n), OpResult::Bits(mut b)) => {
+                    b.truncate(usize::from(*n));
+                    OpResult::Bits(b)
+                }
+                (_, r) => r,
+            })
+        }
+    }
+}
