@@ -217,3 +217,154 @@ impl Mosquitto {
         self.spawn().await
     }
 }
+
+/// A pymodbus server (tests/python/modbus_server.py) over TCP or RTU on a socat pty pair.
+#[derive(Debug)]
+pub struct PyModbus {
+    server: Option<tokio::process::Child>,
+    socat: Option<tokio::process::Child>,
+    /// TCP port (TCP mode).
+    pub port: u16,
+    /// The client's end of the pty pair (RTU mode).
+    pub client_tty: PathBuf,
+    spec: PathBuf,
+    mode: &'static str,
+    server_tty: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl PyModbus {
+    /// Serves `spec` over Modbus TCP on a free port.
+    pub async fn tcp(spec: &serde_json::Value) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let spec_path = dir.path().join("spec.json");
+        std::fs::write(&spec_path, spec.to_string())?;
+        let mut me = Self {
+            server: None,
+            socat: None,
+            port: free_port(),
+            client_tty: PathBuf::new(),
+            spec: spec_path,
+            mode: "tcp",
+            server_tty: PathBuf::new(),
+            _dir: dir,
+        };
+        me.start_server().await?;
+        Ok(me)
+    }
+
+    /// Serves `spec` over RTU on one end of a socat pty pair; the module uses `client_tty`.
+    pub async fn rtu(spec: &serde_json::Value) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let spec_path = dir.path().join("spec.json");
+        std::fs::write(&spec_path, spec.to_string())?;
+        let (server_tty, client_tty) = (dir.path().join("ttyS0"), dir.path().join("ttyS1"));
+        let socat = tokio::process::Command::new("socat")
+            .arg(format!("pty,raw,echo=0,link={}", server_tty.display()))
+            .arg(format!("pty,raw,echo=0,link={}", client_tty.display()))
+            .kill_on_drop(true)
+            .spawn()
+            .context("socat is not installed: run .ci/run (apt-get install socat)")?;
+        for _ in 0..100 {
+            if server_tty.exists() && client_tty.exists() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let mut me = Self {
+            server: None,
+            socat: Some(socat),
+            port: 0,
+            client_tty,
+            spec: spec_path,
+            mode: "rtu",
+            server_tty,
+            _dir: dir,
+        };
+        me.start_server().await?;
+        Ok(me)
+    }
+
+    async fn start_server(&mut self) -> Result<()> {
+        use tokio::io::AsyncBufReadExt;
+        let mut cmd = tokio::process::Command::new(peer_python());
+        cmd.arg(repo_root().join("tests/python/modbus_server.py"))
+            .arg("--mode")
+            .arg(self.mode)
+            .arg("--spec")
+            .arg(&self.spec);
+        if self.mode == "tcp" {
+            cmd.arg("--port").arg(self.port.to_string());
+        } else {
+            cmd.arg("--device").arg(&self.server_tty);
+        }
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting pymodbus")?;
+        let stdout = child.stdout.take().context("stdout")?;
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let ready = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+            .await
+            .context("pymodbus did not start")??;
+        if ready.as_deref() != Some("ready") {
+            bail!("pymodbus failed to start: {ready:?}");
+        }
+        self.server = Some(child);
+        Ok(())
+    }
+
+    /// Kills the server (the device goes away).
+    pub async fn stop(&mut self) {
+        if let Some(mut c) = self.server.take() {
+            let _ignored = c.kill().await;
+        }
+    }
+
+    /// Starts the server again with the same spec.
+    pub async fn restart(&mut self) -> Result<()> {
+        self.stop().await;
+        self.start_server().await
+    }
+
+    /// Whether socat is still up (RTU).
+    pub fn has_socat(&self) -> bool {
+        self.socat.is_some()
+    }
+}
+
+/// Runs a module binary's logic in-process against the emulator, as IoT Edge would
+/// (connection string with the emulator's CA), until the returned token is cancelled.
+pub async fn run_modbus_against(
+    sim: &Sim,
+    module: &str,
+    key: &str,
+    dir: &Path,
+    config_file: Option<PathBuf>,
+) -> Result<tokio_util::sync::CancellationToken> {
+    let ca = write_ca(sim, dir)?;
+    let args = bridge_core::runtime::CommonArgs {
+        config: config_file,
+        upstream: Some("edge".into()),
+        topic_template: "{deviceId}/{output}".into(),
+        connection_string: Some(format!(
+            "HostName=myhub.azure-devices.net;DeviceId=edge-gw;ModuleId={module};SharedAccessKey={key};GatewayHostName=localhost"
+        )),
+        ca_file: Some(ca.display().to_string()),
+        hub_port: sim.tls_addr.port(),
+        spool_dir: None,
+        spool_max_mb: 16,
+        log: "info".into(),
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    let token = stop.clone();
+    tokio::spawn(async move {
+        if let Err(e) =
+            bridge_core::runtime::run_module(bridge_modbus::Modbus::new(), args, token).await
+        {
+            tracing::error!(error = %e, "module ended");
+        }
+    });
+    Ok(stop)
+}

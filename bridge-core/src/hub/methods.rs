@@ -101,7 +101,10 @@ impl MethodRouter {
             match serde_json::from_slice(body) {
                 Ok(v) => v,
                 Err(e) => {
-                    return MethodResponse::error(400, format!("The request body is not JSON: {e}"));
+                    return MethodResponse::error(
+                        400,
+                        format!("The request body is not JSON: {e}"),
+                    );
                 }
             }
         };

@@ -118,6 +118,7 @@ pub enum RuntimeError {
 pub fn init_logging(filter: &str) {
     let _ignored = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| "info".into()),
         )

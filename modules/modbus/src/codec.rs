@@ -91,7 +91,10 @@ pub fn decode_raw(point: &Point, regs: &[u16]) -> Reading {
     };
     match point.spec.data_type {
         DataType::Bool => Reading::Bool(regs.first().is_some_and(|r| *r != 0)),
-        DataType::Bit => Reading::Bool(regs.first().is_some_and(|r| (r >> point.spec.bit.unwrap_or(0)) & 1 == 1)),
+        DataType::Bit => Reading::Bool(
+            regs.first()
+                .is_some_and(|r| (r >> point.spec.bit.unwrap_or(0)) & 1 == 1),
+        ),
         DataType::U16 => Reading::Int(i64::from(u16::from_be_bytes([b[0], b[1]]))),
         DataType::I16 => Reading::Int(i64::from(i16::from_be_bytes([b[0], b[1]]))),
         DataType::U32 => Reading::Int(i64::from(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))),
@@ -101,7 +104,7 @@ pub fn decode_raw(point: &Point, regs: &[u16]) -> Reading {
             i64::try_from(v).map_or(Reading::UInt(v), Reading::Int)
         }
         DataType::I64 => Reading::Int(i64::from_be_bytes(arr(8))),
-        DataType::F32 => Reading::Float(f64::from(f32::from_be_bytes([b[0], b[1], b[2], b[3]]))),
+        DataType::F32 => Reading::Float(f32_to_f64(f32::from_be_bytes([b[0], b[1], b[2], b[3]]))),
         DataType::F64 => Reading::Float(f64::from_be_bytes(arr(8))),
         DataType::String => {
             let text: Vec<u8> = b.into_iter().take_while(|c| *c != 0).collect();
@@ -110,16 +113,29 @@ pub fn decode_raw(point: &Point, regs: &[u16]) -> Reading {
     }
 }
 
+/// Widens an f32 to the f64 with the same shortest decimal form, so 230.6f32 becomes
+/// 230.6 rather than 230.60000610351562.
+fn f32_to_f64(v: f32) -> f64 {
+    if v.is_finite() {
+        format!("{v}").parse().unwrap_or(f64::from(v))
+    } else {
+        f64::from(v)
+    }
+}
+
 /// Applies `scale`, `offset` and a power-of-ten scale factor (SunSpec) to a raw value.
 /// Without any of them integers stay integers.
 pub fn engineering(point: &Point, raw: Reading, scale_factor: Option<i64>) -> Reading {
-    let scale = point.spec.scale.unwrap_or(1.0) * scale_factor.map_or(1.0, |sf| 10f64.powi(sf.clamp(-10, 10) as i32));
+    let scale = point.spec.scale.unwrap_or(1.0)
+        * scale_factor.map_or(1.0, |sf| 10f64.powi(sf.clamp(-10, 10) as i32));
     let offset = point.spec.offset.unwrap_or(0.0);
     if scale == 1.0 && offset == 0.0 {
         return raw;
     }
     match raw.as_f64() {
-        Some(v) if !matches!(raw, Reading::Bool(_)) => Reading::Float(round_to_scale(v * scale + offset, scale)),
+        Some(v) if !matches!(raw, Reading::Bool(_)) => {
+            Reading::Float(round_to_scale(v * scale + offset, scale))
+        }
         _ => raw,
     }
 }
@@ -182,31 +198,71 @@ pub enum WriteValue {
 /// Encodes an engineering value for a point: range check, un-scale, type check, order.
 pub fn encode(point: &Point, value: &Value) -> Result<WriteValue, EncodeError> {
     let name = point.name.clone();
-    let type_err = |expected: &'static str| EncodeError::Type { point: name.clone(), expected, got: value.to_string() };
+    let type_err = |expected: &'static str| EncodeError::Type {
+        point: name.clone(),
+        expected,
+        got: value.to_string(),
+    };
     match point.spec.data_type {
-        DataType::Bool => return value.as_bool().map(WriteValue::Coil).ok_or_else(|| type_err("true or false")),
-        DataType::Bit => return value.as_bool().map(|b| WriteValue::Bit(point.spec.bit.unwrap_or(0), b)).ok_or_else(|| type_err("true or false")),
+        DataType::Bool => {
+            return value
+                .as_bool()
+                .map(WriteValue::Coil)
+                .ok_or_else(|| type_err("true or false"));
+        }
+        DataType::Bit => {
+            return value
+                .as_bool()
+                .map(|b| WriteValue::Bit(point.spec.bit.unwrap_or(0), b))
+                .ok_or_else(|| type_err("true or false"));
+        }
         DataType::String => return Err(type_err("nothing (strings are read-only)")),
         _ => {}
     }
     let v = value.as_f64().ok_or_else(|| type_err("a number"))?;
-    let (min, max) = (point.spec.min.unwrap_or(f64::NEG_INFINITY), point.spec.max.unwrap_or(f64::INFINITY));
+    let (min, max) = (
+        point.spec.min.unwrap_or(f64::NEG_INFINITY),
+        point.spec.max.unwrap_or(f64::INFINITY),
+    );
     if v < min || v > max || !v.is_finite() {
-        return Err(EncodeError::Range { point: name, value: v, min, max });
+        return Err(EncodeError::Range {
+            point: name,
+            value: v,
+            min,
+            max,
+        });
     }
     let raw = (v - point.spec.offset.unwrap_or(0.0)) / point.spec.scale.unwrap_or(1.0);
-    let overflow = |kind| EncodeError::Overflow { point: name.clone(), value: raw, kind };
+    let overflow = |kind| EncodeError::Overflow {
+        point: name.clone(),
+        value: raw,
+        kind,
+    };
     let int = |lo: f64, hi: f64, kind: &'static str| -> Result<i128, EncodeError> {
         let r = raw.round();
-        if r < lo || r > hi { Err(overflow(kind)) } else { Ok(r as i128) }
+        if r < lo || r > hi {
+            Err(overflow(kind))
+        } else {
+            Ok(r as i128)
+        }
     };
     let bytes: Vec<u8> = match point.spec.data_type {
         DataType::U16 => (int(0.0, 65_535.0, "u16")? as u16).to_be_bytes().to_vec(),
-        DataType::I16 => (int(-32_768.0, 32_767.0, "i16")? as i16).to_be_bytes().to_vec(),
-        DataType::U32 => (int(0.0, 4_294_967_295.0, "u32")? as u32).to_be_bytes().to_vec(),
-        DataType::I32 => (int(-2_147_483_648.0, 2_147_483_647.0, "i32")? as i32).to_be_bytes().to_vec(),
-        DataType::U64 => (int(0.0, 18_446_744_073_709_551_615.0, "u64")? as u64).to_be_bytes().to_vec(),
-        DataType::I64 => (int(-9.223_372_036_854_776e18, 9.223_372_036_854_776e18, "i64")? as i64).to_be_bytes().to_vec(),
+        DataType::I16 => (int(-32_768.0, 32_767.0, "i16")? as i16)
+            .to_be_bytes()
+            .to_vec(),
+        DataType::U32 => (int(0.0, 4_294_967_295.0, "u32")? as u32)
+            .to_be_bytes()
+            .to_vec(),
+        DataType::I32 => (int(-2_147_483_648.0, 2_147_483_647.0, "i32")? as i32)
+            .to_be_bytes()
+            .to_vec(),
+        DataType::U64 => (int(0.0, 18_446_744_073_709_551_615.0, "u64")? as u64)
+            .to_be_bytes()
+            .to_vec(),
+        DataType::I64 => (int(-9.223_372_036_854_776e18, 9.223_372_036_854_776e18, "i64")? as i64)
+            .to_be_bytes()
+            .to_vec(),
         DataType::F32 => {
             if raw.abs() > f64::from(f32::MAX) {
                 return Err(overflow("f32"));
@@ -216,7 +272,11 @@ pub fn encode(point: &Point, value: &Value) -> Result<WriteValue, EncodeError> {
         DataType::F64 => raw.to_be_bytes().to_vec(),
         DataType::Bool | DataType::Bit | DataType::String => unreachable!("handled above"),
     };
-    Ok(WriteValue::Registers(registers_from(&bytes, point.byte_order, point.word_order)))
+    Ok(WriteValue::Registers(registers_from(
+        &bytes,
+        point.byte_order,
+        point.word_order,
+    )))
 }
 
 #[cfg(test)]

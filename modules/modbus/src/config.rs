@@ -26,7 +26,12 @@ pub enum Parity {
 
 /// How to reach a device.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "camelCase", rename_all_fields = "camelCase", deny_unknown_fields)]
+#[serde(
+    tag = "type",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase",
+    deny_unknown_fields
+)]
 pub enum Connection {
     /// Modbus TCP (host name or IP).
     Tcp {
@@ -107,9 +112,9 @@ impl Connection {
     /// Pause between frames.
     pub fn frame_gap(&self) -> Duration {
         match self {
-            Connection::Tcp { frame_gap_ms, .. } | Connection::Rtu { frame_gap_ms, .. } | Connection::RtuOverTcp { frame_gap_ms, .. } => {
-                Duration::from_millis(*frame_gap_ms)
-            }
+            Connection::Tcp { frame_gap_ms, .. }
+            | Connection::Rtu { frame_gap_ms, .. }
+            | Connection::RtuOverTcp { frame_gap_ms, .. } => Duration::from_millis(*frame_gap_ms),
             Connection::Simulated {} => Duration::ZERO,
         }
     }
@@ -139,7 +144,12 @@ const fn default_max_silence() -> u64 {
 
 impl Default for Report {
     fn default() -> Self {
-        Self { on_change: false, deadband: 0.0, point_deadbands: BTreeMap::new(), max_silence_ms: default_max_silence() }
+        Self {
+            on_change: false,
+            deadband: 0.0,
+            point_deadbands: BTreeMap::new(),
+            max_silence_ms: default_max_silence(),
+        }
     }
 }
 
@@ -235,7 +245,11 @@ pub struct ModbusConfig {
 
 /// IoT Hub device ids: up to 128 characters from a fixed set.
 pub fn valid_device_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 128 && id.chars().all(|c| c.is_ascii_alphanumeric() || "-.+%_#*?!(),:=@$'".contains(c))
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-.+%_#*?!(),:=@$'".contains(c))
 }
 
 /// Parses and validates a desired-properties document.
@@ -256,7 +270,10 @@ pub fn parse(doc: &Value) -> Result<ModbusConfig, ConfigErrors> {
     for (id, dev_doc) in &raw.devices {
         let path = format!("devices.{id}");
         if !valid_device_id(id) {
-            issues.push(ConfigIssue::new(&path, "Device ids are 1-128 characters: letters, digits and -.+%_#*?!(),:=@$'."));
+            issues.push(ConfigIssue::new(
+                &path,
+                "Device ids are 1-128 characters: letters, digits and -.+%_#*?!(),:=@$'.",
+            ));
         }
         let dev: RawDevice = match from_value(dev_doc, &path) {
             Ok(d) => d,
@@ -266,12 +283,19 @@ pub fn parse(doc: &Value) -> Result<ModbusConfig, ConfigErrors> {
             }
         };
         let map = match &dev.map {
-            MapRef::Name(name) => match maps.get(name).cloned().or_else(|| bundled(name).and_then(Result::ok).map(Arc::new)) {
+            MapRef::Name(name) => match maps
+                .get(name)
+                .cloned()
+                .or_else(|| bundled(name).and_then(Result::ok).map(Arc::new))
+            {
                 Some(m) => m,
                 None => {
                     let mut known: Vec<String> = maps.keys().cloned().collect();
                     known.extend(bundled_names().iter().map(|s| s.to_string()));
-                    issues.push(ConfigIssue::new(format!("{path}.map"), format!("Unknown device map '{name}'. Known: {}.", known.join(", "))));
+                    issues.push(ConfigIssue::new(
+                        format!("{path}.map"),
+                        format!("Unknown device map '{name}'. Known: {}.", known.join(", ")),
+                    ));
                     continue;
                 }
             },
@@ -303,11 +327,17 @@ pub fn parse(doc: &Value) -> Result<ModbusConfig, ConfigErrors> {
                 for (i, n) in names.iter().enumerate() {
                     match map.index_of(n) {
                         Some(idx) => wanted.push(idx),
-                        None => issues.push(ConfigIssue::new(format!("{path}.points[{i}]"), format!("The map '{}' has no point '{n}'.", map.name))),
+                        None => issues.push(ConfigIssue::new(
+                            format!("{path}.points[{i}]"),
+                            format!("The map '{}' has no point '{n}'.", map.name),
+                        )),
                     }
                 }
                 // Scale-factor points are read with the points that need them.
-                let extra: Vec<usize> = wanted.iter().filter_map(|&i| map.points[i].scale_index).collect();
+                let extra: Vec<usize> = wanted
+                    .iter()
+                    .filter_map(|&i| map.points[i].scale_index)
+                    .collect();
                 wanted.extend(extra);
                 wanted.sort_unstable();
                 wanted.dedup();
@@ -316,7 +346,10 @@ pub fn parse(doc: &Value) -> Result<ModbusConfig, ConfigErrors> {
         };
         for name in dev.report.point_deadbands.keys() {
             if map.index_of(name).is_none() {
-                issues.push(ConfigIssue::new(format!("{path}.report.pointDeadbands.{name}"), format!("The map '{}' has no point '{name}'.", map.name)));
+                issues.push(ConfigIssue::new(
+                    format!("{path}.report.pointDeadbands.{name}"),
+                    format!("The map '{}' has no point '{name}'.", map.name),
+                ));
             }
         }
         if issues.len() > before || !dev.enabled {
@@ -332,16 +365,25 @@ pub fn parse(doc: &Value) -> Result<ModbusConfig, ConfigErrors> {
                 poll_interval: Duration::from_millis(dev.poll_interval_ms),
                 timeout: Duration::from_millis(dev.timeout_ms),
                 wanted,
-                limits: Limits { max_registers: dev.max_registers_per_read, max_bits: 2000, max_gap: dev.max_gap_registers },
+                limits: Limits {
+                    max_registers: dev.max_registers_per_read,
+                    max_bits: 2000,
+                    max_gap: dev.max_gap_registers,
+                },
                 report: dev.report,
             },
         );
     }
-    if issues.is_empty() { Ok(ModbusConfig { devices, maps }) } else { Err(ConfigErrors(issues)) }
+    if issues.is_empty() {
+        Ok(ModbusConfig { devices, maps })
+    } else {
+        Err(ConfigErrors(issues))
+    }
 }
 
 fn check_device(dev: &RawDevice, path: &str, issues: &mut Vec<ConfigIssue>) {
-    let mut bad = |field: &str, msg: &str| issues.push(ConfigIssue::new(format!("{path}.{field}"), msg));
+    let mut bad =
+        |field: &str, msg: &str| issues.push(ConfigIssue::new(format!("{path}.{field}"), msg));
     if dev.poll_interval_ms < 10 {
         bad("pollIntervalMs", "pollIntervalMs must be at least 10.");
     }
@@ -355,7 +397,13 @@ fn check_device(dev: &RawDevice, path: &str, issues: &mut Vec<ConfigIssue>) {
         bad("report", "Deadbands cannot be negative.");
     }
     match &dev.connection {
-        Connection::Rtu { baud_rate, data_bits, stop_bits, port, .. } => {
+        Connection::Rtu {
+            baud_rate,
+            data_bits,
+            stop_bits,
+            port,
+            ..
+        } => {
             if !(1..=247).contains(&dev.unit_id) {
                 bad("unitId", "RTU unit ids are 1-247.");
             }
@@ -369,7 +417,10 @@ fn check_device(dev: &RawDevice, path: &str, issues: &mut Vec<ConfigIssue>) {
                 bad("connection.stopBits", "stopBits must be 1 or 2.");
             }
             if port.is_empty() {
-                bad("connection.port", "port names the serial device, e.g. /dev/ttyUSB0.");
+                bad(
+                    "connection.port",
+                    "port names the serial device, e.g. /dev/ttyUSB0.",
+                );
             }
         }
         Connection::Tcp { host, port, .. } | Connection::RtuOverTcp { host, port, .. } => {

@@ -1,1 +1,70 @@
-fn main() {}
+//! `bridge-modbus`: the Modbus module binary.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use bridge_core::runtime::{CommonArgs, init_logging, run_module, validate_file};
+use bridge_modbus::Modbus;
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+/// Polls Modbus RTU, TCP and RTU-over-TCP devices through device maps and forwards typed
+/// telemetry per downstream device through Azure IoT Edge (or an MQTT broker, or stdout).
+#[derive(Debug, Parser)]
+#[command(version, name = "bridge-modbus")]
+struct Cli {
+    #[command(flatten)]
+    common: CommonArgs,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the module (the default).
+    Run,
+    /// Check a configuration file without running it; prints each problem with its JSON path.
+    Validate {
+        /// The configuration file.
+        file: PathBuf,
+    },
+    /// List the bundled device maps.
+    Maps,
+}
+
+fn main() -> Result<ExitCode> {
+    let cli = Cli::parse();
+    init_logging(&cli.common.log);
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Validate { file } => Ok(match validate_file(&Modbus::new(), &file) {
+            Ok(cfg) => {
+                eprintln!("{}: valid ({} devices).", file.display(), cfg.devices.len());
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                for issue in errors.0 {
+                    eprintln!("{}: {}: {}", file.display(), issue.path, issue.message);
+                }
+                ExitCode::from(2)
+            }
+        }),
+        Command::Maps => {
+            for name in bridge_modbus::map::bundled_names() {
+                println!("{name}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(run_module(
+                Modbus::new(),
+                cli.common,
+                CancellationToken::new(),
+            ))?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

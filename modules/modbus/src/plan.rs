@@ -24,7 +24,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_registers: 125, max_bits: 2000, max_gap: 10 }
+        Self {
+            max_registers: 125,
+            max_bits: 2000,
+            max_gap: 10,
+        }
     }
 }
 
@@ -49,13 +53,22 @@ pub struct Cuts(BTreeSet<(Table, u32)>);
 impl Cuts {
     fn crosses(&self, table: Table, from: u32, to: u32) -> bool {
         // Is there a cut c with from < c <= to?
-        self.0.range((table, from + 1)..=(table, to)).next().is_some()
+        to > from
+            && self
+                .0
+                .range((table, from + 1)..=(table, to))
+                .next()
+                .is_some()
     }
 
     /// Learns from a rejected block. Returns false when the block is a single point
     /// (nothing left to split: that point itself is unreadable).
     pub fn split(&mut self, map: &DeviceMap, block: &Block) -> bool {
-        let mut starts: Vec<u32> = block.points.iter().map(|&i| u32::from(map.points[i].spec.address)).collect();
+        let mut starts: Vec<u32> = block
+            .points
+            .iter()
+            .map(|&i| u32::from(map.points[i].spec.address))
+            .collect();
         starts.sort_unstable();
         starts.dedup();
         if starts.len() < 2 {
@@ -90,7 +103,11 @@ pub fn plan(map: &DeviceMap, wanted: &[usize], limits: Limits, cuts: &Cuts) -> V
     let mut blocks: Vec<Block> = Vec::new();
     let mut current: Option<(Table, u32, u32, Vec<usize>)> = None;
     for (table, start, end, idx) in items {
-        let limit = u32::from(if table.is_bits() { limits.max_bits } else { limits.max_registers });
+        let limit = u32::from(if table.is_bits() {
+            limits.max_bits
+        } else {
+            limits.max_registers
+        });
         if let Some((t, s, e, pts)) = &mut current {
             let fits = *t == table
                 && start <= *e + u32::from(limits.max_gap)
@@ -114,7 +131,12 @@ pub fn plan(map: &DeviceMap, wanted: &[usize], limits: Limits, cuts: &Cuts) -> V
 fn to_block(b: Option<(Table, u32, u32, Vec<usize>)>) -> Block {
     let (table, start, end, points) = b.unwrap_or((Table::Holding, 0, 0, Vec::new()));
     // Validation keeps every point inside 0..=65535, so these fit in u16.
-    Block { table, start: start as u16, count: (end - start) as u16, points }
+    Block {
+        table,
+        start: start as u16,
+        count: (end - start) as u16,
+        points,
+    }
 }
 
 #[cfg(test)]
@@ -154,40 +176,122 @@ mod tests {
         let blocks = plan(&m, &all(&m), Limits::default(), &Cuts::default());
         assert_eq!(
             shape(&blocks),
-            [(Table::Coil, 0, 1), (Table::Coil, 1999, 1), (Table::Holding, 0, 9), (Table::Holding, 100, 1), (Table::Holding, 130, 2), (Table::Input, 0, 1)]
+            [
+                (Table::Coil, 0, 1),
+                (Table::Coil, 1999, 1),
+                (Table::Holding, 0, 9),
+                (Table::Holding, 100, 1),
+                (Table::Holding, 130, 2),
+                (Table::Input, 0, 1)
+            ]
         );
-        let wide = plan(&m, &all(&m), Limits { max_registers: 125, max_bits: 2000, max_gap: 2000 }, &Cuts::default());
-        assert_eq!(shape(&wide), [(Table::Coil, 0, 2000), (Table::Holding, 0, 101), (Table::Holding, 130, 2), (Table::Input, 0, 1)]);
+        let wide = plan(
+            &m,
+            &all(&m),
+            Limits {
+                max_registers: 125,
+                max_bits: 2000,
+                max_gap: 2000,
+            },
+            &Cuts::default(),
+        );
+        assert_eq!(
+            shape(&wide),
+            [
+                (Table::Coil, 0, 2000),
+                (Table::Holding, 0, 101),
+                (Table::Holding, 130, 2),
+                (Table::Input, 0, 1)
+            ]
+        );
         let every: usize = blocks.iter().map(|b| b.points.len()).sum();
         assert_eq!(every, m.points.len(), "every point is read exactly once");
-        let tight = plan(&m, &all(&m), Limits { max_registers: 125, max_bits: 100, max_gap: 0 }, &Cuts::default());
+        let tight = plan(
+            &m,
+            &all(&m),
+            Limits {
+                max_registers: 125,
+                max_bits: 100,
+                max_gap: 0,
+            },
+            &Cuts::default(),
+        );
         assert_eq!(
             shape(&tight),
-            [(Table::Coil, 0, 1), (Table::Coil, 1999, 1), (Table::Holding, 0, 3), (Table::Holding, 8, 1), (Table::Holding, 100, 1), (Table::Holding, 130, 2), (Table::Input, 0, 1)]
+            [
+                (Table::Coil, 0, 1),
+                (Table::Coil, 1999, 1),
+                (Table::Holding, 0, 3),
+                (Table::Holding, 8, 1),
+                (Table::Holding, 100, 1),
+                (Table::Holding, 130, 2),
+                (Table::Input, 0, 1)
+            ]
         );
     }
 
     #[test]
     fn respects_the_register_limit() {
         let m = map();
-        let blocks = plan(&m, &all(&m), Limits { max_registers: 20, max_bits: 2000, max_gap: 200 }, &Cuts::default());
-        assert!(blocks.iter().all(|b| b.table.is_bits() || b.count <= 20), "{blocks:?}");
+        let blocks = plan(
+            &m,
+            &all(&m),
+            Limits {
+                max_registers: 20,
+                max_bits: 2000,
+                max_gap: 200,
+            },
+            &Cuts::default(),
+        );
+        assert!(
+            blocks.iter().all(|b| b.table.is_bits() || b.count <= 20),
+            "{blocks:?}"
+        );
     }
 
     #[test]
     fn rejected_blocks_split_until_single_points() {
         let m = map();
-        let wanted: Vec<usize> = ["a", "b", "c"].iter().map(|n| m.index_of(n).unwrap()).collect();
+        let wanted: Vec<usize> = ["a", "b", "c"]
+            .iter()
+            .map(|n| m.index_of(n).unwrap())
+            .collect();
         let mut cuts = Cuts::default();
         let first = plan(&m, &wanted, Limits::default(), &cuts);
         assert_eq!(shape(&first), [(Table::Holding, 0, 9)]);
         assert!(cuts.split(&m, &first[0]));
         let second = plan(&m, &wanted, Limits::default(), &cuts);
-        assert_eq!(shape(&second), [(Table::Holding, 0, 1), (Table::Holding, 1, 8)]);
+        assert_eq!(
+            shape(&second),
+            [(Table::Holding, 0, 1), (Table::Holding, 1, 8)]
+        );
         assert!(cuts.split(&m, &second[1]));
         let third = plan(&m, &wanted, Limits::default(), &cuts);
-        assert_eq!(shape(&third), [(Table::Holding, 0, 1), (Table::Holding, 1, 2), (Table::Holding, 8, 1)]);
+        assert_eq!(
+            shape(&third),
+            [
+                (Table::Holding, 0, 1),
+                (Table::Holding, 1, 2),
+                (Table::Holding, 8, 1)
+            ]
+        );
         assert!(!cuts.split(&m, &third[2]), "a single point cannot be split");
+        // Points sharing an address (bits of one register) plan fine with cuts around.
+        let bits = parse_map(
+            &json!({"name": "b", "points": {
+                "x": {"table": "holding", "address": 4, "type": "bit", "bit": 0},
+                "y": {"table": "holding", "address": 4, "type": "bit", "bit": 1},
+                "z": {"table": "holding", "address": 5, "type": "u16"}
+            }}),
+            "m",
+        )
+        .unwrap();
+        let mut c = Cuts::default();
+        c.split(&bits, &plan(&bits, &[0, 1, 2], Limits::default(), &c)[0]);
+        assert_eq!(
+            shape(&plan(&bits, &[0, 1, 2], Limits::default(), &c)),
+            [(Table::Holding, 4, 1), (Table::Holding, 5, 1)]
+        );
         assert_eq!(cuts.len(), 2);
     }
 }

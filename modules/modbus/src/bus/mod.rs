@@ -104,7 +104,15 @@ impl BusHandle {
     /// Runs one operation on the bus.
     pub async fn call(&self, unit: u8, op: Op, timeout: Duration) -> Result<OpResult, BusError> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Job { unit, op, timeout, reply }).await.map_err(|_| BusError::Closed)?;
+        self.tx
+            .send(Job {
+                unit,
+                op,
+                timeout,
+                reply,
+            })
+            .await
+            .map_err(|_| BusError::Closed)?;
         rx.await.map_err(|_| BusError::Closed)?
     }
 }
@@ -118,7 +126,11 @@ trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
 
 /// Starts the task that owns a bus. `address` overrides where a simulated device listens.
-pub fn spawn_bus(connection: Connection, sim_addr: Option<SocketAddr>, shutdown: CancellationToken) -> BusHandle {
+pub fn spawn_bus(
+    connection: Connection,
+    sim_addr: Option<SocketAddr>,
+    shutdown: CancellationToken,
+) -> BusHandle {
     let (tx, mut rx) = mpsc::channel::<Job>(256);
     tokio::spawn(async move {
         let mut link: Option<Link> = None;
@@ -137,10 +149,18 @@ pub fn spawn_bus(connection: Connection, sim_addr: Option<SocketAddr>, shutdown:
             if link.is_none() {
                 if Instant::now() < retry_at {
                     let wait = retry_at - Instant::now();
-                    let _ignored = job.reply.send(Err(BusError::Connect(format!("reconnecting in {} ms", wait.as_millis()))));
+                    let _ignored = job.reply.send(Err(BusError::Connect(format!(
+                        "reconnecting in {} ms",
+                        wait.as_millis()
+                    ))));
                     continue;
                 }
-                match tokio::time::timeout(job.timeout.max(Duration::from_secs(1)), open(&connection, sim_addr)).await {
+                match tokio::time::timeout(
+                    job.timeout.max(Duration::from_secs(1)),
+                    open(&connection, sim_addr),
+                )
+                .await
+                {
                     Ok(Ok(l)) => {
                         info!(bus = %connection.bus_key(""), "Bus connected.");
                         backoff.reset();
@@ -153,7 +173,9 @@ pub fn spawn_bus(connection: Connection, sim_addr: Option<SocketAddr>, shutdown:
                     }
                     Err(_) => {
                         retry_at = Instant::now() + backoff.next_delay();
-                        let _ignored = job.reply.send(Err(BusError::Connect("connect timed out".into())));
+                        let _ignored = job
+                            .reply
+                            .send(Err(BusError::Connect("connect timed out".into())));
                         continue;
                     }
                 }
@@ -183,59 +205,107 @@ pub fn spawn_bus(connection: Connection, sim_addr: Option<SocketAddr>, shutdown:
     BusHandle { tx }
 }
 
-async fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
-    tokio::net::lookup_host((host, port))
+/// Resolves a host name and connects to the first address that answers.
+async fn connect_host(host: &str, port: u16) -> Result<TcpStream, String> {
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
         .await
         .map_err(|e| format!("cannot resolve {host}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("{host} has no address"))
+        .collect();
+    let mut last = format!("{host} has no address");
+    for addr in addrs {
+        match TcpStream::connect(addr).await {
+            Ok(s) => {
+                let _ignored = s.set_nodelay(true);
+                return Ok(s);
+            }
+            Err(e) => last = format!("{addr}: {e}"),
+        }
+    }
+    Err(last)
 }
 
 async fn open(connection: &Connection, sim_addr: Option<SocketAddr>) -> Result<Link, String> {
     match connection {
-        Connection::Tcp { host, port, .. } => {
-            let addr = resolve(host, *port).await?;
-            let stream = TcpStream::connect(addr).await.map_err(|e| format!("{addr}: {e}"))?;
-            let _ignored = stream.set_nodelay(true);
-            Ok(Link::Tcp(tokio_modbus::client::tcp::attach(stream)))
-        }
+        Connection::Tcp { host, port, .. } => Ok(Link::Tcp(tokio_modbus::client::tcp::attach(
+            connect_host(host, *port).await?,
+        ))),
         Connection::Simulated {} => {
             let addr = sim_addr.ok_or("the simulated device is not running")?;
-            let stream = TcpStream::connect(addr).await.map_err(|e| format!("{addr}: {e}"))?;
+            let stream = TcpStream::connect(addr)
+                .await
+                .map_err(|e| format!("{addr}: {e}"))?;
             Ok(Link::Tcp(tokio_modbus::client::tcp::attach(stream)))
         }
-        Connection::RtuOverTcp { host, port, .. } => {
-            let addr = resolve(host, *port).await?;
-            let stream = TcpStream::connect(addr).await.map_err(|e| format!("{addr}: {e}"))?;
-            let _ignored = stream.set_nodelay(true);
-            Ok(Link::Rtu(RtuTransport::new(Box::new(stream))))
-        }
-        Connection::Rtu { port, baud_rate, parity, data_bits, stop_bits, .. } => {
+        Connection::RtuOverTcp { host, port, .. } => Ok(Link::Rtu(RtuTransport::new(Box::new(
+            connect_host(host, *port).await?,
+        )))),
+        Connection::Rtu {
+            port,
+            baud_rate,
+            parity,
+            data_bits,
+            stop_bits,
+            ..
+        } => {
             let builder = tokio_serial::new(port, *baud_rate)
                 .parity(match parity {
                     Parity::None => tokio_serial::Parity::None,
                     Parity::Even => tokio_serial::Parity::Even,
                     Parity::Odd => tokio_serial::Parity::Odd,
                 })
-                .data_bits(if *data_bits == 7 { tokio_serial::DataBits::Seven } else { tokio_serial::DataBits::Eight })
-                .stop_bits(if *stop_bits == 2 { tokio_serial::StopBits::Two } else { tokio_serial::StopBits::One });
-            let stream = tokio_serial::SerialStream::open(&builder).map_err(|e| format!("{port}: {e}"))?;
+                .data_bits(if *data_bits == 7 {
+                    tokio_serial::DataBits::Seven
+                } else {
+                    tokio_serial::DataBits::Eight
+                })
+                .stop_bits(if *stop_bits == 2 {
+                    tokio_serial::StopBits::Two
+                } else {
+                    tokio_serial::StopBits::One
+                });
+            let stream =
+                tokio_serial::SerialStream::open(&builder).map_err(|e| format!("{port}: {e}"))?;
             Ok(Link::Rtu(RtuTransport::new(Box::new(stream))))
         }
     }
 }
 
-async fn tcp_call(ctx: &mut Context, unit: u8, op: &Op, timeout: Duration) -> Result<OpResult, BusError> {
+async fn tcp_call(
+    ctx: &mut Context,
+    unit: u8,
+    op: &Op,
+    timeout: Duration,
+) -> Result<OpResult, BusError> {
     ctx.set_slave(tokio_modbus::Slave(unit));
     let fut = async {
         match op {
-            Op::Read(Table::Coil, a, n) => ctx.read_coils(*a, *n).await.map(|r| r.map(OpResult::Bits)),
-            Op::Read(Table::DiscreteInput, a, n) => ctx.read_discrete_inputs(*a, *n).await.map(|r| r.map(OpResult::Bits)),
-            Op::Read(Table::Holding, a, n) => ctx.read_holding_registers(*a, *n).await.map(|r| r.map(OpResult::Registers)),
-            Op::Read(Table::Input, a, n) => ctx.read_input_registers(*a, *n).await.map(|r| r.map(OpResult::Registers)),
-            Op::WriteCoil(a, v) => ctx.write_single_coil(*a, *v).await.map(|r| r.map(|()| OpResult::Written)),
-            Op::WriteRegister(a, v) => ctx.write_single_register(*a, *v).await.map(|r| r.map(|()| OpResult::Written)),
-            Op::WriteRegisters(a, v) => ctx.write_multiple_registers(*a, v).await.map(|r| r.map(|()| OpResult::Written)),
+            Op::Read(Table::Coil, a, n) => {
+                ctx.read_coils(*a, *n).await.map(|r| r.map(OpResult::Bits))
+            }
+            Op::Read(Table::DiscreteInput, a, n) => ctx
+                .read_discrete_inputs(*a, *n)
+                .await
+                .map(|r| r.map(OpResult::Bits)),
+            Op::Read(Table::Holding, a, n) => ctx
+                .read_holding_registers(*a, *n)
+                .await
+                .map(|r| r.map(OpResult::Registers)),
+            Op::Read(Table::Input, a, n) => ctx
+                .read_input_registers(*a, *n)
+                .await
+                .map(|r| r.map(OpResult::Registers)),
+            Op::WriteCoil(a, v) => ctx
+                .write_single_coil(*a, *v)
+                .await
+                .map(|r| r.map(|()| OpResult::Written)),
+            Op::WriteRegister(a, v) => ctx
+                .write_single_register(*a, *v)
+                .await
+                .map(|r| r.map(|()| OpResult::Written)),
+            Op::WriteRegisters(a, v) => ctx
+                .write_multiple_registers(*a, v)
+                .await
+                .map(|r| r.map(|()| OpResult::Written)),
         }
     };
     match tokio::time::timeout(timeout, fut).await {

@@ -22,7 +22,11 @@ pub fn crc16(data: &[u8]) -> u16 {
     for b in data {
         crc ^= u16::from(*b);
         for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xA001 } else { crc >> 1 };
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xA001
+            } else {
+                crc >> 1
+            };
         }
     }
     crc
@@ -96,7 +100,11 @@ pub fn parse_response(unit: u8, op: &Op, buf: &mut Vec<u8>) -> Parsed {
         } else {
             match op {
                 Op::Read(table, _, count) => {
-                    let data = if table.is_bits() { usize::from(count.div_ceil(8)) } else { usize::from(*count) * 2 };
+                    let data = if table.is_bits() {
+                        usize::from(count.div_ceil(8))
+                    } else {
+                        usize::from(*count) * 2
+                    };
                     // The byte count field must agree with the request.
                     match buf.get(i + 2) {
                         None => return Parsed::Incomplete,
@@ -137,15 +145,24 @@ fn decode_body(op: &Op, body: &[u8]) -> Option<Parsed> {
     }
     match op {
         Op::Read(table, _, count) if table.is_bits() => {
-            let bits = (0..usize::from(*count)).map(|n| body[3 + n / 8] >> (n % 8) & 1 == 1).collect();
+            let bits = (0..usize::from(*count))
+                .map(|n| body[3 + n / 8] >> (n % 8) & 1 == 1)
+                .collect();
             Some(Parsed::Response(OpResult::Bits(bits)))
         }
         Op::Read(..) => Some(Parsed::Response(OpResult::Registers(
-            body[3..].chunks(2).map(|c| u16::from_be_bytes([c[0], c[1]])).collect(),
+            body[3..]
+                .chunks(2)
+                .map(|c| u16::from_be_bytes([c[0], c[1]]))
+                .collect(),
         ))),
         // Writes echo address and value/quantity: a mismatch is someone else's reply.
         Op::WriteCoil(addr, on) => {
-            let want = [addr.to_be_bytes(), (if *on { 0xFF00u16 } else { 0 }).to_be_bytes()].concat();
+            let want = [
+                addr.to_be_bytes(),
+                (if *on { 0xFF00u16 } else { 0 }).to_be_bytes(),
+            ]
+            .concat();
             (body[2..6] == want[..]).then_some(Parsed::Response(OpResult::Written))
         }
         Op::WriteRegister(addr, v) => {
@@ -171,7 +188,11 @@ pub struct RtuTransport<S> {
 impl<S: AsyncRead + AsyncWrite + Unpin> RtuTransport<S> {
     /// Wraps a stream.
     pub fn new(stream: S) -> Self {
-        Self { stream, buf: Vec::new(), dirty: false }
+        Self {
+            stream,
+            buf: Vec::new(),
+            dirty: false,
+        }
     }
 
     /// Discards input until the line has been quiet for `quiet` (at most `limit`).
@@ -183,7 +204,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> RtuTransport<S> {
             match tokio::time::timeout(wait, self.stream.read(&mut scratch)).await {
                 Err(_) => return Ok(()),
                 Ok(Ok(0)) => return Err(BusError::Io("the connection closed".into())),
-                Ok(Ok(n)) => tracing::debug!(bytes = n, "Discarded late or stray bytes on the bus."),
+                Ok(Ok(n)) => {
+                    tracing::debug!(bytes = n, "Discarded late or stray bytes on the bus.")
+                }
                 Ok(Err(e)) => return Err(BusError::Io(e.to_string())),
             }
             if Instant::now() >= deadline {
@@ -193,7 +216,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> RtuTransport<S> {
     }
 
     /// One request/response exchange with a timeout.
-    pub async fn call(&mut self, unit: u8, op: &Op, timeout: Duration) -> Result<OpResult, BusError> {
+    pub async fn call(
+        &mut self,
+        unit: u8,
+        op: &Op,
+        timeout: Duration,
+    ) -> Result<OpResult, BusError> {
         if self.dirty {
             // A late reply to the timed-out request may still be on its way: wait until
             // the line has been quiet for twice the timeout. A device answering later
@@ -202,12 +230,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> RtuTransport<S> {
             self.drain(quiet, quiet * 3).await?;
             self.dirty = false;
         } else {
-            self.drain(Duration::from_millis(1), Duration::from_millis(2)).await?;
+            self.drain(Duration::from_millis(1), Duration::from_millis(2))
+                .await?;
         }
         self.buf.clear();
         let frame = request(unit, op);
-        self.stream.write_all(&frame).await.map_err(|e| BusError::Io(e.to_string()))?;
-        self.stream.flush().await.map_err(|e| BusError::Io(e.to_string()))?;
+        self.stream
+            .write_all(&frame)
+            .await
+            .map_err(|e| BusError::Io(e.to_string()))?;
+        self.stream
+            .flush()
+            .await
+            .map_err(|e| BusError::Io(e.to_string()))?;
         let deadline = Instant::now() + timeout;
         let mut scratch = [0u8; 512];
         loop {
@@ -246,8 +281,14 @@ mod tests {
     #[test]
     fn crc_and_request_fixtures() {
         // Read holding registers unit 1, address 0, count 2: classic fixture 01 03 00 00 00 02 C4 0B.
-        assert_eq!(request(1, &Op::Read(Table::Holding, 0, 2)), [0x01, 0x03, 0x00, 0x00, 0x00, 0x02, 0xC4, 0x0B]);
-        assert_eq!(request(1, &Op::WriteCoil(0x00AC, true)), [0x01, 0x05, 0x00, 0xAC, 0xFF, 0x00, 0x4C, 0x1B]);
+        assert_eq!(
+            request(1, &Op::Read(Table::Holding, 0, 2)),
+            [0x01, 0x03, 0x00, 0x00, 0x00, 0x02, 0xC4, 0x0B]
+        );
+        assert_eq!(
+            request(1, &Op::WriteCoil(0x00AC, true)),
+            [0x01, 0x05, 0x00, 0xAC, 0xFF, 0x00, 0x4C, 0x1B]
+        );
     }
 
     #[test]
@@ -257,10 +298,16 @@ mod tests {
         let mut buf = frame[..4].to_vec();
         assert_eq!(parse_response(1, &op, &mut buf), Parsed::Incomplete);
         buf.extend_from_slice(&frame[4..]);
-        assert_eq!(parse_response(1, &op, &mut buf), Parsed::Response(OpResult::Registers(vec![0x41AC, 0])));
+        assert_eq!(
+            parse_response(1, &op, &mut buf),
+            Parsed::Response(OpResult::Registers(vec![0x41AC, 0]))
+        );
         let mut noisy = vec![0x00, 0xFF, 0x01];
         noisy.extend_from_slice(&frame);
-        assert_eq!(parse_response(1, &op, &mut noisy), Parsed::Response(OpResult::Registers(vec![0x41AC, 0])));
+        assert_eq!(
+            parse_response(1, &op, &mut noisy),
+            Parsed::Response(OpResult::Registers(vec![0x41AC, 0]))
+        );
     }
 
     #[test]
@@ -273,13 +320,18 @@ mod tests {
         corrupt[last] ^= 0xFF;
         let good = respond(&[1, 3, 2, 0, 7]);
         let mut buf = [stale, other_unit, corrupt, good].concat();
-        assert_eq!(parse_response(1, &op, &mut buf), Parsed::Response(OpResult::Registers(vec![7])));
+        assert_eq!(
+            parse_response(1, &op, &mut buf),
+            Parsed::Response(OpResult::Registers(vec![7]))
+        );
         let mut exc = respond(&[1, 0x83, 2]);
         assert_eq!(parse_response(1, &op, &mut exc), Parsed::Exception(2));
         let mut bits = respond(&[1, 1, 2, 0b0000_0101, 0b1]);
         assert_eq!(
             parse_response(1, &Op::Read(Table::Coil, 0, 9), &mut bits),
-            Parsed::Response(OpResult::Bits(vec![true, false, true, false, false, false, false, false, true]))
+            Parsed::Response(OpResult::Bits(vec![
+                true, false, true, false, false, false, false, false, true
+            ]))
         );
         let mut garbage: Vec<u8> = (0..=255).collect();
         assert_eq!(parse_response(1, &op, &mut garbage), Parsed::Incomplete);
@@ -291,7 +343,10 @@ mod tests {
         let mut wrong = respond(&[1, 6, 0, 5, 0, 41]);
         assert_eq!(parse_response(1, &op, &mut wrong), Parsed::Incomplete);
         let mut right = respond(&[1, 6, 0, 5, 0, 42]);
-        assert_eq!(parse_response(1, &op, &mut right), Parsed::Response(OpResult::Written));
+        assert_eq!(
+            parse_response(1, &op, &mut right),
+            Parsed::Response(OpResult::Written)
+        );
     }
 
     #[tokio::test]
@@ -304,14 +359,26 @@ mod tests {
             server.read_exact(&mut req).await.unwrap();
             // Answer the first request late (after the client timed out)...
             tokio::time::sleep(Duration::from_millis(120)).await;
-            server.write_all(&respond(&[1, 3, 2, 0, 111])).await.unwrap();
+            server
+                .write_all(&respond(&[1, 3, 2, 0, 111]))
+                .await
+                .unwrap();
             // ...then the second one promptly.
             server.read_exact(&mut req).await.unwrap();
-            server.write_all(&respond(&[1, 3, 2, 0, 222])).await.unwrap();
+            server
+                .write_all(&respond(&[1, 3, 2, 0, 222]))
+                .await
+                .unwrap();
             server
         });
-        assert!(matches!(t.call(1, &op, Duration::from_millis(60)).await, Err(BusError::Timeout(_))));
-        assert_eq!(t.call(1, &op, Duration::from_millis(500)).await.unwrap(), OpResult::Registers(vec![222]));
+        assert!(matches!(
+            t.call(1, &op, Duration::from_millis(60)).await,
+            Err(BusError::Timeout(_))
+        ));
+        assert_eq!(
+            t.call(1, &op, Duration::from_millis(500)).await.unwrap(),
+            OpResult::Registers(vec![222])
+        );
         drop(srv.await);
     }
 }

@@ -22,7 +22,14 @@ fn point(t: DataType, bo: Order, wo: Order) -> Point {
         publish: true,
         static_fact: false,
     };
-    Point { name: "p".into(), width: width_of(&spec), spec, byte_order: bo, word_order: wo, scale_index: None }
+    Point {
+        name: "p".into(),
+        width: width_of(&spec),
+        spec,
+        byte_order: bo,
+        word_order: wo,
+        scale_index: None,
+    }
 }
 
 #[test]
@@ -37,7 +44,10 @@ fn float32_in_all_four_orders() {
     for (bo, wo, regs) in cases {
         let p = point(DataType::F32, bo, wo);
         assert_eq!(decode_raw(&p, &regs), Reading::Float(21.5), "{bo:?}/{wo:?}");
-        assert_eq!(encode(&p, &json!(21.5)).unwrap(), WriteValue::Registers(regs.to_vec()));
+        assert_eq!(
+            encode(&p, &json!(21.5)).unwrap(),
+            WriteValue::Registers(regs.to_vec())
+        );
     }
 }
 
@@ -45,12 +55,27 @@ fn float32_in_all_four_orders() {
 fn integers_and_64_bit_values() {
     let big = |t| point(t, Order::Big, Order::Big);
     // uint32 617001 = [9, 27177] (pymodbus simulator fixture).
-    assert_eq!(decode_raw(&big(DataType::U32), &[9, 27177]), Reading::Int(617_001));
+    assert_eq!(
+        decode_raw(&big(DataType::U32), &[9, 27177]),
+        Reading::Int(617_001)
+    );
     assert_eq!(decode_raw(&big(DataType::I16), &[0xFFFE]), Reading::Int(-2));
-    assert_eq!(decode_raw(&big(DataType::I32), &[0xFFFF, 0xFFFF]), Reading::Int(-1));
-    assert_eq!(decode_raw(&big(DataType::U64), &[0xFFFF, 0xFFFF, 0xFFFF, 0xFFFF]), Reading::UInt(u64::MAX));
-    assert_eq!(decode_raw(&big(DataType::I64), &[0x8000, 0, 0, 0]), Reading::Int(i64::MIN));
-    assert_eq!(decode_raw(&big(DataType::F64), &[0x4035, 0x8000, 0, 0]), Reading::Float(21.5));
+    assert_eq!(
+        decode_raw(&big(DataType::I32), &[0xFFFF, 0xFFFF]),
+        Reading::Int(-1)
+    );
+    assert_eq!(
+        decode_raw(&big(DataType::U64), &[0xFFFF, 0xFFFF, 0xFFFF, 0xFFFF]),
+        Reading::UInt(u64::MAX)
+    );
+    assert_eq!(
+        decode_raw(&big(DataType::I64), &[0x8000, 0, 0, 0]),
+        Reading::Int(i64::MIN)
+    );
+    assert_eq!(
+        decode_raw(&big(DataType::F64), &[0x4035, 0x8000, 0, 0]),
+        Reading::Float(21.5)
+    );
     let cdab = point(DataType::I64, Order::Big, Order::Little);
     let regs = match encode(&cdab, &json!(-123_456_789_012i64)).unwrap() {
         WriteValue::Registers(r) => r,
@@ -62,19 +87,35 @@ fn integers_and_64_bit_values() {
 #[test]
 fn strings_bits_and_scaling() {
     let s = point(DataType::String, Order::Big, Order::Big);
-    assert_eq!(decode_raw(&s, &[0x4142, 0x4300, 0x0000]), Reading::Text("ABC".into()));
+    assert_eq!(
+        decode_raw(&s, &[0x4142, 0x4300, 0x0000]),
+        Reading::Text("ABC".into())
+    );
     let mut b = point(DataType::Bit, Order::Big, Order::Big);
     b.spec.bit = Some(3);
     assert_eq!(decode_raw(&b, &[0b1000]), Reading::Bool(true));
-    assert_eq!(encode(&b, &json!(false)).unwrap(), WriteValue::Bit(3, false));
+    assert_eq!(
+        encode(&b, &json!(false)).unwrap(),
+        WriteValue::Bit(3, false)
+    );
     let mut t = point(DataType::I16, Order::Big, Order::Big);
     t.spec.scale = Some(0.1);
     let raw = decode_raw(&t, &[2312]);
     assert_eq!(engineering(&t, raw, None), Reading::Float(231.2));
-    assert_eq!(encode(&t, &json!(-1.5)).unwrap(), WriteValue::Registers(vec![(-15i16) as u16]));
+    assert_eq!(
+        encode(&t, &json!(-1.5)).unwrap(),
+        WriteValue::Registers(vec![(-15i16) as u16])
+    );
     let sf = point(DataType::U16, Order::Big, Order::Big);
-    assert_eq!(engineering(&sf, Reading::Int(2345), Some(-2)), Reading::Float(23.45));
-    assert_eq!(engineering(&sf, Reading::Int(7), None), Reading::Int(7), "unscaled integers stay integers");
+    assert_eq!(
+        engineering(&sf, Reading::Int(2345), Some(-2)),
+        Reading::Float(23.45)
+    );
+    assert_eq!(
+        engineering(&sf, Reading::Int(7), None),
+        Reading::Int(7),
+        "unscaled integers stay integers"
+    );
 }
 
 #[test]
@@ -82,10 +123,28 @@ fn bad_writes_are_errors() {
     let mut p = point(DataType::U16, Order::Big, Order::Big);
     p.spec.min = Some(1.0);
     p.spec.max = Some(247.0);
-    assert!(matches!(encode(&p, &json!(300)), Err(EncodeError::Range { .. })));
-    assert!(matches!(encode(&p, &json!("12")), Err(EncodeError::Type { .. })));
+    assert!(matches!(
+        encode(&p, &json!(300)),
+        Err(EncodeError::Range { .. })
+    ));
+    assert!(matches!(
+        encode(&p, &json!("12")),
+        Err(EncodeError::Type { .. })
+    ));
     let i16p = point(DataType::I16, Order::Big, Order::Big);
-    assert!(matches!(encode(&i16p, &json!(40_000)), Err(EncodeError::Overflow { .. })));
-    assert!(matches!(encode(&point(DataType::String, Order::Big, Order::Big), &json!("x")), Err(EncodeError::Type { .. })));
-    assert!(matches!(encode(&point(DataType::Bool, Order::Big, Order::Big), &json!(1)), Err(EncodeError::Type { .. })));
+    assert!(matches!(
+        encode(&i16p, &json!(40_000)),
+        Err(EncodeError::Overflow { .. })
+    ));
+    assert!(matches!(
+        encode(
+            &point(DataType::String, Order::Big, Order::Big),
+            &json!("x")
+        ),
+        Err(EncodeError::Type { .. })
+    ));
+    assert!(matches!(
+        encode(&point(DataType::Bool, Order::Big, Order::Big), &json!(1)),
+        Err(EncodeError::Type { .. })
+    ));
 }

@@ -2,7 +2,12 @@ use super::*;
 use serde_json::json;
 
 fn paths(doc: Value) -> Vec<String> {
-    parse(&doc).unwrap_err().0.into_iter().map(|i| i.path).collect()
+    parse(&doc)
+        .unwrap_err()
+        .0
+        .into_iter()
+        .map(|i| i.path)
+        .collect()
 }
 
 #[test]
@@ -15,7 +20,11 @@ fn the_issue_example_parses() {
     .unwrap();
     assert_eq!(cfg.devices.len(), 3);
     let inv = &cfg.devices["inverter"];
-    let names: Vec<&str> = inv.wanted.iter().map(|&i| inv.map.points[i].name.as_str()).collect();
+    let names: Vec<&str> = inv
+        .wanted
+        .iter()
+        .map(|&i| inv.map.points[i].name.as_str())
+        .collect();
     assert_eq!(names, ["acPower", "acPowerSf"], "scale factors come along");
     assert!(parse(&json!({})).unwrap().devices.is_empty());
 }
@@ -44,13 +53,19 @@ fn every_problem_is_reported_with_its_path() {
         "devices.g.map.points.v.address",
         "maps.m.points",
     ] {
-        assert!(p.iter().any(|x| x == expected), "missing {expected} in {p:?}");
+        assert!(
+            p.iter().any(|x| x == expected),
+            "missing {expected} in {p:?}"
+        );
     }
 }
 
 #[test]
 fn unknown_fields_and_wrong_shapes_are_rejected() {
-    assert_eq!(paths(json!({"devices": {}, "slaveConfigs": {}})), ["slaveConfigs"]);
+    assert_eq!(
+        paths(json!({"devices": {}, "slaveConfigs": {}})),
+        ["slaveConfigs"]
+    );
     assert_eq!(paths(json!({"devices": []})), ["devices"]);
     let e = parse(&json!({"devices": {"a": {"map": "xy-md02", "connection": {"type": "tcp", "host": "h", "tls": true}}}})).unwrap_err();
     assert_eq!(e.0[0].path, "devices.a.connection");

@@ -5,10 +5,22 @@ use bridge_core::config::ConfigErrors;
 use super::{DeviceMap, parse_map};
 
 const BUNDLED: &[(&str, &str)] = &[
-    ("eastron-sdm120", include_str!("../../../../device-maps/modbus/eastron-sdm120.json")),
-    ("eastron-sdm630", include_str!("../../../../device-maps/modbus/eastron-sdm630.json")),
-    ("sunspec-inverter-103", include_str!("../../../../device-maps/modbus/sunspec-inverter-103.json")),
-    ("xy-md02", include_str!("../../../../device-maps/modbus/xy-md02.json")),
+    (
+        "eastron-sdm120",
+        include_str!("../../../../device-maps/modbus/eastron-sdm120.json"),
+    ),
+    (
+        "eastron-sdm630",
+        include_str!("../../../../device-maps/modbus/eastron-sdm630.json"),
+    ),
+    (
+        "sunspec-inverter-103",
+        include_str!("../../../../device-maps/modbus/sunspec-inverter-103.json"),
+    ),
+    (
+        "xy-md02",
+        include_str!("../../../../device-maps/modbus/xy-md02.json"),
+    ),
 ];
 
 /// Names of the bundled maps.

@@ -223,9 +223,17 @@ pub fn parse_map(doc: &Value, path: &str) -> Result<DeviceMap, ConfigErrors> {
 
 fn validate(spec: MapSpec, path: &str) -> Result<DeviceMap, ConfigErrors> {
     let mut issues = Vec::new();
-    let at = |name: &str, field: &str| format!("{path}.points.{name}{}{field}", if field.is_empty() { "" } else { "." });
+    let at = |name: &str, field: &str| {
+        format!(
+            "{path}.points.{name}{}{field}",
+            if field.is_empty() { "" } else { "." }
+        )
+    };
     if spec.points.is_empty() {
-        issues.push(ConfigIssue::new(format!("{path}.points"), "A map needs at least one point."));
+        issues.push(ConfigIssue::new(
+            format!("{path}.points"),
+            "A map needs at least one point.",
+        ));
     }
     let mut points = Vec::new();
     for (name, p) in &spec.points {
@@ -239,36 +247,71 @@ fn validate(spec: MapSpec, path: &str) -> Result<DeviceMap, ConfigErrors> {
             _ => {}
         }
         match (p.data_type, p.bit) {
-            (DataType::Bit, None) => issues.push(ConfigIssue::new(at(name, "bit"), "A bit point needs bit (0-15).")),
-            (DataType::Bit, Some(b)) if b > 15 => issues.push(ConfigIssue::new(at(name, "bit"), "bit must be 0-15.")),
-            (t, Some(_)) if t != DataType::Bit => issues.push(ConfigIssue::new(at(name, "bit"), "bit is only for type bit.")),
+            (DataType::Bit, None) => issues.push(ConfigIssue::new(
+                at(name, "bit"),
+                "A bit point needs bit (0-15).",
+            )),
+            (DataType::Bit, Some(b)) if b > 15 => {
+                issues.push(ConfigIssue::new(at(name, "bit"), "bit must be 0-15."))
+            }
+            (t, Some(_)) if t != DataType::Bit => issues.push(ConfigIssue::new(
+                at(name, "bit"),
+                "bit is only for type bit.",
+            )),
             _ => {}
         }
         match (p.data_type, p.length) {
-            (DataType::String, None) => issues.push(ConfigIssue::new(at(name, "length"), "A string point needs length (registers).")),
-            (DataType::String, Some(l)) if l == 0 || l > 125 => issues.push(ConfigIssue::new(at(name, "length"), "length must be 1-125 registers.")),
-            (t, Some(_)) if t != DataType::String => issues.push(ConfigIssue::new(at(name, "length"), "length is only for type string.")),
+            (DataType::String, None) => issues.push(ConfigIssue::new(
+                at(name, "length"),
+                "A string point needs length (registers).",
+            )),
+            (DataType::String, Some(l)) if l == 0 || l > 125 => issues.push(ConfigIssue::new(
+                at(name, "length"),
+                "length must be 1-125 registers.",
+            )),
+            (t, Some(_)) if t != DataType::String => issues.push(ConfigIssue::new(
+                at(name, "length"),
+                "length is only for type string.",
+            )),
             _ => {}
         }
         let width = width_of(p);
         if u32::from(p.address) + u32::from(width) > 65_536 {
-            issues.push(ConfigIssue::new(at(name, "address"), format!("The point spans past the last address 65535 (address {} + {width} registers).", p.address)));
+            issues.push(ConfigIssue::new(
+                at(name, "address"),
+                format!(
+                    "The point spans past the last address 65535 (address {} + {width} registers).",
+                    p.address
+                ),
+            ));
         }
         if p.writable && !matches!(p.table, Table::Coil | Table::Holding) {
-            issues.push(ConfigIssue::new(at(name, "writable"), "Only coils and holding registers can be written."));
+            issues.push(ConfigIssue::new(
+                at(name, "writable"),
+                "Only coils and holding registers can be written.",
+            ));
         }
         if p.writable && p.data_type == DataType::String {
-            issues.push(ConfigIssue::new(at(name, "writable"), "String points cannot be written."));
+            issues.push(ConfigIssue::new(
+                at(name, "writable"),
+                "String points cannot be written.",
+            ));
         }
         if let Some(s) = p.scale
             && (s == 0.0 || !s.is_finite())
         {
-            issues.push(ConfigIssue::new(at(name, "scale"), "scale must be a finite, non-zero number."));
+            issues.push(ConfigIssue::new(
+                at(name, "scale"),
+                "scale must be a finite, non-zero number.",
+            ));
         }
         if let (Some(lo), Some(hi)) = (p.min, p.max)
             && lo > hi
         {
-            issues.push(ConfigIssue::new(at(name, "min"), "min is greater than max."));
+            issues.push(ConfigIssue::new(
+                at(name, "min"),
+                "min is greater than max.",
+            ));
         }
         points.push(Point {
             name: name.clone(),
@@ -285,14 +328,24 @@ fn validate(spec: MapSpec, path: &str) -> Result<DeviceMap, ConfigErrors> {
         if let Some(sf) = &p.spec.scale_point {
             match names.iter().position(|n| n == sf) {
                 Some(i) if spec.points[sf].data_type == DataType::I16 => p.scale_index = Some(i),
-                Some(_) => issues.push(ConfigIssue::new(at(&p.name, "scalePoint"), format!("The scale point '{sf}' must be of type i16."))),
-                None => issues.push(ConfigIssue::new(at(&p.name, "scalePoint"), format!("There is no point '{sf}' in this map."))),
+                Some(_) => issues.push(ConfigIssue::new(
+                    at(&p.name, "scalePoint"),
+                    format!("The scale point '{sf}' must be of type i16."),
+                )),
+                None => issues.push(ConfigIssue::new(
+                    at(&p.name, "scalePoint"),
+                    format!("There is no point '{sf}' in this map."),
+                )),
             }
         }
     }
     issues.extend(overlaps(&points, path));
     if issues.is_empty() {
-        Ok(DeviceMap { name: spec.name.clone(), points, spec })
+        Ok(DeviceMap {
+            name: spec.name.clone(),
+            points,
+            spec,
+        })
     } else {
         Err(ConfigErrors(issues))
     }
@@ -305,7 +358,9 @@ fn overlaps(points: &[Point], path: &str) -> Vec<ConfigIssue> {
     let mut issues = Vec::new();
     for (i, a) in sorted.iter().enumerate() {
         for b in sorted.iter().skip(i + 1) {
-            if b.spec.table != a.spec.table || u32::from(b.spec.address) >= u32::from(a.spec.address) + u32::from(a.width) {
+            if b.spec.table != a.spec.table
+                || u32::from(b.spec.address) >= u32::from(a.spec.address) + u32::from(a.width)
+            {
                 break;
             }
             let bits_ok = a.spec.data_type == DataType::Bit
@@ -315,7 +370,13 @@ fn overlaps(points: &[Point], path: &str) -> Vec<ConfigIssue> {
             if !bits_ok {
                 issues.push(ConfigIssue::new(
                     format!("{path}.points.{}.address", b.name),
-                    format!("Overlaps point '{}' ({:?} {}..{}).", a.name, a.spec.table, a.spec.address, u32::from(a.spec.address) + u32::from(a.width) - 1),
+                    format!(
+                        "Overlaps point '{}' ({:?} {}..{}).",
+                        a.name,
+                        a.spec.table,
+                        a.spec.address,
+                        u32::from(a.spec.address) + u32::from(a.width) - 1
+                    ),
                 ));
             }
         }

@@ -42,7 +42,10 @@ fn rejects_bad_points_with_paths() {
         "maps.bad.points.h.scalePoint",
         "maps.bad.points.9x",
     ] {
-        assert!(p.iter().any(|x| x == expected), "missing {expected} in {p:?}");
+        assert!(
+            p.iter().any(|x| x == expected),
+            "missing {expected} in {p:?}"
+        );
     }
 }
 
@@ -52,7 +55,11 @@ fn wrong_types_and_unknown_fields_name_the_field() {
     assert_eq!(paths(&e), ["f.json.points.v.address"]);
     let e = parse_map(&json!({"name": "x", "points": {"v": {"table": "holding", "address": 1, "type": "u16", "colour": 1}}}), "m").unwrap_err();
     assert_eq!(paths(&e), ["m.points.v.colour"]);
-    let e = parse_map(&json!({"name": "x", "points": {"v": {"table": "holding", "address": 1, "type": "u128"}}}), "m").unwrap_err();
+    let e = parse_map(
+        &json!({"name": "x", "points": {"v": {"table": "holding", "address": 1, "type": "u128"}}}),
+        "m",
+    )
+    .unwrap_err();
     assert_eq!(paths(&e), ["m.points.v.type"]);
 }
 

@@ -1,0 +1,387 @@
+//! The Modbus module as a `bridge-core` protocol: reconcile running devices and buses with
+//! each new configuration (restarting only what changed), and answer direct methods.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+
+use bridge_core::config::ConfigErrors;
+use bridge_core::hub::{MethodResponse, MethodRouter};
+use bridge_core::runtime::{ModuleContext, Protocol};
+use serde_json::{Map, Value, json};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::bus::{BusError, BusHandle, spawn_bus};
+use crate::config::{Connection, Device, ModbusConfig, parse};
+use crate::device::{DeviceEntry, WriteError};
+use crate::poller::{self, PollStats};
+use crate::simulator;
+
+/// The Modbus protocol module.
+#[derive(Debug, Default)]
+pub struct Modbus {
+    devices: RwLock<BTreeMap<String, Arc<DeviceEntry>>>,
+    stats: RwLock<BTreeMap<String, Arc<PollStats>>>,
+}
+
+impl Modbus {
+    /// A new module.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn entry(&self, id: &str) -> Option<Arc<DeviceEntry>> {
+        self.devices
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    /// Poll counters per device (benchmarks).
+    pub fn stats(&self) -> BTreeMap<String, Arc<PollStats>> {
+        self.stats.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// The built-in demo: one simulated SDM120 meter.
+pub fn demo_config() -> Value {
+    json!({"devices": {"demo-meter": {"map": "eastron-sdm120", "connection": {"type": "simulated"}, "pollIntervalMs": 2000}}})
+}
+
+struct Running {
+    buses: HashMap<String, (Connection, BusHandle, CancellationToken)>,
+    pollers: HashMap<String, (Device, CancellationToken)>,
+    sims: HashMap<String, (Arc<crate::map::DeviceMap>, SocketAddr, CancellationToken)>,
+}
+
+impl Protocol for Modbus {
+    type Config = ModbusConfig;
+
+    fn name(&self) -> &'static str {
+        "bridge-modbus"
+    }
+
+    fn parse_config(&self, doc: &Value) -> Result<ModbusConfig, ConfigErrors> {
+        parse(doc)
+    }
+
+    fn demo_config(&self) -> Value {
+        demo_config()
+    }
+
+    fn methods(self: &Arc<Self>) -> MethodRouter {
+        let (r, w) = (self.clone(), self.clone());
+        MethodRouter::new()
+            .route("read", move |req| {
+                let me = r.clone();
+                async move { me.read_method(req).await }
+            })
+            .route("write", move |req| {
+                let me = w.clone();
+                async move { me.write_method(req).await }
+            })
+    }
+
+    async fn run(self: Arc<Self>, mut cx: ModuleContext<ModbusConfig>) {
+        let mut running = Running {
+            buses: HashMap::new(),
+            pollers: HashMap::new(),
+            sims: HashMap::new(),
+        };
+        loop {
+            let config = cx.config.borrow_and_update().clone();
+            self.reconcile(&mut running, &config, &cx).await;
+            tokio::select! {
+                _ = cx.shutdown.cancelled() => break,
+                changed = cx.config.changed() => if changed.is_err() { break },
+            }
+        }
+        for (_, (_, t)) in running.pollers.drain() {
+            t.cancel();
+        }
+        for (_, (_, _, t)) in running.buses.drain() {
+            t.cancel();
+        }
+        for (_, (_, _, t)) in running.sims.drain() {
+            t.cancel();
+        }
+    }
+}
+
+impl Modbus {
+    async fn reconcile(
+        &self,
+        running: &mut Running,
+        config: &ModbusConfig,
+        cx: &ModuleContext<ModbusConfig>,
+    ) {
+        // Stop devices that went away or changed.
+        let stale: Vec<String> = running
+            .pollers
+            .iter()
+            .filter(|(id, (d, _))| config.devices.get(*id) != Some(d))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in stale {
+            if let Some((_, token)) = running.pollers.remove(&id) {
+                token.cancel();
+            }
+            self.devices
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id);
+            if !config.devices.contains_key(&id) {
+                info!(device = %id, "Device removed.");
+                cx.reporter
+                    .report(json!({"deviceHealth": {id.clone(): null}, "deviceFacts": {id: null}}));
+            }
+        }
+        // Simulated devices: one server per device, restarted if its map changed.
+        let stale_sims: Vec<String> = running
+            .sims
+            .iter()
+            .filter(|(id, (map, _, _))| {
+                config
+                    .devices
+                    .get(*id)
+                    .is_none_or(|d| d.connection != Connection::Simulated {} || d.map != *map)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in stale_sims {
+            if let Some((_, _, t)) = running.sims.remove(&id) {
+                t.cancel();
+            }
+        }
+        for (id, d) in &config.devices {
+            if d.connection == (Connection::Simulated {}) && !running.sims.contains_key(id) {
+                let token = CancellationToken::new();
+                match simulator::start(d.map.clone(), token.clone()).await {
+                    Ok(addr) => {
+                        info!(device = %id, %addr, "Simulated device started.");
+                        running
+                            .sims
+                            .insert(id.clone(), (d.map.clone(), addr, token));
+                    }
+                    Err(e) => {
+                        warn!(device = %id, error = %e, "Could not start the simulated device.")
+                    }
+                }
+            }
+        }
+        // Buses: keep those still used with the same settings.
+        let wanted: HashMap<String, Connection> = config
+            .devices
+            .values()
+            .map(|d| (d.connection.bus_key(&d.id), d.connection.clone()))
+            .collect();
+        let stale_buses: Vec<String> = running
+            .buses
+            .iter()
+            .filter(|(key, (conn, _, _))| {
+                wanted.get(*key) != Some(conn) || key.starts_with("simulated://")
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in stale_buses {
+            // Simulated buses are rebuilt when their device restarts (new address).
+            let in_use = running
+                .pollers
+                .values()
+                .any(|(d, _)| d.connection.bus_key(&d.id) == key);
+            if !in_use || wanted.get(&key) != running.buses.get(&key).map(|b| &b.0) {
+                if let Some((_, _, t)) = running.buses.remove(&key) {
+                    t.cancel();
+                }
+            }
+        }
+        // Start new or changed devices.
+        for (id, d) in &config.devices {
+            if running.pollers.contains_key(id) {
+                continue;
+            }
+            let key = d.connection.bus_key(id);
+            let sim_addr = running.sims.get(id).map(|(_, a, _)| *a);
+            let bus = running
+                .buses
+                .entry(key)
+                .or_insert_with(|| {
+                    let token = CancellationToken::new();
+                    (
+                        d.connection.clone(),
+                        spawn_bus(d.connection.clone(), sim_addr, token.clone()),
+                        token,
+                    )
+                })
+                .1
+                .clone();
+            let entry = DeviceEntry::new(d.clone(), bus);
+            self.devices
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(id.clone(), entry.clone());
+            let stats = Arc::new(PollStats::default());
+            self.stats
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(id.clone(), stats.clone());
+            let token = cx.shutdown.child_token();
+            tokio::spawn(supervise(
+                id.clone(),
+                entry,
+                cx.telemetry.clone(),
+                cx.reporter.clone(),
+                stats,
+                token.clone(),
+            ));
+            info!(device = %id, map = %d.map.name, unit = d.unit_id, "Device started.");
+            running.pollers.insert(id.clone(), (d.clone(), token));
+        }
+    }
+
+    async fn read_method(&self, req: Value) -> MethodResponse {
+        let Some(id) = req.get("deviceId").and_then(Value::as_str) else {
+            return MethodResponse::error(
+                400,
+                "read needs {\"deviceId\": \"...\", \"points\": [\"...\"]} (points optional).",
+            );
+        };
+        let Some(entry) = self.entry(id) else {
+            return MethodResponse::error(404, format!("Unknown device '{id}'."));
+        };
+        let map = &entry.device.map;
+        let wanted: Vec<usize> = match req.get("points") {
+            None | Some(Value::Null) => entry.device.wanted.clone(),
+            Some(Value::Array(names)) => {
+                let mut idx = Vec::new();
+                for n in names {
+                    match n.as_str().and_then(|n| map.index_of(n)) {
+                        Some(i) => {
+                            idx.push(i);
+                            idx.extend(map.points[i].scale_index);
+                        }
+                        None => {
+                            return MethodResponse::error(
+                                404,
+                                format!("The map '{}' has no point {n}.", map.name),
+                            );
+                        }
+                    }
+                }
+                idx
+            }
+            Some(_) => {
+                return MethodResponse::error(400, "points must be an array of point names.");
+            }
+        };
+        let out = entry.read(&wanted).await;
+        if let Some(e) = &out.unreachable
+            && out.values.is_empty()
+        {
+            return bus_error(e);
+        }
+        let values: Map<String, Value> = out
+            .values
+            .iter()
+            .filter(|(i, _)| map.points[**i].spec.publish || wanted.contains(i))
+            .map(|(i, v)| (map.points[*i].name.clone(), v.to_json()))
+            .collect();
+        let errors: Map<String, Value> = out
+            .errors
+            .iter()
+            .map(|(i, e)| (map.points[*i].name.clone(), json!(e.to_string())))
+            .collect();
+        MethodResponse::ok(json!({"deviceId": id, "values": values, "errors": errors}))
+    }
+
+    async fn write_method(&self, req: Value) -> MethodResponse {
+        let (Some(id), Some(point), Some(value)) = (
+            req.get("deviceId").and_then(Value::as_str),
+            req.get("point").and_then(Value::as_str),
+            req.get("value"),
+        ) else {
+            return MethodResponse::error(
+                400,
+                "write needs {\"deviceId\": \"...\", \"point\": \"...\", \"value\": ...}.",
+            );
+        };
+        let Some(entry) = self.entry(id) else {
+            return MethodResponse::error(404, format!("Unknown device '{id}'."));
+        };
+        let Some(index) = entry.device.map.index_of(point) else {
+            return MethodResponse::error(
+                404,
+                format!(
+                    "The map '{}' has no point '{point}'.",
+                    entry.device.map.name
+                ),
+            );
+        };
+        match entry.write(index, value).await {
+            Ok(()) => {}
+            Err(WriteError::Bus(e)) => return bus_error(&e),
+            Err(e) => return MethodResponse::error(400, e.to_string()),
+        }
+        let mut body = json!({"deviceId": id, "point": point, "value": value});
+        if req.get("verify").and_then(Value::as_bool).unwrap_or(false) {
+            let out = entry.read(&[index]).await;
+            match out.values.get(&index) {
+                Some(v) => body["readBack"] = v.to_json(),
+                None => {
+                    return MethodResponse::error(
+                        502,
+                        format!(
+                            "Written, but the read-back failed: {}",
+                            out.errors
+                                .get(&index)
+                                .map(ToString::to_string)
+                                .unwrap_or_default()
+                        ),
+                    );
+                }
+            }
+        }
+        MethodResponse::ok(body)
+    }
+}
+
+/// Runs a device's poll loop and restarts it if it panics, so one device's bug never
+/// stops the others (or itself for good).
+async fn supervise(
+    id: String,
+    entry: Arc<DeviceEntry>,
+    telemetry: bridge_core::forwarder::TelemetrySender,
+    reporter: bridge_core::runtime::Reporter,
+    stats: Arc<PollStats>,
+    token: CancellationToken,
+) {
+    loop {
+        let task = tokio::spawn(poller::run(
+            entry.clone(),
+            telemetry.clone(),
+            reporter.clone(),
+            stats.clone(),
+            token.clone(),
+        ));
+        match task.await {
+            Err(e) if e.is_panic() && !token.is_cancelled() => {
+                tracing::error!(device = %id, "The poll task panicked; restarting it in 1 s.");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            _ => return,
+        }
+    }
+}
+
+fn bus_error(e: &BusError) -> MethodResponse {
+    match e {
+        BusError::Exception(code) => MethodResponse {
+            status: 502,
+            payload: json!({"error": e.to_string(), "exceptionCode": code}),
+        },
+        BusError::Timeout(_) => MethodResponse::error(504, e.to_string()),
+        _ => MethodResponse::error(503, e.to_string()),
+    }
+}

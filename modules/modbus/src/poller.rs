@@ -1,0 +1,281 @@
+//! One task per device: poll on its interval, publish one telemetry message per cycle
+//! (or only changed points), track health, back off when the device is unreachable.
+//! A failing device only slows itself down; other devices have their own tasks.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use bridge_core::forwarder::TelemetrySender;
+use bridge_core::hub::Message;
+use bridge_core::runtime::Reporter;
+use bridge_core::time::rfc3339;
+use bridge_core::upstream::Backoff;
+use serde_json::{Map, Value, json};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::codec::Reading;
+use crate::config::Report;
+use crate::device::DeviceEntry;
+
+/// Counters for benchmarks and health.
+#[derive(Debug, Default)]
+pub struct PollStats {
+    /// Completed poll cycles.
+    pub polls: AtomicU64,
+    /// Modbus requests made.
+    pub requests: AtomicU64,
+    /// Values published.
+    pub values: AtomicU64,
+    /// Failed cycles.
+    pub failures: AtomicU64,
+    /// Sum of start lateness in µs (jitter).
+    pub lateness_us: AtomicU64,
+    /// Largest start lateness in µs.
+    pub max_lateness_us: AtomicU64,
+}
+
+/// Report-on-change with deadband and maximum silence, pure.
+#[derive(Debug, Default)]
+pub struct ChangeFilter {
+    last: HashMap<String, (Reading, Instant)>,
+}
+
+impl ChangeFilter {
+    /// Which of `values` to send now.
+    pub fn select(
+        &mut self,
+        report: &Report,
+        values: BTreeMap<String, Reading>,
+        now: Instant,
+    ) -> BTreeMap<String, Reading> {
+        if !report.on_change {
+            return values;
+        }
+        let silence = Duration::from_millis(report.max_silence_ms);
+        values
+            .into_iter()
+            .filter(|(name, value)| {
+                let deadband = report
+                    .point_deadbands
+                    .get(name)
+                    .copied()
+                    .unwrap_or(report.deadband);
+                let send = match self.last.get(name) {
+                    None => true,
+                    Some((prev, at)) => {
+                        now.duration_since(*at) >= silence
+                            || match (prev.as_f64(), value.as_f64()) {
+                                (Some(a), Some(b)) if !matches!(value, Reading::Bool(_)) => {
+                                    (a - b).abs() > deadband || (deadband == 0.0 && a != b)
+                                }
+                                _ => prev != value,
+                            }
+                    }
+                };
+                if send {
+                    self.last.insert(name.clone(), (value.clone(), now));
+                }
+                send
+            })
+            .collect()
+    }
+}
+
+/// Device health as reported.
+#[derive(Debug, Clone, PartialEq)]
+struct Health {
+    online: bool,
+    last_error: Option<String>,
+    last_success: Option<String>,
+    consecutive_failures: u32,
+}
+
+impl Health {
+    fn to_json(&self) -> Value {
+        json!({
+            "state": if self.online { "online" } else { "offline" },
+            "lastError": self.last_error,
+            "lastSuccess": self.last_success,
+            "consecutiveFailures": self.consecutive_failures,
+        })
+    }
+}
+
+/// Runs the poll loop of one device until `shutdown`.
+pub async fn run(
+    entry: Arc<DeviceEntry>,
+    telemetry: TelemetrySender,
+    reporter: Reporter,
+    stats: Arc<PollStats>,
+    shutdown: CancellationToken,
+) {
+    let device = &entry.device;
+    let id = device.id.clone();
+    let mut filter = ChangeFilter::default();
+    let mut health: Option<Health> = None;
+    let mut backoff = Backoff::new(
+        device.poll_interval,
+        device.poll_interval.max(Duration::from_secs(60)),
+    );
+    let mut facts_sent: Option<Value> = None;
+    // Spread devices over the interval so a thousand devices do not poll in one burst.
+    let phase = Duration::from_micros(hash(&id) % (device.poll_interval.as_micros().max(1) as u64));
+    let mut next = tokio::time::Instant::now() + phase;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep_until(next) => {}
+        }
+        let late = tokio::time::Instant::now().saturating_duration_since(next);
+        stats
+            .lateness_us
+            .fetch_add(late.as_micros() as u64, Ordering::Relaxed);
+        stats
+            .max_lateness_us
+            .fetch_max(late.as_micros() as u64, Ordering::Relaxed);
+        let polled_at = SystemTime::now();
+        let outcome = entry.read(&device.wanted).await;
+        stats.polls.fetch_add(1, Ordering::Relaxed);
+        stats
+            .requests
+            .fetch_add(u64::from(outcome.requests), Ordering::Relaxed);
+        let map = &device.map;
+        let previous = health.clone();
+        let h = health.get_or_insert(Health {
+            online: false,
+            last_error: None,
+            last_success: None,
+            consecutive_failures: 0,
+        });
+        if let Some(err) = &outcome.unreachable
+            && outcome.values.is_empty()
+        {
+            stats.failures.fetch_add(1, Ordering::Relaxed);
+            h.online = false;
+            h.last_error = Some(err.to_string());
+            h.consecutive_failures += 1;
+            next = tokio::time::Instant::now() + backoff.next_delay();
+        } else {
+            backoff.reset();
+            h.online = true;
+            h.consecutive_failures = 0;
+            h.last_success = Some(rfc3339(polled_at));
+            h.last_error = outcome.errors.values().next().map(ToString::to_string);
+            let mut values = BTreeMap::new();
+            let mut facts = Map::new();
+            for (&i, v) in &outcome.values {
+                let p = &map.points[i];
+                if p.spec.static_fact {
+                    facts.insert(p.name.clone(), v.to_json());
+                } else if p.spec.publish {
+                    values.insert(p.name.clone(), v.clone());
+                }
+            }
+            let selected = filter.select(&device.report, values, Instant::now());
+            if !selected.is_empty() {
+                let body: Map<String, Value> = selected
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.to_json()))
+                    .collect();
+                let mut msg = Message::json("telemetry", &Value::Object(body)).for_device(&id);
+                msg.creation_time = Some(rfc3339(polled_at));
+                stats
+                    .values
+                    .fetch_add(selected.len() as u64, Ordering::Relaxed);
+                if telemetry.send(msg).await.is_err() {
+                    return;
+                }
+            }
+            let facts = Value::Object(facts);
+            if facts.as_object().is_some_and(|f| !f.is_empty())
+                && facts_sent.as_ref() != Some(&facts)
+            {
+                reporter.report(json!({"deviceFacts": {id.clone(): facts.clone()}}));
+                facts_sent = Some(facts);
+            }
+            next += device.poll_interval;
+            // Fell behind (slow device): skip missed cycles rather than bursting.
+            let now = tokio::time::Instant::now();
+            if next < now {
+                next = now + device.poll_interval;
+            }
+        }
+        let changed_state = previous.as_ref().map(|p| p.online) != Some(h.online);
+        if changed_state {
+            if h.online {
+                info!(device = %id, "Device online.");
+            } else {
+                warn!(device = %id, error = h.last_error.as_deref().unwrap_or(""), "Device offline.");
+            }
+            let mut status = h.to_json();
+            status["deviceId"] = json!(id);
+            let msg = Message::json("status", &status).for_device(&id);
+            if telemetry.send(msg).await.is_err() {
+                return;
+            }
+            reporter.report(json!({"deviceHealth": {id.clone(): h.to_json()}}));
+        }
+    }
+}
+
+fn hash(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vals(v: &[(&str, f64)]) -> BTreeMap<String, Reading> {
+        v.iter()
+            .map(|(k, x)| (k.to_string(), Reading::Float(*x)))
+            .collect()
+    }
+
+    #[test]
+    fn deadband_and_max_silence() {
+        let report = Report {
+            on_change: true,
+            deadband: 0.5,
+            point_deadbands: [("p".to_string(), 2.0)].into(),
+            max_silence_ms: 10_000,
+        };
+        let mut f = ChangeFilter::default();
+        let t0 = Instant::now();
+        assert_eq!(
+            f.select(&report, vals(&[("v", 230.0), ("p", 10.0)]), t0)
+                .len(),
+            2,
+            "first values always go"
+        );
+        let sent = f.select(
+            &report,
+            vals(&[("v", 230.4), ("p", 11.5)]),
+            t0 + Duration::from_secs(1),
+        );
+        assert!(sent.is_empty(), "{sent:?}");
+        let sent = f.select(
+            &report,
+            vals(&[("v", 230.6), ("p", 11.5)]),
+            t0 + Duration::from_secs(2),
+        );
+        assert_eq!(sent.keys().collect::<Vec<_>>(), ["v"]);
+        let sent = f.select(
+            &report,
+            vals(&[("v", 230.6), ("p", 10.0)]),
+            t0 + Duration::from_secs(11),
+        );
+        assert_eq!(
+            sent.keys().collect::<Vec<_>>(),
+            ["p"],
+            "p was silent for 11 s; v was sent 9 s ago"
+        );
+        let always = Report::default();
+        assert_eq!(f.select(&always, vals(&[("v", 1.0)]), t0).len(), 1);
+    }
+}

@@ -1,0 +1,493 @@
+//! bridge-modbus end to end: pymodbus servers (TCP, and RTU over socat ptys) → the module
+//! → edgehub-sim. Values are encoded by the Python side with `struct`, independently of
+//! our codec.
+
+#![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
+
+use std::time::Duration;
+
+use bridge_core::identity::SymmetricKey;
+use bridge_e2e::{PyModbus, init_tracing, run_modbus_against};
+use edgehub_sim::{Recorded, Sim, SimOptions};
+use serde_json::{Value, json};
+
+const KEY: &str = "Y2FwdHVyZS10ZXN0LWtleS0wMTIzNDU2Nzg5YWJjZGVm";
+const T: Duration = Duration::from_secs(30);
+
+async fn sim() -> Sim {
+    let sim = Sim::start(SimOptions::default()).await.unwrap();
+    sim.hub
+        .add_module("edge-gw", "modbus", SymmetricKey::from_base64(KEY).unwrap());
+    sim
+}
+
+fn server_spec() -> Value {
+    json!({"units": {
+        "1": {
+            "holding": [
+                {"address": 0, "type": "u16", "value": 4660},
+                {"address": 1, "type": "i16", "value": -1234},
+                {"address": 2, "type": "u32", "value": 617001},
+                {"address": 4, "type": "i32", "value": -100000, "order": "CDAB"},
+                {"address": 6, "type": "u64", "value": 1234567890123u64},
+                {"address": 10, "type": "i64", "value": -9876543210i64, "order": "DCBA"},
+                {"address": 14, "type": "f32", "value": 21.5, "order": "BADC"},
+                {"address": 16, "type": "f64", "value": -3.25, "order": "CDAB"},
+                {"address": 20, "type": "string", "value": "SN-42", "length": 4},
+                {"address": 24, "type": "u16", "value": 5},
+                {"address": 30, "type": "u16", "value": 2312},
+                {"address": 40, "type": "u16", "value": 100},
+                {"address": 42, "type": "i32", "value": 0, "order": "CDAB"},
+                {"address": 44, "type": "f32", "value": 0.0}
+            ],
+            "input": [{"address": 0, "type": "u16", "value": 1000}],
+            "coils": [{"address": 0, "value": true}, {"address": 1, "value": false}],
+            "discrete": [{"address": 0, "value": true}]
+        },
+        "2": {"input": [{"address": 0, "type": "i16", "value": -5}]}
+    }})
+}
+
+fn test_map() -> Value {
+    json!({"name": "test-all-types", "points": {
+        "u16v": {"table": "holding", "address": 0, "type": "u16"},
+        "i16v": {"table": "holding", "address": 1, "type": "i16"},
+        "u32v": {"table": "holding", "address": 2, "type": "u32"},
+        "i32cdab": {"table": "holding", "address": 4, "type": "i32", "wordOrder": "little"},
+        "u64v": {"table": "holding", "address": 6, "type": "u64"},
+        "i64dcba": {"table": "holding", "address": 10, "type": "i64", "byteOrder": "little", "wordOrder": "little"},
+        "f32badc": {"table": "holding", "address": 14, "type": "f32", "byteOrder": "little"},
+        "f64cdab": {"table": "holding", "address": 16, "type": "f64", "wordOrder": "little"},
+        "serial": {"table": "holding", "address": 20, "type": "string", "length": 4},
+        "bit0": {"table": "holding", "address": 24, "type": "bit", "bit": 0, "writable": true},
+        "bit1": {"table": "holding", "address": 24, "type": "bit", "bit": 1, "writable": true},
+        "bit2": {"table": "holding", "address": 24, "type": "bit", "bit": 2},
+        "voltage": {"table": "holding", "address": 30, "type": "u16", "scale": 0.1, "unit": "V"},
+        "setpoint": {"table": "holding", "address": 40, "type": "u16", "writable": true, "min": 0, "max": 1000},
+        "wideSetpoint": {"table": "holding", "address": 42, "type": "i32", "wordOrder": "little", "writable": true},
+        "floatSetpoint": {"table": "holding", "address": 44, "type": "f32", "writable": true},
+        "ghost": {"table": "holding", "address": 300, "type": "u16", "writable": true},
+        "counter": {"table": "input", "address": 0, "type": "u16"},
+        "relay": {"table": "coil", "address": 0, "type": "bool"},
+        "fan": {"table": "coil", "address": 1, "type": "bool", "writable": true},
+        "alarm": {"table": "discreteInput", "address": 0, "type": "bool"}
+    }})
+}
+
+fn latest(messages: &[Recorded], device: &str, output: &str) -> Option<Value> {
+    messages
+        .iter()
+        .rev()
+        .find(|m| {
+            m.properties.get("deviceId").map(String::as_str) == Some(device)
+                && m.output.as_deref() == Some(output)
+        })
+        .map(Recorded::json)
+}
+
+async fn method(sim: &Sim, name: &str, payload: Value) -> (u16, Value) {
+    sim.hub
+        .invoke_method("edge-gw/modbus", name, &payload, T)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn tcp_all_tables_types_orders_two_units_and_writes() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let server = PyModbus::tcp(&server_spec()).await.unwrap();
+    let sim = sim().await;
+    let connection = json!({"type": "tcp", "host": "localhost", "port": server.port});
+    sim.hub.set_desired(
+        "edge-gw/modbus",
+        &json!({"maps": {"t": test_map()}, "devices": {
+            "dev-a": {"map": "t", "connection": connection, "unitId": 1, "pollIntervalMs": 300, "timeoutMs": 1000},
+            "dev-b": {"map": {"name": "one", "points": {"temp": {"table": "input", "address": 0, "type": "i16", "scale": 0.5}}}, "connection": connection, "unitId": 2, "pollIntervalMs": 300}
+        }}),
+    );
+    let stop = run_modbus_against(&sim, "modbus", KEY, dir.path(), None)
+        .await
+        .unwrap();
+    let msgs = sim
+        .hub
+        .wait_until(T, |m| {
+            latest(m, "dev-a", "telemetry").is_some() && latest(m, "dev-b", "telemetry").is_some()
+        })
+        .await
+        .expect("telemetry from both units");
+    let a = latest(&msgs, "dev-a", "telemetry").unwrap();
+    let expected = json!({
+        "u16v": 4660, "i16v": -1234, "u32v": 617001, "i32cdab": -100000, "u64v": 1234567890123u64,
+        "i64dcba": -9876543210i64, "f32badc": 21.5, "f64cdab": -3.25, "serial": "SN-42",
+        "bit0": true, "bit1": false, "bit2": true, "voltage": 231.2, "setpoint": 100, "wideSetpoint": 0,
+        "floatSetpoint": 0.0, "counter": 1000, "relay": true, "fan": false, "alarm": true
+    });
+    assert_eq!(
+        a, expected,
+        "ghost (undefined on the server) is left out; everything else decodes"
+    );
+    assert_eq!(
+        latest(&msgs, "dev-b", "telemetry").unwrap(),
+        json!({"temp": -2.5})
+    );
+    let m = msgs
+        .iter()
+        .find(|m| m.properties.get("deviceId").map(String::as_str) == Some("dev-a"))
+        .unwrap();
+    assert_eq!(m.output.as_deref(), Some("telemetry"));
+    assert_eq!(m.properties["$.ct"], "application/json");
+    assert!(m.properties["iothub-creation-time-utc"].starts_with("20"));
+    assert_eq!(latest(&msgs, "dev-a", "status").unwrap()["state"], "online");
+    let health = sim.hub.twin("edge-gw/modbus")["reported"]["deviceHealth"]["dev-a"].clone();
+    assert_eq!(health["state"], "online");
+    assert_eq!(
+        sim.hub.twin("edge-gw/modbus")["reported"]["configStatus"]["status"],
+        "applied"
+    );
+
+    // Writes, each read back from the server.
+    for (point, value) in [
+        ("setpoint", json!(555)),
+        ("wideSetpoint", json!(-123456)),
+        ("floatSetpoint", json!(3.5)),
+        ("fan", json!(true)),
+        ("bit1", json!(true)),
+    ] {
+        let (status, body) = method(
+            &sim,
+            "write",
+            json!({"deviceId": "dev-a", "point": point, "value": value, "verify": true}),
+        )
+        .await;
+        assert_eq!(status, 200, "{point}: {body}");
+        assert_eq!(body["readBack"], value, "{point}");
+    }
+    let (status, body) = method(
+        &sim,
+        "read",
+        json!({"deviceId": "dev-a", "points": ["bit0", "bit1", "bit2", "wideSetpoint", "fan"]}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body["values"],
+        json!({"bit0": true, "bit1": true, "bit2": true, "wideSetpoint": -123456, "fan": true})
+    );
+
+    // Refusals.
+    let cases = [
+        (
+            json!({"deviceId": "dev-a", "point": "voltage", "value": 1}),
+            400,
+            "read-only",
+        ),
+        (
+            json!({"deviceId": "dev-a", "point": "setpoint", "value": 5000}),
+            400,
+            "outside",
+        ),
+        (
+            json!({"deviceId": "dev-a", "point": "setpoint", "value": "high"}),
+            400,
+            "takes a number",
+        ),
+        (
+            json!({"deviceId": "dev-a", "point": "nope", "value": 1}),
+            404,
+            "no point",
+        ),
+        (
+            json!({"deviceId": "dev-x", "point": "setpoint", "value": 1}),
+            404,
+            "Unknown device",
+        ),
+        (json!({"deviceId": "dev-a"}), 400, "write needs"),
+        (
+            json!({"deviceId": "dev-a", "point": "ghost", "value": 1}),
+            502,
+            "illegal data address",
+        ),
+    ];
+    for (req, want, text) in cases {
+        let (status, body) = method(&sim, "write", req.clone()).await;
+        assert_eq!(status, want, "{req} → {body}");
+        assert!(body.to_string().contains(text), "{req} → {body}");
+    }
+    let (status, body) = method(
+        &sim,
+        "read",
+        json!({"deviceId": "dev-a", "points": ["ghost"]}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        body["errors"]["ghost"]
+            .as_str()
+            .unwrap()
+            .contains("exception 2"),
+        "{body}"
+    );
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn bad_desired_config_is_rejected_and_the_last_good_keeps_running() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let server = PyModbus::tcp(&server_spec()).await.unwrap();
+    let sim = sim().await;
+    let good = json!({"devices": {"dev-a": {"map": {"name": "m", "points": {"counter": {"table": "input", "address": 0, "type": "u16"}}},
+        "connection": {"type": "tcp", "host": "127.0.0.1", "port": server.port}, "pollIntervalMs": 200}}});
+    sim.hub.set_desired("edge-gw/modbus", &good);
+    let stop = run_modbus_against(&sim, "modbus", KEY, dir.path(), None)
+        .await
+        .unwrap();
+    sim.hub
+        .wait_until(T, |m| latest(m, "dev-a", "telemetry").is_some())
+        .await
+        .unwrap();
+
+    // An unknown map, a wrong type and an out-of-range address in one patch.
+    sim.hub.set_desired(
+        "edge-gw/modbus",
+        &json!({"devices": {
+            "dev-b": {"map": "no-such-map", "connection": {"type": "tcp", "host": "127.0.0.1", "port": 1}},
+            "dev-c": {"map": "xy-md02", "connection": {"type": "tcp", "host": "127.0.0.1"}, "pollIntervalMs": "often"},
+            "dev-d": {"map": {"name": "x", "points": {"v": {"table": "holding", "address": 65535, "type": "f32"}}}, "connection": {"type": "tcp", "host": "h"}}
+        }}),
+    );
+    let deadline = std::time::Instant::now() + T;
+    let reported = loop {
+        let r = sim.hub.twin("edge-gw/modbus")["reported"].clone();
+        if r["configStatus"]["status"] == "rejected" {
+            break r;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no rejection reported: {r}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let paths: Vec<String> = reported["configStatus"]["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap().to_owned())
+        .collect();
+    for p in [
+        "devices.dev-b.map",
+        "devices.dev-c.pollIntervalMs",
+        "devices.dev-d.map.points.v.address",
+    ] {
+        assert!(paths.contains(&p.to_owned()), "{p} not in {paths:?}");
+    }
+    assert_eq!(reported["configStatus"]["appliedVersion"], 1);
+    assert_eq!(reported["devices"]["ac"], 400);
+    // The last good configuration keeps polling.
+    let before = sim.hub.messages().len();
+    sim.hub
+        .wait_until(T, |m| m.len() > before + 2)
+        .await
+        .expect("telemetry continues");
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn rtu_over_socat_two_slaves_one_bus() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let server = PyModbus::rtu(&json!({"units": {
+        "1": {"input": [{"address": 1, "type": "i16", "value": 215}, {"address": 2, "type": "u16", "value": 456}],
+              "holding": [{"address": 259, "type": "i16", "value": 0}]},
+        "2": {"input": [{"address": 1, "type": "i16", "value": -35}, {"address": 2, "type": "u16", "value": 800}]}
+    }}))
+    .await
+    .unwrap();
+    let sim = sim().await;
+    let conn = json!({"type": "rtu", "port": server.client_tty, "baudRate": 9600, "parity": "none", "dataBits": 8, "stopBits": 1});
+    sim.hub.set_desired(
+        "edge-gw/modbus",
+        &json!({"devices": {
+            "th-1": {"map": "xy-md02", "connection": conn, "unitId": 1, "pollIntervalMs": 300, "points": ["temperature", "humidity"]},
+            "th-2": {"map": "xy-md02", "connection": conn, "unitId": 2, "pollIntervalMs": 300, "points": ["temperature", "humidity"]}
+        }}),
+    );
+    let stop = run_modbus_against(&sim, "modbus", KEY, dir.path(), None)
+        .await
+        .unwrap();
+    let msgs = sim
+        .hub
+        .wait_until(T, |m| {
+            latest(m, "th-1", "telemetry").is_some() && latest(m, "th-2", "telemetry").is_some()
+        })
+        .await
+        .expect("both slaves");
+    assert_eq!(
+        latest(&msgs, "th-1", "telemetry").unwrap(),
+        json!({"temperature": 21.5, "humidity": 45.6})
+    );
+    assert_eq!(
+        latest(&msgs, "th-2", "telemetry").unwrap(),
+        json!({"temperature": -3.5, "humidity": 80.0})
+    );
+    // A write over RTU (FC6), read back.
+    let (status, body) = method(&sim, "write", json!({"deviceId": "th-1", "point": "temperatureCorrection", "value": -1.5, "verify": true})).await;
+    assert_eq!(
+        (status, body["readBack"].clone()),
+        (200, json!(-1.5)),
+        "{body}"
+    );
+    assert!(server.has_socat());
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn silent_unit_goes_offline_without_delaying_the_others() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = server_spec();
+    spec["silent"] = json!([7]);
+    spec["units"]["7"] = json!({"input": [{"address": 0, "type": "u16", "value": 1}]});
+    let server = PyModbus::tcp(&spec).await.unwrap();
+    let sim = sim().await;
+    let conn = json!({"type": "tcp", "host": "127.0.0.1", "port": server.port});
+    let map = json!({"name": "c", "points": {"counter": {"table": "input", "address": 0, "type": "u16"}}});
+    sim.hub.set_desired(
+        "edge-gw/modbus",
+        &json!({"devices": {
+            "alive": {"map": map, "connection": conn, "unitId": 1, "pollIntervalMs": 200, "timeoutMs": 300},
+            "dead": {"map": map, "connection": conn, "unitId": 7, "pollIntervalMs": 200, "timeoutMs": 300}
+        }}),
+    );
+    let stop = run_modbus_against(&sim, "modbus", KEY, dir.path(), None)
+        .await
+        .unwrap();
+    let msgs = sim
+        .hub
+        .wait_until(T, |m| latest(m, "dead", "status").is_some())
+        .await
+        .expect("offline status");
+    let status = latest(&msgs, "dead", "status").unwrap();
+    assert_eq!(status["state"], "offline");
+    assert!(
+        status["lastError"]
+            .as_str()
+            .unwrap()
+            .contains("No response"),
+        "{status}"
+    );
+    // The live device keeps publishing at about its rate while the dead one times out.
+    let start = sim
+        .hub
+        .messages()
+        .iter()
+        .filter(|m| m.properties.get("deviceId").map(String::as_str) == Some("alive"))
+        .count();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = sim
+        .hub
+        .messages()
+        .iter()
+        .filter(|m| m.properties.get("deviceId").map(String::as_str) == Some("alive"))
+        .count();
+    assert!(
+        after - start >= 8,
+        "only {} messages in 3 s from the live device",
+        after - start
+    );
+    assert_eq!(
+        sim.hub.twin("edge-gw/modbus")["reported"]["deviceHealth"]["dead"]["state"],
+        "offline"
+    );
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn stalled_rtu_reply_is_never_taken_for_the_next_answer() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let server = PyModbus::rtu(&json!({
+        "units": {"1": {"holding": [{"address": 0, "type": "u16", "value": 1111}, {"address": 100, "type": "u16", "value": 2222}]}},
+        "stall": {"unit": 1, "address": 0, "seconds": 0.8}
+    }))
+    .await
+    .unwrap();
+    let sim = sim().await;
+    let map = json!({"name": "two", "points": {"a": {"table": "holding", "address": 0, "type": "u16"}, "b": {"table": "holding", "address": 100, "type": "u16"}}});
+    sim.hub.set_desired(
+        "edge-gw/modbus",
+        &json!({"devices": {"d": {"map": map, "connection": {"type": "rtu", "port": server.client_tty}, "pollIntervalMs": 100, "timeoutMs": 300}}}),
+    );
+    let stop = run_modbus_against(&sim, "modbus", KEY, dir.path(), None)
+        .await
+        .unwrap();
+    let msgs = sim
+        .hub
+        .wait_until(T, |m| {
+            m.iter()
+                .filter(|r| r.output.as_deref() == Some("telemetry"))
+                .count()
+                >= 10
+        })
+        .await
+        .expect("telemetry after the stall");
+    for m in msgs
+        .iter()
+        .filter(|r| r.output.as_deref() == Some("telemetry"))
+    {
+        assert_eq!(
+            m.json(),
+            json!({"a": 1111, "b": 2222}),
+            "a reply was attributed to the wrong request"
+        );
+    }
+    assert!(
+        msgs.iter()
+            .any(|r| r.output.as_deref() == Some("status") && r.json()["state"] == "offline"),
+        "the stall was seen as a timeout"
+    );
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn server_that_goes_away_and_comes_back() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = PyModbus::tcp(&server_spec()).await.unwrap();
+    let sim = sim().await;
+    let map = json!({"name": "c", "points": {"counter": {"table": "input", "address": 0, "type": "u16"}}});
+    sim.hub.set_desired(
+        "edge-gw/modbus",
+        &json!({"devices": {"d": {"map": map, "connection": {"type": "tcp", "host": "127.0.0.1", "port": server.port}, "pollIntervalMs": 200, "timeoutMs": 300}}}),
+    );
+    let stop = run_modbus_against(&sim, "modbus", KEY, dir.path(), None)
+        .await
+        .unwrap();
+    sim.hub
+        .wait_until(T, |m| latest(m, "d", "telemetry").is_some())
+        .await
+        .unwrap();
+    server.stop().await;
+    sim.hub
+        .wait_until(T, |m| {
+            latest(m, "d", "status").is_some_and(|s| s["state"] == "offline")
+        })
+        .await
+        .expect("offline");
+    server.restart().await.unwrap();
+    sim.hub
+        .wait_until(T, |m| {
+            latest(m, "d", "status").is_some_and(|s| s["state"] == "online")
+        })
+        .await
+        .expect("back online");
+    let n = sim.hub.messages().len();
+    sim.hub
+        .wait_until(T, |m| {
+            m.len() > n && latest(m, "d", "telemetry") == Some(json!({"counter": 1000}))
+        })
+        .await
+        .unwrap();
+    stop.cancel();
+}
