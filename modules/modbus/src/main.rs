@@ -50,8 +50,10 @@ fn main() -> Result<ExitCode> {
             }
         }),
         Command::Maps => {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
             for name in bridge_modbus::map::bundled_names() {
-                println!("{name}");
+                writeln!(out, "{name}")?;
             }
             Ok(ExitCode::SUCCESS)
         }
