@@ -7,5 +7,6 @@ cd "$(dirname "$0")/.."
 tests/setup-peers.sh
 echo "== fmt";    cargo fmt --all -- --check
 echo "== clippy"; cargo clippy --workspace --all-targets -- -D warnings
+echo "== device-map schemas"; .venv-peers/bin/python tests/python/check_maps.py
 echo "== tests";  cargo test --workspace --no-fail-fast
 echo "all tests passed"
