@@ -336,6 +336,11 @@ impl Hub {
         self.lock().messages.clone()
     }
 
+    /// Forgets recorded messages (long-running benchmarks).
+    pub fn clear_messages(&self) {
+        self.lock().messages.clear();
+    }
+
     /// A live feed of received messages.
     pub fn subscribe(&self) -> broadcast::Receiver<Recorded> {
         self.events.subscribe()

@@ -348,6 +348,7 @@ pub async fn run_modbus_against(
         config: config_file,
         upstream: Some("edge".into()),
         topic_template: "{deviceId}/{output}".into(),
+        mqtt_payload: "body".into(),
         connection_string: Some(format!(
             "HostName=myhub.azure-devices.net;DeviceId=edge-gw;ModuleId={module};SharedAccessKey={key};GatewayHostName=localhost"
         )),
@@ -367,4 +368,49 @@ pub async fn run_modbus_against(
         }
     });
     Ok(stop)
+}
+
+/// Process resource figures read from /proc (Linux), for benchmarks.
+pub mod procstat {
+    /// Current and peak resident set size of this process, KiB.
+    pub fn rss_kib() -> (u64, u64) {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+
+    /// User + system CPU time of this process, seconds.
+    pub fn cpu_seconds() -> f64 {
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        // Fields after the ")" that ends the command name; utime and stime are 14 and 15.
+        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        // rest starts at field 3 (state), so utime (14) is index 11.
+        (ticks(11) + ticks(12)) / 100.0
+    }
+}
+
+/// Epoch milliseconds of an RFC 3339 UTC time as we write it (`2026-11-26T13:03:15.127Z`).
+pub fn rfc3339_millis(t: &str) -> Option<i64> {
+    let (date, time) = t.trim_end_matches('Z').split_once('T')?;
+    let mut d = date.split('-').map(|x| x.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let (hms, ms) = time.split_once('.').unwrap_or((time, "0"));
+    let mut h = hms.split(':').map(|x| x.parse::<i64>().ok());
+    let (hh, mm, ss) = (h.next()??, h.next()??, h.next()??);
+    let y2 = if m <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 86_400 + hh * 3600 + mm * 60 + ss) * 1000) + ms.get(..3).unwrap_or("0").parse::<i64>().ok()?)
 }

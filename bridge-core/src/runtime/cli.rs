@@ -20,6 +20,10 @@ pub struct CommonArgs {
     /// Topic template for MQTT upstreams: `{deviceId}`, `{output}`, `{moduleId}`.
     #[arg(long, global = true, default_value = "{deviceId}/{output}")]
     pub topic_template: String,
+    /// MQTT upstream payload: `body` (the telemetry JSON) or `envelope`
+    /// (`{"deviceId", "output", "properties", "body"}`, as on stdout).
+    #[arg(long, global = true, default_value = "body", value_parser = ["body", "envelope"])]
+    pub mqtt_payload: String,
     /// Module or device connection string, to run without IoT Edge.
     #[arg(
         long,

@@ -193,6 +193,7 @@ pub async fn run_module<P: Protocol>(
         }
         UpstreamChoice::Mqtt(url) => {
             let mut cfg = MqttUpstreamConfig::from_url(url, &args.topic_template, protocol.name())?;
+            cfg.envelope = args.mqtt_payload == "envelope";
             if let Some(ca) = &args.ca_file {
                 cfg.ca_pem = Some(
                     std::fs::read_to_string(ca).map_err(|_| RuntimeError::CaFile(ca.clone()))?,

@@ -31,6 +31,8 @@ pub struct MqttUpstreamConfig {
     pub credentials: Option<(String, String)>,
     /// PEM roots for TLS; system roots when `None`.
     pub ca_pem: Option<String>,
+    /// Publish the JSON envelope (`deviceId`, `output`, `properties`, `body`) instead of the bare body.
+    pub envelope: bool,
 }
 
 /// The upstream URL is not usable.
@@ -71,6 +73,7 @@ impl MqttUpstreamConfig {
             client_id: client_id.to_owned(),
             credentials: None,
             ca_pem: None,
+            envelope: false,
         })
     }
 
@@ -161,7 +164,8 @@ async fn connection(
             },
             Some(out) = end.rx.recv(), if connected && acks.backlog() < 256 => {
                 let topic = config.topic(&out.message, &config.client_id);
-                match client.try_publish(topic, QoS::AtLeastOnce, false, out.message.body.clone()) {
+                let payload = if config.envelope { super::stdout::json_line(&out.message).into_bytes() } else { out.message.body.clone() };
+                match client.try_publish(topic, QoS::AtLeastOnce, false, payload) {
                     Ok(()) => acks.queued(Tag::Telemetry(out.seq)),
                     Err(e) => warn!(error = %e, "Could not queue a publish."),
                 }
