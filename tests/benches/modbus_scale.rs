@@ -48,9 +48,15 @@ fn args() -> Vec<String> {
     std::env::args().collect()
 }
 
-async fn self_child(args: &[String]) -> (tokio::process::Child, tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>) {
+async fn self_child(
+    args: &[String],
+) -> (
+    tokio::process::Child,
+    tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+) {
     let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
         .args(args)
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -65,15 +71,29 @@ async fn farm(n: usize) {
     let stop = CancellationToken::new();
     let mut ports = Vec::new();
     for _ in 0..n {
-        ports.push(bridge_modbus::simulator::start(map.clone(), stop.clone()).await.unwrap().port());
+        ports.push(
+            bridge_modbus::simulator::start(map.clone(), stop.clone())
+                .await
+                .unwrap()
+                .port(),
+        );
     }
     println!("{}", serde_json::to_string(&ports).unwrap());
-    std::future::pending::<()>().await;
+    // Live until the parent goes away (stdin closes).
+    let mut sink = Vec::new();
+    let _ = tokio::task::spawn_blocking(move || {
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink)
+    })
+    .await;
 }
 
 /// Child: subscribes to bench/#, prints {"count", "latency p50/p99/max ms"} after `secs`.
 async fn subscribe(port: u16, secs: u64) {
-    let mut opts = MqttOptions::new(format!("bench-sub-{}", std::process::id()), "127.0.0.1", port);
+    let mut opts = MqttOptions::new(
+        format!("bench-sub-{}", std::process::id()),
+        "127.0.0.1",
+        port,
+    );
     opts.set_max_packet_size(1 << 20, 1 << 20);
     let (client, mut el) = AsyncClient::new(opts, 1024);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
@@ -86,16 +106,24 @@ async fn subscribe(port: u16, secs: u64) {
             ev = el.poll() => ev,
         };
         match ev {
-            Ok(Event::Incoming(Packet::ConnAck(_))) => client.subscribe("bench/#", QoS::AtLeastOnce).await.unwrap(),
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                client.subscribe("bench/#", QoS::AtLeastOnce).await.unwrap()
+            }
             Ok(Event::Incoming(Packet::SubAck(_))) if !ready => {
                 ready = true;
                 println!("ready");
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 count += 1;
-                let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap()
+                    .as_millis() as i64;
                 let v: Value = serde_json::from_slice(&p.payload).unwrap_or(Value::Null);
-                if let Some(t) = v["properties"]["iothub-creation-time-utc"].as_str().and_then(rfc3339_millis) {
+                if let Some(t) = v["properties"]["iothub-creation-time-utc"]
+                    .as_str()
+                    .and_then(rfc3339_millis)
+                {
                     lat.push(now - t);
                 }
             }
@@ -104,16 +132,29 @@ async fn subscribe(port: u16, secs: u64) {
         }
     }
     lat.sort_unstable();
-    let q = |f: f64| lat.get(((lat.len() as f64 - 1.0) * f) as usize).copied().unwrap_or(-1);
-    println!("{}", json!({"count": count, "p50": q(0.5), "p99": q(0.99), "max": lat.last().copied().unwrap_or(-1)}));
+    let q = |f: f64| {
+        lat.get(((lat.len() as f64 - 1.0) * f) as usize)
+            .copied()
+            .unwrap_or(-1)
+    };
+    println!(
+        "{}",
+        json!({"count": count, "p50": q(0.5), "p99": q(0.99), "max": lat.last().copied().unwrap_or(-1)})
+    );
 }
 
 /// Child: one measurement for N devices against the broker on `port`.
 async fn measure(n: usize, port: u16) {
     let (_farm, mut farm_out) = self_child(&["--farm".into(), n.to_string()]).await;
-    let ports: Vec<u16> = serde_json::from_str(&farm_out.next_line().await.unwrap().unwrap()).unwrap();
+    let ports: Vec<u16> =
+        serde_json::from_str(&farm_out.next_line().await.unwrap().unwrap()).unwrap();
     let total_secs = (WARMUP + WINDOW).as_secs() + 6;
-    let (_sub, mut sub_out) = self_child(&["--subscribe".into(), port.to_string(), total_secs.to_string()]).await;
+    let (_sub, mut sub_out) = self_child(&[
+        "--subscribe".into(),
+        port.to_string(),
+        total_secs.to_string(),
+    ])
+    .await;
     assert_eq!(sub_out.next_line().await.unwrap().as_deref(), Some("ready"));
     let devices: BTreeMap<String, Value> = ports
         .iter()
@@ -122,7 +163,11 @@ async fn measure(n: usize, port: u16) {
         .collect();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.json");
-    std::fs::write(&config, json!({"maps": {"bench20": bench_map()}, "devices": devices}).to_string()).unwrap();
+    std::fs::write(
+        &config,
+        json!({"maps": {"bench20": bench_map()}, "devices": devices}).to_string(),
+    )
+    .unwrap();
     let module = std::sync::Arc::new(bridge_modbus::Modbus::new());
     let args = bridge_core::runtime::CommonArgs {
         config: Some(config),
@@ -137,11 +182,22 @@ async fn measure(n: usize, port: u16) {
         log: "warn".into(),
     };
     let stop = CancellationToken::new();
-    let run = tokio::spawn(bridge_core::runtime::run_module(SharedModbus(module.clone()), args, stop.clone()));
+    let run = tokio::spawn(bridge_core::runtime::run_module(
+        SharedModbus(module.clone()),
+        args,
+        stop.clone(),
+    ));
     tokio::time::sleep(WARMUP).await;
-    let sum = |f: fn(&bridge_modbus::poller::PollStats) -> u64| module.stats().values().map(|s| f(s)).sum::<u64>();
-    let (cpu0, polls0, req0, values0, late0) =
-        (procstat::cpu_seconds(), sum(|s| s.polls.load(Ordering::Relaxed)), sum(|s| s.requests.load(Ordering::Relaxed)), sum(|s| s.values.load(Ordering::Relaxed)), sum(|s| s.lateness_us.load(Ordering::Relaxed)));
+    let sum = |f: fn(&bridge_modbus::poller::PollStats) -> u64| {
+        module.stats().values().map(|s| f(s)).sum::<u64>()
+    };
+    let (cpu0, polls0, req0, values0, late0) = (
+        procstat::cpu_seconds(),
+        sum(|s| s.polls.load(Ordering::Relaxed)),
+        sum(|s| s.requests.load(Ordering::Relaxed)),
+        sum(|s| s.values.load(Ordering::Relaxed)),
+        sum(|s| s.lateness_us.load(Ordering::Relaxed)),
+    );
     let t0 = Instant::now();
     tokio::time::sleep(WINDOW).await;
     let secs = t0.elapsed().as_secs_f64();
@@ -150,12 +206,19 @@ async fn measure(n: usize, port: u16) {
     let requests = sum(|s| s.requests.load(Ordering::Relaxed)) - req0;
     let values = sum(|s| s.values.load(Ordering::Relaxed)) - values0;
     let lateness = sum(|s| s.lateness_us.load(Ordering::Relaxed)) - late0;
-    let max_late = module.stats().values().map(|s| s.max_lateness_us.load(Ordering::Relaxed)).max().unwrap_or(0);
+    let max_late = module
+        .stats()
+        .values()
+        .map(|s| s.max_lateness_us.load(Ordering::Relaxed))
+        .max()
+        .unwrap_or(0);
     let (rss, peak) = procstat::rss_kib();
     stop.cancel();
     let _ = run.await;
-    let published_msgs = sum(|s| s.polls.load(Ordering::Relaxed)) - sum(|s| s.failures.load(Ordering::Relaxed));
-    let sub: Value = serde_json::from_str(&sub_out.next_line().await.unwrap().unwrap_or_default()).unwrap_or(Value::Null);
+    let published_msgs =
+        sum(|s| s.polls.load(Ordering::Relaxed)) - sum(|s| s.failures.load(Ordering::Relaxed));
+    let sub: Value = serde_json::from_str(&sub_out.next_line().await.unwrap().unwrap_or_default())
+        .unwrap_or(Value::Null);
     // Status messages (one per device at start) also arrive on bench/#.
     let received = sub["count"].as_u64().unwrap_or(0).saturating_sub(n as u64);
     println!(
@@ -190,16 +253,20 @@ impl bridge_core::runtime::Protocol for SharedModbus {
     fn demo_config(&self) -> Value {
         self.0.demo_config()
     }
-    async fn run(self: std::sync::Arc<Self>, cx: bridge_core::runtime::ModuleContext<Self::Config>) {
+    async fn run(
+        self: std::sync::Arc<Self>,
+        cx: bridge_core::runtime::ModuleContext<Self::Config>,
+    ) {
         self.0.clone().run(cx).await;
     }
 }
 
-use bridge_core::runtime::Protocol as _;
-
 fn main() {
     let a = args();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     if a.iter().any(|x| x == "--list") {
         return;
     }
@@ -207,13 +274,25 @@ fn main() {
         return rt.block_on(farm(a[i + 1].parse().unwrap()));
     }
     if let Some(i) = a.iter().position(|x| x == "--subscribe") {
-        return rt.block_on(subscribe(a[i + 1].parse().unwrap(), a[i + 2].parse().unwrap()));
+        return rt.block_on(subscribe(
+            a[i + 1].parse().unwrap(),
+            a[i + 2].parse().unwrap(),
+        ));
     }
     if let Some(i) = a.iter().position(|x| x == "--measure") {
-        return rt.block_on(measure(a[i + 1].parse().unwrap(), a[i + 2].parse().unwrap()));
+        // The same runtime the module binary uses.
+        let rt = bridge_core::runtime::module_runtime().unwrap();
+        return rt.block_on(measure(
+            a[i + 1].parse().unwrap(),
+            a[i + 2].parse().unwrap(),
+        ));
     }
     let sizes: Vec<usize> = a.iter().skip(1).filter_map(|x| x.parse().ok()).collect();
-    let sizes = if sizes.is_empty() { vec![10, 100, 1000, 2000] } else { sizes };
+    let sizes = if sizes.is_empty() {
+        vec![10, 100, 1000, 2000]
+    } else {
+        sizes
+    };
     rt.block_on(async {
         let broker = Mosquitto::start().await.unwrap();
         println!("modbus_scale: 20 points per device, 1 Hz, Modbus TCP to simulated devices, QoS 1 to mosquitto {}", broker.port);

@@ -22,8 +22,11 @@ use tokio_util::sync::CancellationToken;
 const KEY: &str = "Y2FwdHVyZS10ZXN0LWtleS0wMTIzNDU2Nzg5YWJjZGVm";
 
 async fn serve_sim() {
-    let sim = edgehub_sim::Sim::start(edgehub_sim::SimOptions::default()).await.unwrap();
-    sim.hub.add_module("edge-gw", "bench", SymmetricKey::from_base64(KEY).unwrap());
+    let sim = edgehub_sim::Sim::start(edgehub_sim::SimOptions::default())
+        .await
+        .unwrap();
+    sim.hub
+        .add_module("edge-gw", "bench", SymmetricKey::from_base64(KEY).unwrap());
     let dir = std::env::temp_dir().join(format!("bench-sim-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("ca.crt"), &sim.certs.ca_pem).unwrap();
@@ -56,13 +59,34 @@ async fn run(port: u16, ca: &str, disk: Option<&std::path::Path>, count: u64) ->
     };
     let stop = CancellationToken::new();
     let (link, end) = upstream::link(256);
-    let _session = spawn_session(creds, SessionOptions::default(), MethodRouter::new(), None, end, stop.clone());
-    let spool = Spool::open(&SpoolOptions { dir: disk.map(ToOwned::to_owned), max_bytes: 256 << 20 }).unwrap();
-    let (tx, fwd) = spawn_forwarder(spool, link, ForwarderOptions { window: 128, ..ForwarderOptions::default() }, stop.clone());
+    let _session = spawn_session(
+        creds,
+        SessionOptions::default(),
+        MethodRouter::new(),
+        None,
+        end,
+        stop.clone(),
+    );
+    let spool = Spool::open(&SpoolOptions {
+        dir: disk.map(ToOwned::to_owned),
+        max_bytes: 256 << 20,
+    })
+    .unwrap();
+    let (tx, fwd) = spawn_forwarder(
+        spool,
+        link,
+        ForwarderOptions {
+            window: 128,
+            ..ForwarderOptions::default()
+        },
+        stop.clone(),
+    );
     let started = Instant::now();
     for n in 0..count {
         let body = json!({"voltage": 230.1, "current": 5.2, "power": 1196.5, "n": n});
-        tx.send(Message::json("telemetry", &body).for_device("meter-1")).await.unwrap();
+        tx.send(Message::json("telemetry", &body).for_device("meter-1"))
+            .await
+            .unwrap();
     }
     let mut stats = fwd.stats.clone();
     loop {
@@ -104,8 +128,18 @@ async fn main() {
     let disk = run(port, ca, Some(dir.path()), count).await;
     let cpu2 = procstat::cpu_seconds();
     let (rss, peak) = procstat::rss_kib();
-    println!("telemetry_throughput: {count} messages (~80-byte JSON bodies, QoS 1, TLS, each released on PUBACK)");
-    println!("  memory spool: {mem:>9.0} msg/s   CPU {:.1} µs/msg", (cpu1 - cpu0) * 1e6 / count as f64);
-    println!("  disk spool:   {disk:>9.0} msg/s   CPU {:.1} µs/msg", (cpu2 - cpu1) * 1e6 / count as f64);
-    println!("  resident memory: {rss} KiB now, {peak} KiB peak (module side only; emulator in a child process)");
+    println!(
+        "telemetry_throughput: {count} messages (~80-byte JSON bodies, QoS 1, TLS, each released on PUBACK)"
+    );
+    println!(
+        "  memory spool: {mem:>9.0} msg/s   CPU {:.1} µs/msg",
+        (cpu1 - cpu0) * 1e6 / count as f64
+    );
+    println!(
+        "  disk spool:   {disk:>9.0} msg/s   CPU {:.1} µs/msg",
+        (cpu2 - cpu1) * 1e6 / count as f64
+    );
+    println!(
+        "  resident memory: {rss} KiB now, {peak} KiB peak (module side only; emulator in a child process)"
+    );
 }

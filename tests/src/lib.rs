@@ -412,5 +412,8 @@ pub fn rfc3339_millis(t: &str) -> Option<i64> {
     let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + day - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
-    Some(((days * 86_400 + hh * 3600 + mm * 60 + ss) * 1000) + ms.get(..3).unwrap_or("0").parse::<i64>().ok()?)
+    Some(
+        ((days * 86_400 + hh * 3600 + mm * 60 + ss) * 1000)
+            + ms.get(..3).unwrap_or("0").parse::<i64>().ok()?,
+    )
 }

@@ -1,5 +1,6 @@
 //! A telemetry message as the pipeline carries it, independent of the upstream.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -13,7 +14,7 @@ pub struct Message {
     pub device_id: Option<String>,
     /// Module output name (`$.on`), used by edgeHub routes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub output: Option<String>,
+    pub output: Option<Cow<'static, str>>,
     /// Message id (`$.mid`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message_id: Option<String>,
@@ -22,10 +23,10 @@ pub struct Message {
     pub correlation_id: Option<String>,
     /// Content type (`$.ct`), `application/json` for our telemetry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub content_type: Option<String>,
+    pub content_type: Option<Cow<'static, str>>,
     /// Content encoding (`$.ce`), `utf-8`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub content_encoding: Option<String>,
+    pub content_encoding: Option<Cow<'static, str>>,
     /// Creation time, RFC 3339 UTC (`iothub-creation-time-utc`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub creation_time: Option<String>,
@@ -39,13 +40,22 @@ pub struct Message {
 
 impl Message {
     /// A JSON message (`application/json`, `utf-8`) on an output, created now.
-    pub fn json(output: &str, body: &serde_json::Value) -> Self {
+    pub fn json(output: impl Into<Cow<'static, str>>, body: &serde_json::Value) -> Self {
+        Self::json_text(output, body.to_string(), crate::time::rfc3339_now())
+    }
+
+    /// A JSON message from already serialised JSON text, with its creation time.
+    pub fn json_text(
+        output: impl Into<Cow<'static, str>>,
+        body: String,
+        creation_time: String,
+    ) -> Self {
         Self {
-            output: Some(output.to_owned()),
-            content_type: Some("application/json".into()),
-            content_encoding: Some("utf-8".into()),
-            creation_time: Some(crate::time::rfc3339_now()),
-            body: body.to_string().into_bytes(),
+            output: Some(output.into()),
+            content_type: Some(Cow::Borrowed("application/json")),
+            content_encoding: Some(Cow::Borrowed("utf-8")),
+            creation_time: Some(creation_time),
+            body: body.into_bytes(),
             ..Self::default()
         }
     }

@@ -114,6 +114,16 @@ pub enum RuntimeError {
     CaFile(String),
 }
 
+/// The tokio runtime module binaries run on: single-threaded. Field I/O is waiting, not
+/// computing; one thread avoids cross-thread wake-ups (measured on the Modbus benchmark at
+/// 2000 devices: 4.5 instead of 6.0 µs of CPU per value) and fits small boxes.
+/// Blocking work (serial port opening, file syncs) still goes to tokio's blocking pool.
+pub fn module_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}
+
 /// Sets up logging to stderr (stdout carries telemetry in stdout mode).
 pub fn init_logging(filter: &str) {
     let _ignored = tracing_subscriber::fmt()

@@ -3,24 +3,56 @@
 
 use std::io::Write;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::{LinkEnd, LinkEvent};
 use crate::hub::Message;
 
+fn json_string(s: &str) -> String {
+    Value::String(s.to_owned()).to_string()
+}
+
 /// The JSON line for a message. A JSON body stays JSON; anything else becomes a string.
+/// Built by hand so a JSON body is copied, not parsed and re-serialised (hot path).
 pub fn json_line(message: &Message) -> String {
-    let body = serde_json::from_slice::<Value>(&message.body)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&message.body).into_owned()));
-    let mut properties: serde_json::Map<String, Value> = message
+    let opt = |s: Option<&str>| s.map_or_else(|| "null".to_owned(), json_string);
+    let mut out = String::with_capacity(message.body.len() + 160);
+    out.push_str(r#"{"deviceId":"#);
+    out.push_str(&opt(message.device_id.as_deref()));
+    out.push_str(r#","output":"#);
+    out.push_str(&opt(message.output.as_deref()));
+    out.push_str(r#","properties":{"#);
+    let creation = message
+        .creation_time
+        .as_ref()
+        .map(|t| ("iothub-creation-time-utc", t.as_str()));
+    for (i, (k, v)) in message
         .properties
         .iter()
-        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-        .collect();
-    if let Some(t) = &message.creation_time {
-        properties.insert("iothub-creation-time-utc".into(), Value::String(t.clone()));
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .chain(creation)
+        .enumerate()
+    {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&json_string(k));
+        out.push(':');
+        out.push_str(&json_string(v));
     }
-    json!({"deviceId": message.device_id, "output": message.output, "properties": properties, "body": body}).to_string()
+    out.push_str(r#"},"body":"#);
+    let declared_json = message.content_type.as_deref() == Some("application/json");
+    match std::str::from_utf8(&message.body) {
+        Ok(body) if declared_json && !body.trim().is_empty() => out.push_str(body),
+        _ => {
+            let fallback = serde_json::from_slice::<Value>(&message.body).unwrap_or_else(|_| {
+                Value::String(String::from_utf8_lossy(&message.body).into_owned())
+            });
+            out.push_str(&fallback.to_string());
+        }
+    }
+    out.push('}');
+    out
 }
 
 /// Runs the stdout upstream until the forwarder goes away. Written and flushed = acked.
@@ -44,15 +76,20 @@ pub async fn run(mut end: LinkEnd) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn line_shape() {
-        let m = Message::json("telemetry", &json!({"voltage": 231.2})).for_device("meter-1");
+        let m = Message::json("telemetry", &json!({"voltage": 231.2}))
+            .for_device("meter-1")
+            .with_property("q\"uote", "a\nb");
         let v: Value = serde_json::from_str(&json_line(&m)).unwrap();
         assert_eq!(v["deviceId"], "meter-1");
         assert_eq!(v["output"], "telemetry");
         assert_eq!(v["body"]["voltage"], 231.2);
         assert_eq!(v["properties"]["deviceId"], "meter-1");
+        assert_eq!(v["properties"]["q\"uote"], "a\nb");
+        assert!(v["properties"]["iothub-creation-time-utc"].is_string());
         let raw = Message {
             body: b"not json".to_vec(),
             ..Message::default()
@@ -60,5 +97,13 @@ mod tests {
         let v: Value = serde_json::from_str(&json_line(&raw)).unwrap();
         assert_eq!(v["body"], "not json");
         assert!(v["deviceId"].is_null());
+        let untyped = Message {
+            body: b"{\"a\":1}".to_vec(),
+            ..Message::default()
+        };
+        assert_eq!(
+            serde_json::from_str::<Value>(&json_line(&untyped)).unwrap()["body"]["a"],
+            1
+        );
     }
 }

@@ -33,6 +33,29 @@ impl Reading {
         }
     }
 
+    /// Appends the JSON form to `out` without building a `serde_json::Value`.
+    pub fn write_json(&self, out: &mut String) {
+        use std::fmt::Write as _;
+        match self {
+            Reading::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            Reading::Int(i) => {
+                let _ = write!(out, "{i}");
+            }
+            Reading::UInt(u) => {
+                let _ = write!(out, "{u}");
+            }
+            // Like serde_json: integral floats keep a ".0"; non-finite become null.
+            Reading::Float(f) if !f.is_finite() => out.push_str("null"),
+            Reading::Float(f) if f.fract() == 0.0 && f.abs() < 1e16 => {
+                let _ = write!(out, "{f:.1}");
+            }
+            Reading::Float(f) => {
+                let _ = write!(out, "{f}");
+            }
+            Reading::Text(t) => out.push_str(&Value::String(t.clone()).to_string()),
+        }
+    }
+
     /// Numeric view for deadbands and scale factors.
     pub fn as_f64(&self) -> Option<f64> {
         match self {

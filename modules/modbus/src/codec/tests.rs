@@ -148,3 +148,22 @@ fn bad_writes_are_errors() {
         Err(EncodeError::Type { .. })
     ));
 }
+
+#[test]
+fn hand_written_json_matches_serde_json() {
+    for r in [
+        Reading::Bool(true),
+        Reading::Int(-42),
+        Reading::UInt(u64::MAX),
+        Reading::Float(231.2),
+        Reading::Float(230.0),
+        Reading::Float(-0.000123),
+        Reading::Float(f64::NAN),
+        Reading::Text("a \"quoted\"\nline".into()),
+    ] {
+        let mut out = String::new();
+        r.write_json(&mut out);
+        let parsed: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(parsed, r.to_json(), "{out}");
+    }
+}
