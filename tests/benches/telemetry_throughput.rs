@@ -37,7 +37,7 @@ async fn serve_sim() {
         if feed.recv().await.is_ok() {
             n += 1;
         }
-        if n % 10_000 == 0 {
+        if n.is_multiple_of(10_000) {
             // Keep memory flat: the bench does not need the record.
             sim.hub.clear_messages();
         }
