@@ -491,3 +491,59 @@ async fn server_that_goes_away_and_comes_back() {
         .unwrap();
     stop.cancel();
 }
+
+#[tokio::test]
+async fn garbage_frames_from_a_tcp_peer_are_errors_not_crashes() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    // A "device" that answers every request with junk bytes.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut buf = [0u8; 260];
+                while let Ok(n) = s.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    let junk: Vec<u8> = (0..n + 7)
+                        .map(|i| (i as u8).wrapping_mul(37) ^ 0x5a)
+                        .collect();
+                    if s.write_all(&junk).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    let server = PyModbus::tcp(&server_spec()).await.unwrap();
+    let sim = sim().await;
+    let map = json!({"name": "c", "points": {"counter": {"table": "input", "address": 0, "type": "u16"}}});
+    sim.hub.set_desired(
+        "edge-gw/modbus",
+        &json!({"devices": {
+            "junk": {"map": map, "connection": {"type": "tcp", "host": "127.0.0.1", "port": port}, "pollIntervalMs": 200, "timeoutMs": 300},
+            "good": {"map": map, "connection": {"type": "tcp", "host": "127.0.0.1", "port": server.port}, "pollIntervalMs": 200}
+        }}),
+    );
+    let stop = run_modbus_against(&sim, "modbus", KEY, dir.path(), None)
+        .await
+        .unwrap();
+    let msgs = sim
+        .hub
+        .wait_until(T, |m| {
+            latest(m, "junk", "status").is_some() && latest(m, "good", "telemetry").is_some()
+        })
+        .await
+        .expect("junk offline, good flowing");
+    assert_eq!(latest(&msgs, "junk", "status").unwrap()["state"], "offline");
+    assert_eq!(
+        latest(&msgs, "good", "telemetry").unwrap(),
+        json!({"counter": 1000})
+    );
+    let (status, body) = method(&sim, "read", json!({"deviceId": "junk"})).await;
+    assert!(matches!(status, 503 | 504), "{status} {body}");
+    stop.cancel();
+}

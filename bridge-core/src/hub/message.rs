@@ -52,6 +52,7 @@ impl Message {
     ) -> Self {
         Self {
             output: Some(output.into()),
+            message_id: Some(new_message_id()),
             content_type: Some(Cow::Borrowed("application/json")),
             content_encoding: Some(Cow::Borrowed("utf-8")),
             creation_time: Some(creation_time),
@@ -84,6 +85,11 @@ impl Message {
                 .sum::<usize>()
             + 64
     }
+}
+
+/// A unique message id (`$.mid`): 128 random bits in hex, like the SDKs' UUIDs.
+pub fn new_message_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
 }
 
 /// The body stays text in JSON when it is UTF-8, so spooled files are readable and

@@ -7,7 +7,7 @@ pub mod tls;
 pub mod topics;
 pub mod twin;
 
-pub use message::Message;
+pub use message::{Message, new_message_id};
 pub use methods::{MethodResponse, MethodRouter};
 pub use session::{
     ConnState, HubSession, InputMessage, ReportError, SessionOptions, error_chain as error_text,

@@ -222,6 +222,11 @@ pub async fn run_module<P: Protocol>(
     let reporter = session
         .clone()
         .map_or_else(Reporter::log_only, Reporter::hub);
+    report_spool(
+        forwarder.stats.clone(),
+        reporter.clone(),
+        protocol_stop.clone(),
+    );
 
     // Configuration: file, twin, or the demo.
     let (cand_tx, mut cand_rx) = mpsc::channel::<Candidate>(8);
@@ -303,6 +308,34 @@ pub async fn run_module<P: Protocol>(
     session_stop.cancel();
     tokio::time::sleep(Duration::from_millis(200)).await;
     Ok(())
+}
+
+/// Reports the spool's counters (`spool` in reported properties) when messages wait or
+/// were dropped, at most every 30 s, so a long edgeHub outage is visible from the cloud
+/// once it reconnects.
+fn report_spool(
+    mut stats: watch::Receiver<crate::spool::SpoolStats>,
+    reporter: Reporter,
+    stop: CancellationToken,
+) {
+    tokio::spawn(async move {
+        let mut last: Option<(u64, bool)> = None;
+        loop {
+            let s = *stats.borrow_and_update();
+            let key = (s.dropped, s.pending > 0);
+            if last != Some(key) {
+                reporter.report(serde_json::json!({"spool": s}));
+                last = Some(key);
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+            }
+            if stats.has_changed().is_err() {
+                return;
+            }
+        }
+    });
 }
 
 fn choice_label(choice: &UpstreamChoice) -> &'static str {
