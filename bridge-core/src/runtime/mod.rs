@@ -4,6 +4,7 @@
 mod apply;
 pub mod cli;
 pub mod config_source;
+pub mod manifest;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -12,6 +12,7 @@
 pub mod bus;
 pub mod codec;
 pub mod config;
+pub mod deploy;
 pub mod device;
 pub mod map;
 pub mod module;

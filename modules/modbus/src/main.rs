@@ -31,6 +31,23 @@ enum Command {
     },
     /// List the bundled device maps.
     Maps,
+    /// Write an IoT Edge deployment manifest for a configuration file: the module with its
+    /// image, the serial ports the configuration uses, a spool volume, routes for its
+    /// outputs, and the configuration as desired properties.
+    Manifest {
+        /// The module configuration (validated first).
+        #[arg(long = "from")]
+        from: PathBuf,
+        /// Container image reference, e.g. myregistry.azurecr.io/bridge-modbus:0.1.0.
+        #[arg(long)]
+        image: String,
+        /// Module name in the deployment.
+        #[arg(long, default_value = "bridge-modbus")]
+        name: String,
+        /// edgeHub store-and-forward time to live, in seconds.
+        #[arg(long, default_value_t = 7200)]
+        ttl_secs: u64,
+    },
 }
 
 fn main() -> Result<ExitCode> {
@@ -55,6 +72,34 @@ fn main() -> Result<ExitCode> {
             for name in bridge_modbus::map::bundled_names() {
                 writeln!(out, "{name}")?;
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Manifest {
+            from,
+            image,
+            name,
+            ttl_secs,
+        } => {
+            let doc = match bridge_core::runtime::config_source::read_doc(&from) {
+                Ok(d) => d,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            if let Err(errors) = validate_file(&Modbus::new(), &from) {
+                for issue in errors.0 {
+                    eprintln!("{}: {}: {}", from.display(), issue.path, issue.message);
+                }
+                return Ok(ExitCode::from(2));
+            }
+            let manifest = bridge_modbus::deploy::manifest(&name, &image, &doc, ttl_secs);
+            use std::io::Write;
+            writeln!(
+                std::io::stdout().lock(),
+                "{}",
+                serde_json::to_string_pretty(&manifest)?
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Run => {
