@@ -9,4 +9,5 @@ echo "== fmt";    cargo fmt --all -- --check
 echo "== clippy"; cargo clippy --workspace --all-targets -- -D warnings
 echo "== device-map schemas"; .venv-peers/bin/python tests/python/check_maps.py
 echo "== tests";  cargo test --workspace --no-fail-fast
+echo "== image proof (hadolint, buildah, podman)"; deploy/prove-image.sh bridge-modbus
 echo "all tests passed"

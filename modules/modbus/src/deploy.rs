@@ -6,8 +6,9 @@ use std::collections::BTreeSet;
 use bridge_core::runtime::manifest::{ModuleSpec, default_routes, deployment_manifest};
 use serde_json::{Value, json};
 
-/// Where the spool lives inside the container (a named volume).
-pub const SPOOL_DIR: &str = "/var/lib/edge-bridge/spool";
+/// Where the spool lives inside the container (the image creates it owned by the module
+/// user; a named volume mounted there inherits that ownership).
+pub const SPOOL_DIR: &str = "/opt/edge-bridge/spool";
 
 /// Serial ports named by `rtu` connections in a configuration document.
 pub fn serial_ports(doc: &Value) -> BTreeSet<String> {
@@ -27,7 +28,7 @@ pub fn create_options(doc: &Value) -> Value {
         .map(|p| json!({"PathOnHost": p, "PathInContainer": p, "CgroupPermissions": "rwm"}))
         .collect();
     // GID 20 is dialout on Debian-family hosts, the group serial devices belong to.
-    json!({"HostConfig": {"Devices": devices, "GroupAdd": ["20"], "Binds": [format!("edge-bridge-modbus-spool:{}", SPOOL_DIR.trim_end_matches("/spool"))]}})
+    json!({"HostConfig": {"Devices": devices, "GroupAdd": ["20"], "Binds": [format!("edge-bridge-modbus-spool:{SPOOL_DIR}")]}})
 }
 
 /// The deployment manifest for one bridge-modbus module with `doc` as its desired properties.
