@@ -5,9 +5,11 @@
 //! - [`hub`]: the MQTT session to edgeHub (twin, direct methods, inputs, telemetry topics).
 //! - [`spool`] and [`forwarder`]: store-and-forward; a message leaves only when acknowledged.
 //! - [`upstream`]: edgeHub, a plain MQTT broker, or stdout, behind one trait.
+//! - [`downstream`]: field devices as their own IoT Hub device identities.
 //! - [`runtime`]: the command line and the module runtime that wires it all together.
 
 pub mod config;
+pub mod downstream;
 pub mod forwarder;
 pub mod hub;
 pub mod identity;

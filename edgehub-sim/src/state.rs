@@ -262,7 +262,9 @@ impl Hub {
             let mut state = self.lock();
             let twin = state.twins.entry(id.into()).or_default();
             merge_patch(&mut twin.desired, patch);
-            twin.desired_version += 1;
+            // A new twin's desired section is at $version 1 (as IoT Hub's), so the first
+            // patch is version 2 and never looks stale to a client that read version 1.
+            twin.desired_version = twin.desired_version.max(1) + 1;
             let version = twin.desired_version;
             let topic = format!("$iothub/twin/PATCH/properties/desired/?$version={version}");
             let subscribed = state

@@ -91,7 +91,7 @@ async fn twin_methods_inputs_and_telemetry_round_trip() {
         .clone()
         .unwrap();
     assert_eq!(d.doc, json!({"devices": {"a": 1}}));
-    assert_eq!(d.version, 1);
+    assert_eq!(d.version, 2);
 
     // Desired patch with a null that removes a key, merged into the full document.
     sim.hub.set_desired(
@@ -100,7 +100,7 @@ async fn twin_methods_inputs_and_telemetry_round_trip() {
     );
     let d = tokio::time::timeout(
         T,
-        desired.wait_for(|d| d.as_ref().is_some_and(|d| d.version == 2)),
+        desired.wait_for(|d| d.as_ref().is_some_and(|d| d.version == 3)),
     )
     .await
     .unwrap()

@@ -282,7 +282,7 @@ async fn bad_desired_config_is_rejected_and_the_last_good_keeps_running() {
     ] {
         assert!(paths.contains(&p.to_owned()), "{p} not in {paths:?}");
     }
-    assert_eq!(reported["configStatus"]["appliedVersion"], 1);
+    assert_eq!(reported["configStatus"]["appliedVersion"], 2);
     assert_eq!(reported["devices"]["ac"], 400);
     // The last good configuration keeps polling.
     let before = sim.hub.messages().len();

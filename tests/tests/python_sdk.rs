@@ -62,7 +62,7 @@ async fn module_client_by_connection_string_full_round_trip() -> anyhow::Result<
     assert_eq!(out["twin_desired"]["telemetryInterval"], 1);
     assert_eq!(
         out["patch"],
-        json!({"telemetryInterval": 5, "threshold": null, "$version": 2})
+        json!({"telemetryInterval": 5, "threshold": null, "$version": 3})
     );
     assert_eq!(
         out["method"],

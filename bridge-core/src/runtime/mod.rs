@@ -20,6 +20,7 @@ pub use cli::{CommonArgs, UpstreamChoice, UpstreamChoiceError};
 pub use config_source::Candidate;
 
 use crate::config::ConfigErrors;
+use crate::downstream::DeviceHub;
 use crate::forwarder::{ForwarderOptions, TelemetrySender, spawn_forwarder};
 use crate::hub::{HubSession, MethodRouter, SessionOptions, spawn_session};
 use crate::identity::{
@@ -62,6 +63,8 @@ pub struct ModuleContext<C> {
     pub reporter: Reporter,
     /// Cancelled on SIGTERM/SIGINT.
     pub shutdown: CancellationToken,
+    /// Opens downstream device identities (only when connected to a hub).
+    pub devices: Option<DeviceHub>,
 }
 
 /// Reported-properties sink: the hub session when connected to a hub, the log otherwise.
@@ -173,10 +176,16 @@ pub async fn run_module<P: Protocol>(
     );
     let (link, end) = upstream::link(256);
     let mut session = None;
+    let mut devices = None;
     match &choice {
         UpstreamChoice::EdgeEnvironment => {
             let env = EdgeEnvironment::from_process().map_err(CredentialsError::from)?;
             let creds = Credentials::from_edge_environment(&env, args.hub_port).await?;
+            devices = Some(DeviceHub::new(
+                &creds,
+                args.spool_dir.clone(),
+                session_stop.clone(),
+            ));
             session = Some(spawn_session(
                 creds,
                 SessionOptions::default(),
@@ -190,6 +199,11 @@ pub async fn run_module<P: Protocol>(
             let cs: ConnectionString = text.parse()?;
             let creds =
                 Credentials::from_connection_string(&cs, args.ca_file.as_deref(), args.hub_port)?;
+            devices = Some(DeviceHub::new(
+                &creds,
+                args.spool_dir.clone(),
+                session_stop.clone(),
+            ));
             session = Some(spawn_session(
                 creds,
                 SessionOptions::default(),
@@ -266,6 +280,7 @@ pub async fn run_module<P: Protocol>(
         telemetry,
         reporter: reporter.clone(),
         shutdown: protocol_stop.clone(),
+        devices,
     };
     let mut protocol_task = tokio::spawn(protocol.clone().run(cx));
     loop {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bridge_core::config::{ConfigErrors, ConfigIssue, from_value};
+use bridge_core::downstream::{IdentityConfig, parse_identity};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -209,6 +210,8 @@ struct RawConfig {
     devices: BTreeMap<String, Value>,
     #[serde(default)]
     maps: BTreeMap<String, Value>,
+    #[serde(default)]
+    identity: Option<Value>,
 }
 
 /// A validated device.
@@ -241,6 +244,18 @@ pub struct ModbusConfig {
     pub devices: BTreeMap<String, Device>,
     /// Maps defined inline under `maps`.
     pub maps: BTreeMap<String, Arc<DeviceMap>>,
+    /// Module identity (default) or one IoT Hub device identity per field device.
+    pub identity: IdentityConfig,
+}
+
+/// The IoT Plug and Play model id announced for devices of a map.
+pub fn model_id(map: &DeviceMap) -> String {
+    let name: String = map
+        .name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    format!("dtmi:edgebridge:modbus:{};1", name.trim_matches('_'))
 }
 
 /// IoT Hub device ids: up to 128 characters from a fixed set.
@@ -256,6 +271,16 @@ pub fn valid_device_id(id: &str) -> bool {
 pub fn parse(doc: &Value) -> Result<ModbusConfig, ConfigErrors> {
     let raw: RawConfig = from_value(doc, "")?;
     let mut issues = Vec::new();
+    let identity = match &raw.identity {
+        None => IdentityConfig::default(),
+        Some(v) => match parse_identity(v, "identity") {
+            Ok(i) => i,
+            Err(e) => {
+                issues.extend(e.0);
+                IdentityConfig::default()
+            }
+        },
+    };
     let mut maps = BTreeMap::new();
     for (name, map_doc) in &raw.maps {
         match parse_map(map_doc, &format!("maps.{name}")) {
@@ -375,7 +400,11 @@ pub fn parse(doc: &Value) -> Result<ModbusConfig, ConfigErrors> {
         );
     }
     if issues.is_empty() {
-        Ok(ModbusConfig { devices, maps })
+        Ok(ModbusConfig {
+            devices,
+            maps,
+            identity,
+        })
     } else {
         Err(ConfigErrors(issues))
     }

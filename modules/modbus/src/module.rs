@@ -15,6 +15,7 @@ use tracing::{info, warn};
 use crate::bus::{BusError, BusHandle, spawn_bus};
 use crate::config::{Connection, Device, ModbusConfig, parse};
 use crate::device::{DeviceEntry, WriteError};
+use crate::identity;
 use crate::poller::{self, PollStats};
 use crate::simulator;
 
@@ -31,7 +32,7 @@ impl Modbus {
         Self::default()
     }
 
-    fn entry(&self, id: &str) -> Option<Arc<DeviceEntry>> {
+    pub(crate) fn entry(&self, id: &str) -> Option<Arc<DeviceEntry>> {
         self.devices
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -51,6 +52,7 @@ pub fn demo_config() -> Value {
 }
 
 struct Running {
+    identity: Option<bridge_core::downstream::IdentityConfig>,
     buses: HashMap<String, (Connection, BusHandle, CancellationToken)>,
     pollers: HashMap<String, (Device, CancellationToken)>,
     sims: HashMap<String, (Arc<crate::map::DeviceMap>, SocketAddr, CancellationToken)>,
@@ -86,6 +88,7 @@ impl Protocol for Modbus {
 
     async fn run(self: Arc<Self>, mut cx: ModuleContext<ModbusConfig>) {
         let mut running = Running {
+            identity: None,
             buses: HashMap::new(),
             pollers: HashMap::new(),
             sims: HashMap::new(),
@@ -112,11 +115,18 @@ impl Protocol for Modbus {
 
 impl Modbus {
     async fn reconcile(
-        &self,
+        self: &Arc<Self>,
         running: &mut Running,
-        config: &ModbusConfig,
+        config: &Arc<ModbusConfig>,
         cx: &ModuleContext<ModbusConfig>,
     ) {
+        // A new identity mode re-routes every device: restart them all.
+        if running.identity.as_ref() != Some(&config.identity) {
+            for (_, (_, token)) in running.pollers.drain() {
+                token.cancel();
+            }
+            running.identity = Some(config.identity.clone());
+        }
         // Stop devices that went away or changed.
         let stale: Vec<String> = running
             .pollers
@@ -228,11 +238,11 @@ impl Modbus {
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(id.clone(), stats.clone());
             let token = cx.shutdown.child_token();
-            tokio::spawn(supervise(
-                id.clone(),
+            tokio::spawn(start_device(
+                self.clone(),
                 entry,
-                cx.telemetry.clone(),
-                cx.reporter.clone(),
+                config.clone(),
+                cx.clone(),
                 stats,
                 token.clone(),
             ));
@@ -241,7 +251,7 @@ impl Modbus {
         }
     }
 
-    async fn read_method(&self, req: Value) -> MethodResponse {
+    pub(crate) async fn read_method(&self, req: Value) -> MethodResponse {
         let Some(id) = req.get("deviceId").and_then(Value::as_str) else {
             return MethodResponse::error(
                 400,
@@ -296,7 +306,7 @@ impl Modbus {
         MethodResponse::ok(json!({"deviceId": id, "values": values, "errors": errors}))
     }
 
-    async fn write_method(&self, req: Value) -> MethodResponse {
+    pub(crate) async fn write_method(&self, req: Value) -> MethodResponse {
         let (Some(id), Some(point), Some(value)) = (
             req.get("deviceId").and_then(Value::as_str),
             req.get("point").and_then(Value::as_str),
@@ -347,21 +357,35 @@ impl Modbus {
     }
 }
 
-/// Runs a device's poll loop and restarts it if it panics, so one device's bug never
-/// stops the others (or itself for good).
-async fn supervise(
-    id: String,
+/// Opens the device's route (its own identity or the module's), then runs its poll loop,
+/// restarting it if it panics, so one device's bug never stops the others.
+async fn start_device(
+    module: Arc<Modbus>,
     entry: Arc<DeviceEntry>,
-    telemetry: bridge_core::forwarder::TelemetrySender,
-    reporter: bridge_core::runtime::Reporter,
+    config: Arc<ModbusConfig>,
+    cx: ModuleContext<ModbusConfig>,
     stats: Arc<PollStats>,
     token: CancellationToken,
 ) {
+    let id = entry.device.id.clone();
+    let route = tokio::select! {
+        _ = token.cancelled() => return,
+        r = identity::route_for(&module, &entry, &config, &cx) => r,
+    };
+    if let Some(link) = &route.link {
+        tokio::spawn(identity::follow_desired(
+            module.clone(),
+            id.clone(),
+            link.session.clone(),
+            token.clone(),
+        ));
+    }
     loop {
         let task = tokio::spawn(poller::run(
             entry.clone(),
-            telemetry.clone(),
-            reporter.clone(),
+            route.telemetry.clone(),
+            route.reporter.clone(),
+            route.own_twin,
             stats.clone(),
             token.clone(),
         ));
@@ -370,8 +394,11 @@ async fn supervise(
                 tracing::error!(device = %id, "The poll task panicked; restarting it in 1 s.");
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             }
-            _ => return,
+            _ => break,
         }
+    }
+    if let Some(link) = route.link {
+        link.close();
     }
 }
 

@@ -105,10 +105,13 @@ impl Health {
 }
 
 /// Runs the poll loop of one device until `shutdown`.
+/// `own_twin`: the device has its own identity, so health and facts go to its own twin
+/// (`health`, `facts`) instead of the module's (`deviceHealth.<id>`, `deviceFacts.<id>`).
 pub async fn run(
     entry: Arc<DeviceEntry>,
     telemetry: TelemetrySender,
     reporter: Reporter,
+    own_twin: bool,
     stats: Arc<PollStats>,
     shutdown: CancellationToken,
 ) {
@@ -206,7 +209,11 @@ pub async fn run(
             if facts.as_object().is_some_and(|f| !f.is_empty())
                 && facts_sent.as_ref() != Some(&facts)
             {
-                reporter.report(json!({"deviceFacts": {id.clone(): facts.clone()}}));
+                reporter.report(if own_twin {
+                    json!({"facts": facts.clone()})
+                } else {
+                    json!({"deviceFacts": {id.clone(): facts.clone()}})
+                });
                 facts_sent = Some(facts);
             }
             next += device.poll_interval;
@@ -229,7 +236,11 @@ pub async fn run(
             if telemetry.send(msg).await.is_err() {
                 return;
             }
-            reporter.report(json!({"deviceHealth": {id.clone(): h.to_json()}}));
+            reporter.report(if own_twin {
+                json!({"health": h.to_json()})
+            } else {
+                json!({"deviceHealth": {id.clone(): h.to_json()}})
+            });
         }
     }
 }

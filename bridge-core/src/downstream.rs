@@ -1,0 +1,382 @@
+//! Downstream device identities: each field device connects to edgeHub as its own IoT Hub
+//! device (a child of the edge device), with its own telemetry, twin and direct methods.
+//!
+//! One MQTT connection carries one identity (edgeHub has no MQTT multiplexing), so every
+//! device gets its own session and its own spool. Connections open gradually (one per
+//! `connectIntervalMs`) and are capped (`maxConnections`, default 90: edgeHub accepts 100
+//! clients by default, modules included). Devices past the cap are not opened; their
+//! telemetry keeps flowing on the module's own connection with the `deviceId` property.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::config::{ConfigErrors, ConfigIssue};
+use crate::forwarder::{ForwarderOptions, TelemetrySender, spawn_forwarder};
+use crate::hub::{HubSession, MethodRouter, SessionOptions, spawn_session};
+use crate::identity::{Credentials, HubIdentity, Signer, SymmetricKey, TrustRoots};
+use crate::spool::{Spool, SpoolOptions};
+use crate::upstream;
+
+/// Where device keys come from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    tag = "source",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase",
+    deny_unknown_fields
+)]
+pub enum KeySource {
+    /// base64(HMAC-SHA256(module key, deviceId)) computed by the workload API's `sign`:
+    /// no key material on the box. Register devices with keys derived the same way.
+    Workload {},
+    /// The DPS group-enrollment convention, HMAC-SHA256(groupKey, deviceId), with the
+    /// group key read from a file or an environment variable (never from the twin).
+    GroupKey {
+        /// File holding the base64 group key.
+        #[serde(default)]
+        file: Option<PathBuf>,
+        /// Environment variable holding the base64 group key.
+        #[serde(default)]
+        env: Option<String>,
+    },
+    /// Per-device keys from a mounted JSON file `{"deviceId": "base64key", ...}`.
+    DeviceKeys {
+        /// The file.
+        file: PathBuf,
+    },
+}
+
+const fn default_max_connections() -> usize {
+    90
+}
+const fn default_connect_interval() -> u64 {
+    200
+}
+
+/// The `identity` section of a module configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    tag = "mode",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase",
+    deny_unknown_fields
+)]
+pub enum IdentityConfig {
+    /// Telemetry on the module's own connection, device id as a property (default).
+    Module {},
+    /// Each configured device connects as its own IoT Hub device.
+    Device {
+        /// Where device keys come from.
+        keys: KeySource,
+        /// Most device connections to open.
+        #[serde(default = "default_max_connections")]
+        max_connections: usize,
+        /// Pause between opening two connections, ms.
+        #[serde(default = "default_connect_interval")]
+        connect_interval_ms: u64,
+    },
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        IdentityConfig::Module {}
+    }
+}
+
+impl IdentityConfig {
+    /// Checks the parts serde cannot (at `path`).
+    pub fn validate(&self, path: &str) -> Vec<ConfigIssue> {
+        match self {
+            IdentityConfig::Device {
+                keys:
+                    KeySource::GroupKey {
+                        file: None,
+                        env: None,
+                    },
+                ..
+            } => {
+                vec![ConfigIssue::new(
+                    format!("{path}.keys"),
+                    "A groupKey source needs file or env.",
+                )]
+            }
+            IdentityConfig::Device {
+                max_connections: 0, ..
+            } => {
+                vec![ConfigIssue::new(
+                    format!("{path}.maxConnections"),
+                    "maxConnections must be at least 1.",
+                )]
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// A device identity could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceIdentityError {
+    /// The key source failed.
+    #[error("No key for device '{device}': {reason}")]
+    Key {
+        /// Device id.
+        device: String,
+        /// Why.
+        reason: String,
+    },
+    /// The connection cap is reached.
+    #[error("The cap of {0} device connections is reached.")]
+    Cap(usize),
+    /// Not connected to a hub (stdout or MQTT upstream).
+    #[error("Device identities need an edgeHub or IoT Hub upstream.")]
+    NoHub,
+}
+
+/// An open device identity.
+#[derive(Debug, Clone)]
+pub struct DeviceLink {
+    /// Telemetry for this device (its own spool and connection).
+    pub telemetry: TelemetrySender,
+    /// Its twin and connection.
+    pub session: HubSession,
+    stop: CancellationToken,
+}
+
+impl DeviceLink {
+    /// Closes the connection (the spool drains first, bounded).
+    pub fn close(&self) {
+        self.stop.cancel();
+    }
+}
+
+/// Opens device identities on the module's hub. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct DeviceHub {
+    template: Credentials,
+    module_signer: Signer,
+    spool_dir: Option<PathBuf>,
+    open: Arc<Mutex<BTreeMap<String, ()>>>,
+    pacing: Arc<Semaphore>,
+    shutdown: CancellationToken,
+}
+
+impl DeviceHub {
+    /// A hub for devices that reach the same edgeHub as the module (`module` credentials).
+    pub fn new(
+        module: &Credentials,
+        spool_dir: Option<PathBuf>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            template: module.clone(),
+            module_signer: module.signer.clone(),
+            spool_dir,
+            open: Arc::default(),
+            pacing: Arc::new(Semaphore::new(1)),
+            shutdown,
+        }
+    }
+
+    async fn key_for(
+        &self,
+        keys: &KeySource,
+        device: &str,
+    ) -> Result<SymmetricKey, DeviceIdentityError> {
+        let err = |reason: String| DeviceIdentityError::Key {
+            device: device.into(),
+            reason,
+        };
+        match keys {
+            KeySource::Workload {} => match &self.module_signer {
+                Signer::Workload(client) => {
+                    let digest = client
+                        .sign(device.as_bytes())
+                        .await
+                        .map_err(|e| err(e.to_string()))?;
+                    SymmetricKey::from_base64(&digest).map_err(|e| err(e.to_string()))
+                }
+                Signer::Key(module_key) => Ok(module_key.derive(device)),
+            },
+            KeySource::GroupKey { file, env } => {
+                let text = match (file, env) {
+                    (Some(f), _) => std::fs::read_to_string(f)
+                        .map_err(|e| err(format!("cannot read {}: {e}", f.display())))?,
+                    (None, Some(var)) => std::env::var(var)
+                        .map_err(|_| err(format!("environment variable {var} is not set")))?,
+                    (None, None) => return Err(err("no group key source".into())),
+                };
+                let group = SymmetricKey::from_base64(&text).map_err(|e| err(e.to_string()))?;
+                Ok(group.derive(device))
+            }
+            KeySource::DeviceKeys { file } => {
+                let text = std::fs::read_to_string(file)
+                    .map_err(|e| err(format!("cannot read {}: {e}", file.display())))?;
+                let keys: BTreeMap<String, String> = serde_json::from_str(&text).map_err(|e| {
+                    err(format!(
+                        "{} is not a JSON object of keys: {e}",
+                        file.display()
+                    ))
+                })?;
+                let key = keys
+                    .get(device)
+                    .ok_or_else(|| err(format!("{} has no key for it", file.display())))?;
+                SymmetricKey::from_base64(key).map_err(|e| err(e.to_string()))
+            }
+        }
+    }
+
+    /// Opens (connects) a device identity with its own methods and model id.
+    pub async fn open(
+        &self,
+        device: &str,
+        keys: &KeySource,
+        max_connections: usize,
+        connect_interval: Duration,
+        model_id: Option<String>,
+        methods: MethodRouter,
+    ) -> Result<DeviceLink, DeviceIdentityError> {
+        {
+            let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+            if open.len() >= max_connections && !open.contains_key(device) {
+                return Err(DeviceIdentityError::Cap(max_connections));
+            }
+        }
+        let key = self.key_for(keys, device).await?;
+        // Gradual opening: one connection per interval, so edgeHub is not stormed.
+        let permit = self.pacing.clone().acquire_owned().await.ok();
+        let identity = HubIdentity {
+            device_id: device.into(),
+            module_id: None,
+            model_id,
+            ..self.template.identity.clone()
+        };
+        let creds = Credentials {
+            identity,
+            signer: Signer::Key(key),
+            trust: trust_of(&self.template),
+        };
+        let stop = self.shutdown.child_token();
+        let (link, end) = upstream::link(256);
+        let session = spawn_session(
+            creds,
+            SessionOptions::default(),
+            methods,
+            None,
+            end,
+            stop.clone(),
+        );
+        let spool_dir = self
+            .spool_dir
+            .as_ref()
+            .map(|d| d.join("devices").join(device));
+        let spool = Spool::open(&SpoolOptions {
+            dir: spool_dir,
+            max_bytes: 8 << 20,
+        })
+        .or_else(|e| {
+            warn!(device, error = %e, "Device spool directory unusable; using memory.");
+            Spool::open(&SpoolOptions {
+                dir: None,
+                max_bytes: 8 << 20,
+            })
+        })
+        .map_err(|e| DeviceIdentityError::Key {
+            device: device.into(),
+            reason: e.to_string(),
+        })?;
+        let (telemetry, _forwarder) =
+            spawn_forwarder(spool, link, ForwarderOptions::default(), stop.clone());
+        self.open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(device.into(), ());
+        let pacing = permit;
+        tokio::spawn(async move {
+            tokio::time::sleep(connect_interval).await;
+            drop(pacing);
+        });
+        info!(device, "Device identity opened.");
+        let registry = self.open.clone();
+        let id = device.to_owned();
+        let watch = stop.clone();
+        tokio::spawn(async move {
+            watch.cancelled().await;
+            registry
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id);
+        });
+        Ok(DeviceLink {
+            telemetry,
+            session,
+            stop,
+        })
+    }
+}
+
+fn trust_of(c: &Credentials) -> TrustRoots {
+    c.trust.clone()
+}
+
+/// Parses the `identity` section, for protocol configs that embed it.
+pub fn parse_identity(
+    value: &serde_json::Value,
+    path: &str,
+) -> Result<IdentityConfig, ConfigErrors> {
+    let parsed: IdentityConfig = crate::config::from_value(value, path)?;
+    let issues = parsed.validate(path);
+    if issues.is_empty() {
+        Ok(parsed)
+    } else {
+        Err(ConfigErrors(issues))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn identity_config_shapes() {
+        assert_eq!(
+            parse_identity(&json!({"mode": "module"}), "identity").unwrap(),
+            IdentityConfig::Module {}
+        );
+        let d = parse_identity(&json!({"mode": "device", "keys": {"source": "groupKey", "file": "/run/secrets/group"}}), "identity").unwrap();
+        assert!(matches!(
+            d,
+            IdentityConfig::Device {
+                max_connections: 90,
+                ..
+            }
+        ));
+        let e = parse_identity(
+            &json!({"mode": "device", "keys": {"source": "groupKey"}}),
+            "identity",
+        )
+        .unwrap_err();
+        assert_eq!(e.0[0].path, "identity.keys");
+        assert!(
+            parse_identity(
+                &json!({"mode": "device", "keys": {"source": "sharedSecret"}}),
+                "identity"
+            )
+            .is_err()
+        );
+        assert!(
+            parse_identity(
+                &json!({"mode": "device", "keys": {"source": "workload"}, "key": "abc"}),
+                "identity"
+            )
+            .is_err()
+        );
+    }
+}

@@ -1,0 +1,171 @@
+//! Identity mode `device`: two Modbus devices (pymodbus) appear as two IoT Hub device
+//! identities through edgehub-sim, each with its own telemetry, twin and commands.
+
+#![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
+
+use std::time::Duration;
+
+use bridge_core::identity::SymmetricKey;
+use bridge_e2e::{PyModbus, init_tracing, run_modbus_against};
+use edgehub_sim::{Sim, SimOptions};
+use serde_json::{Value, json};
+
+const KEY: &str = "Y2FwdHVyZS10ZXN0LWtleS0wMTIzNDU2Nzg5YWJjZGVm";
+const GROUP: &str =
+    "8isrFI1sGsIlvvFSSFRiMfCNzv21fjbE/+ah/lSh3lF8e2YG1Te7w1KpZhJFFXJrqYKi9yegxkqIChbqOS9Egw==";
+const T: Duration = Duration::from_secs(30);
+
+async fn reported_until(sim: &Sim, id: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        let r = sim.hub.twin(id)["reported"].clone();
+        if pred(&r) {
+            return r;
+        }
+        assert!(std::time::Instant::now() < deadline, "{id} reported: {r}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn each_modbus_device_is_its_own_hub_device() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let server = PyModbus::tcp(&json!({"units": {
+        "1": {"holding": [{"address": 40, "type": "u16", "value": 100}], "input": [{"address": 0, "type": "u16", "value": 11}]},
+        "2": {"holding": [{"address": 40, "type": "u16", "value": 200}], "input": [{"address": 0, "type": "u16", "value": 22}]}
+    }}))
+    .await
+    .unwrap();
+    let sim = Sim::start(SimOptions::default()).await.unwrap();
+    sim.hub
+        .add_module("edge-gw", "modbus", SymmetricKey::from_base64(KEY).unwrap());
+    let group = SymmetricKey::from_base64(GROUP).unwrap();
+    // The hub knows the devices with keys derived from the group key (DPS convention);
+    // "meter-x" is configured in the module but unknown to the hub.
+    sim.hub.add_device("meter-a", group.derive("meter-a"));
+    sim.hub.add_device("meter-b", group.derive("meter-b"));
+    let key_file = dir.path().join("group.key");
+    std::fs::write(&key_file, GROUP).unwrap();
+    let map = json!({"name": "meter-map", "points": {
+        "counter": {"table": "input", "address": 0, "type": "u16"},
+        "setpoint": {"table": "holding", "address": 40, "type": "u16", "writable": true, "min": 0, "max": 1000}
+    }});
+    let conn = json!({"type": "tcp", "host": "127.0.0.1", "port": server.port});
+    sim.hub.set_desired(
+        "edge-gw/modbus",
+        &json!({
+            "identity": {"mode": "device", "keys": {"source": "groupKey", "file": key_file}, "connectIntervalMs": 50},
+            "maps": {"meter": map},
+            "devices": {
+                "meter-a": {"map": "meter", "connection": conn, "unitId": 1, "pollIntervalMs": 300},
+                "meter-b": {"map": "meter", "connection": conn, "unitId": 2, "pollIntervalMs": 300},
+                "meter-x": {"map": "meter", "connection": conn, "unitId": 1, "pollIntervalMs": 300}
+            }
+        }),
+    );
+    let stop = run_modbus_against(&sim, "modbus", KEY, dir.path(), None)
+        .await
+        .unwrap();
+
+    // Telemetry arrives under each device's own identity, with its model id.
+    let msgs = sim
+        .hub
+        .wait_until(T, |m| {
+            ["meter-a", "meter-b"].iter().all(|id| {
+                m.iter()
+                    .any(|r| r.identity == *id && r.output.as_deref() == Some("telemetry"))
+            })
+        })
+        .await
+        .expect("telemetry from both device identities");
+    let a = msgs
+        .iter()
+        .rev()
+        .find(|r| r.identity == "meter-a" && r.output.as_deref() == Some("telemetry"))
+        .unwrap();
+    assert_eq!(a.json(), json!({"counter": 11, "setpoint": 100}));
+    assert_eq!(
+        a.model_id.as_deref(),
+        Some("dtmi:edgebridge:modbus:meter_map;1")
+    );
+    assert!(
+        a.topic.starts_with("devices/meter-a/messages/events/"),
+        "{}",
+        a.topic
+    );
+    let b = msgs
+        .iter()
+        .rev()
+        .find(|r| r.identity == "meter-b" && r.output.as_deref() == Some("telemetry"))
+        .unwrap();
+    assert_eq!(b.json(), json!({"counter": 22, "setpoint": 200}));
+    assert!(
+        !msgs
+            .iter()
+            .any(|r| r.identity == "edge-gw/modbus" && r.output.as_deref() == Some("telemetry")),
+        "telemetry leaked onto the module identity"
+    );
+    assert!(
+        sim.hub.refusals().iter().any(|r| r.client_id == "meter-x"),
+        "the unknown device was refused by the hub"
+    );
+
+    // Health on the device's own twin.
+    reported_until(&sim, "meter-a", |r| r["health"]["state"] == "online").await;
+
+    // A desired-property write reaches the field device and is acknowledged...
+    let v = sim.hub.set_desired("meter-a", &json!({"setpoint": 321}));
+    let r = reported_until(&sim, "meter-a", |r| r["setpoint"]["av"] == v).await;
+    assert_eq!(
+        r["setpoint"],
+        json!({"value": 321, "ac": 200, "av": v, "ad": "written"})
+    );
+    let (status, body) = sim
+        .hub
+        .invoke_method("meter-a", "read", &json!({"points": ["setpoint"]}), T)
+        .await
+        .unwrap();
+    assert_eq!(
+        (status, body["values"]["setpoint"].clone()),
+        (200, json!(321)),
+        "read back from the server: {body}"
+    );
+    // ...and a bad one is refused with the value in use.
+    let v = sim.hub.set_desired("meter-a", &json!({"setpoint": 5000}));
+    let r = reported_until(&sim, "meter-a", |r| r["setpoint"]["av"] == v).await;
+    assert_eq!(r["setpoint"]["ac"], 400);
+    assert_eq!(r["setpoint"]["value"], 321);
+
+    // Commands on the device identity itself.
+    let (status, body) = sim
+        .hub
+        .invoke_method(
+            "meter-b",
+            "write",
+            &json!({"point": "setpoint", "value": 7, "verify": true}),
+            T,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (status, body["readBack"].clone()),
+        (200, json!(7)),
+        "{body}"
+    );
+
+    // meter-b keeps flowing although meter-x cannot connect.
+    let n = sim
+        .hub
+        .messages()
+        .iter()
+        .filter(|r| r.identity == "meter-b")
+        .count();
+    sim.hub
+        .wait_until(T, |m| {
+            m.iter().filter(|r| r.identity == "meter-b").count() > n + 2
+        })
+        .await
+        .expect("meter-b flowing");
+    stop.cancel();
+}
