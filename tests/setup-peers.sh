@@ -23,4 +23,8 @@ if ! cmp -s tests/python/requirements.txt "$stamp" 2>/dev/null; then
   .venv-peers/bin/pip install -q --disable-pip-version-check -r tests/python/requirements.txt
   cp tests/python/requirements.txt "$stamp"
 fi
+# Microsoft's DTDL parser (npm), for the generated models.
+if [ ! -d tests/node/node_modules/@azure/dtdl-parser ]; then
+  (cd tests/node && npm install --no-audit --no-fund --silent)
+fi
 echo "peers ready: $(mosquitto -h 2>&1 | head -1 | tr -d '\n'), socat $(socat -V | sed -n 2p | awk '{print $3}'), $(.venv-peers/bin/python -c 'import azure.iot.device, pymodbus; print("azure-iot-device", azure.iot.device.constant.VERSION if hasattr(azure.iot.device,"constant") else "?", "pymodbus", pymodbus.__version__)' 2>/dev/null)"

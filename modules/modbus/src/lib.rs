@@ -16,6 +16,7 @@ pub mod deploy;
 pub mod device;
 mod identity;
 pub mod map;
+pub mod models;
 pub mod module;
 pub mod plan;
 pub mod poller;

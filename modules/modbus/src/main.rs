@@ -31,6 +31,13 @@ enum Command {
     },
     /// List the bundled device maps.
     Maps,
+    /// Write DTDL v2 models (a JSON array) for a configuration: one interface per device map
+    /// in use and the gateway module's interface with relationships to them.
+    Models {
+        /// The module configuration.
+        #[arg(long = "from")]
+        from: PathBuf,
+    },
     /// Write an IoT Edge deployment manifest for a configuration file: the module with its
     /// image, the serial ports the configuration uses, a spool volume, routes for its
     /// outputs, and the configuration as desired properties.
@@ -74,6 +81,24 @@ fn main() -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Models { from } => match validate_file(&Modbus::new(), &from) {
+            Ok(cfg) => {
+                use std::io::Write;
+                let models = bridge_modbus::models::models(&cfg);
+                writeln!(
+                    std::io::stdout().lock(),
+                    "{}",
+                    serde_json::to_string_pretty(&models)?
+                )?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(errors) => {
+                for issue in errors.0 {
+                    eprintln!("{}: {}: {}", from.display(), issue.path, issue.message);
+                }
+                Ok(ExitCode::from(2))
+            }
+        },
         Command::Manifest {
             from,
             image,

@@ -177,7 +177,9 @@ pub async fn run(
                 let p = &map.points[i];
                 if p.spec.static_fact {
                     facts.insert(p.name.clone(), v.to_json());
-                } else if p.spec.publish {
+                } else if p.spec.publish && !(own_twin && p.spec.writable) {
+                    // With its own identity a writable point is a writable property of the
+                    // device (see models.rs), not telemetry.
                     values.insert(p.name.clone(), v.clone());
                 }
             }

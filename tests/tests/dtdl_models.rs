@@ -1,0 +1,42 @@
+//! Generated DTDL v2 passes Microsoft's DTDL parser (npm @azure/dtdl-parser).
+
+#![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
+
+use bridge_e2e::repo_root;
+use serde_json::{Value, json};
+
+#[test]
+fn generated_models_pass_the_dtdl_parser() {
+    let mut devices = serde_json::Map::new();
+    for (i, map) in bridge_modbus::map::bundled_names().into_iter().enumerate() {
+        devices.insert(
+            format!("dev-{i}"),
+            json!({"map": map, "connection": {"type": "tcp", "host": "h"}}),
+        );
+    }
+    let cfg = bridge_modbus::config::parse(&json!({"devices": devices})).unwrap();
+    let models = bridge_modbus::models::models(&cfg);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("models.json");
+    std::fs::write(&file, models.to_string()).unwrap();
+    let node_dir = repo_root().join("tests/node");
+    assert!(
+        node_dir.join("node_modules/@azure/dtdl-parser").exists(),
+        "the DTDL parser is missing: run tests/setup-peers.sh"
+    );
+    let out = std::process::Command::new("node")
+        .arg(node_dir.join("check_dtdl.js"))
+        .arg(&file)
+        .output()
+        .expect("node is not installed");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the DTDL parser rejected the models:\n{stdout}"
+    );
+    let result: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        result["interfaces"].as_array().unwrap().len(),
+        bridge_modbus::map::bundled_names().len() + 1
+    );
+}
