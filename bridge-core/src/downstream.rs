@@ -81,7 +81,34 @@ pub enum IdentityConfig {
         /// Pause between opening two connections, ms.
         #[serde(default = "default_connect_interval")]
         connect_interval_ms: u64,
+        /// Register each device with DPS first (IoT Central and DPS-managed hubs).
+        #[serde(default)]
+        provisioning: Option<Provisioning>,
     },
+}
+
+/// DPS settings for device identities.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Provisioning {
+    /// The enrollment's ID scope.
+    pub id_scope: String,
+    /// DPS host.
+    #[serde(default = "default_dps_host")]
+    pub endpoint: String,
+    /// DPS port.
+    #[serde(default = "default_dps_port")]
+    pub port: u16,
+    /// PEM file of roots to trust for DPS (default: the system roots).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
+fn default_dps_host() -> String {
+    "global.azure-devices-provisioning.net".into()
+}
+const fn default_dps_port() -> u16 {
+    8883
 }
 
 impl Default for IdentityConfig {
@@ -137,6 +164,9 @@ pub enum DeviceIdentityError {
     /// Not connected to a hub (stdout or MQTT upstream).
     #[error("Device identities need an edgeHub or IoT Hub upstream.")]
     NoHub,
+    /// DPS registration failed.
+    #[error("Provisioning failed: {0}")]
+    Dps(#[from] crate::dps::DpsError),
 }
 
 /// An open device identity.
@@ -232,13 +262,16 @@ impl DeviceHub {
         }
     }
 
-    /// Opens (connects) a device identity with its own methods and model id.
+    /// Opens (connects) a device identity with its own methods and model id, after
+    /// registering it with DPS when `provisioning` is set.
+    #[allow(clippy::too_many_arguments)]
     pub async fn open(
         &self,
         device: &str,
         keys: &KeySource,
         max_connections: usize,
         connect_interval: Duration,
+        provisioning: Option<&Provisioning>,
         model_id: Option<String>,
         methods: MethodRouter,
     ) -> Result<DeviceLink, DeviceIdentityError> {
@@ -249,12 +282,40 @@ impl DeviceHub {
             }
         }
         let key = self.key_for(keys, device).await?;
+        let mut hub_hostname = self.template.identity.hub_hostname.clone();
+        if let Some(p) = provisioning {
+            let trust = match &p.ca_file {
+                Some(f) => TrustRoots::Pem(std::fs::read_to_string(f).map_err(|e| {
+                    DeviceIdentityError::Key {
+                        device: device.into(),
+                        reason: format!("cannot read {}: {e}", f.display()),
+                    }
+                })?),
+                None => TrustRoots::System,
+            };
+            let endpoint = crate::dps::DpsEndpoint {
+                host: p.endpoint.clone(),
+                port: p.port,
+                id_scope: p.id_scope.clone(),
+                trust,
+                cache_dir: self.spool_dir.as_ref().map(|d| d.join("dps")),
+                timeout: Duration::from_secs(60),
+            };
+            // IoT Central links the device to this gateway and picks its template.
+            let payload = serde_json::json!({
+                "modelId": model_id,
+                "iotcGateway": {"iotcGatewayId": self.template.identity.device_id, "iotcModuleId": self.template.identity.module_id},
+            });
+            let assignment = crate::dps::provision(&endpoint, device, &key, &payload).await?;
+            hub_hostname = assignment.assigned_hub;
+        }
         // Gradual opening: one connection per interval, so edgeHub is not stormed.
         let permit = self.pacing.clone().acquire_owned().await.ok();
         let identity = HubIdentity {
             device_id: device.into(),
             module_id: None,
             model_id,
+            hub_hostname,
             ..self.template.identity.clone()
         };
         let creds = Credentials {

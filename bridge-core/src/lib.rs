@@ -10,6 +10,7 @@
 
 pub mod config;
 pub mod downstream;
+pub mod dps;
 pub mod forwarder;
 pub mod hub;
 pub mod identity;

@@ -68,6 +68,7 @@ pub(crate) async fn route_for(
         keys,
         max_connections,
         connect_interval_ms,
+        provisioning,
     } = &config.identity
     else {
         return module_route();
@@ -84,6 +85,7 @@ pub(crate) async fn route_for(
             keys,
             *max_connections,
             interval,
+            provisioning.as_ref(),
             Some(model_id(&entry.device.map)),
             device_methods(module, id),
         )
