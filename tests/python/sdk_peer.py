@@ -148,6 +148,11 @@ def main():
         device.send_message(Message(json.dumps({"provisioned": True})))
         device.shutdown()
         out = {"status": result.status, "assigned_hub": state.assigned_hub, "device_id": state.device_id}
+        if os.environ.get("GROUP_KEY"):
+            # The derivation as Microsoft's IoT Central tutorial writes it in Python.
+            import base64, hashlib, hmac
+            derived = hmac.new(base64.b64decode(os.environ["GROUP_KEY"]), os.environ["REG_ID"].encode("utf-8"), hashlib.sha256).digest()
+            out["derived_key"] = base64.b64encode(derived).decode()
     elif scenario == "wrong-key":
         client = IoTHubModuleClient.create_from_connection_string(os.environ["MODULE_CS"], server_verification_cert=ca, connection_retry=False)
         try:
