@@ -206,12 +206,19 @@ async fn dps_registration_with_a_group_derived_key() -> anyhow::Result<()> {
             ("REG_ID", "leaf-001".into()),
             ("ID_SCOPE", "0ne00000000".into()),
             ("DEVICE_KEY", derived.clone()),
-            ("GROUP_KEY", "Y2FwdHVyZS10ZXN0LWdyb3VwLWVucm9sbG1lbnQta2V5LTAwMA==".into()),
+            (
+                "GROUP_KEY",
+                "Y2FwdHVyZS10ZXN0LWdyb3VwLWVucm9sbG1lbnQta2V5LTAwMA==".into(),
+            ),
         ],
         T,
     )
     .await?;
-    assert_eq!(out["derived_key"], derived.as_str(), "our derivation equals the tutorial's Python derivation");
+    assert_eq!(
+        out["derived_key"],
+        derived.as_str(),
+        "our derivation equals the tutorial's Python derivation"
+    );
     let out = json!({"status": out["status"], "assigned_hub": out["assigned_hub"], "device_id": out["device_id"]});
     assert_eq!(
         out,

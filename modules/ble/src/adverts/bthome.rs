@@ -18,7 +18,11 @@ pub const BTHOME_UUID16: u16 = 0xFCD2;
 #[derive(Clone, Copy)]
 enum Kind {
     /// Integer scaled by a factor.
-    Num { signed: bool, factor: f64, digits: i32 },
+    Num {
+        signed: bool,
+        factor: f64,
+        digits: i32,
+    },
     /// 0/1 state.
     Binary,
     /// Button events (1 byte) or dimmer events (2 bytes).
@@ -34,7 +38,11 @@ enum Kind {
 }
 
 const fn num(signed: bool, factor: f64, digits: i32) -> Kind {
-    Kind::Num { signed, factor, digits }
+    Kind::Num {
+        signed,
+        factor,
+        digits,
+    }
 }
 
 /// (id, field name, bytes, kind). Bytes 0 = length-prefixed.
@@ -131,7 +139,16 @@ const OBJECTS: &[(u8, &str, usize, Kind)] = &[
     (0xF2, "firmwareVersion", 3, Kind::Firmware),
 ];
 
-const BUTTON_EVENTS: &[&str] = &["none", "press", "double_press", "triple_press", "long_press", "long_double_press", "long_triple_press", "hold_press"];
+const BUTTON_EVENTS: &[&str] = &[
+    "none",
+    "press",
+    "double_press",
+    "triple_press",
+    "long_press",
+    "long_double_press",
+    "long_triple_press",
+    "hold_press",
+];
 
 fn le(bytes: &[u8], signed: bool) -> i64 {
     let mut v: u64 = 0;
@@ -148,8 +165,14 @@ fn le(bytes: &[u8], signed: bool) -> i64 {
 
 /// Decodes BTHome v2 service data for the device with `mac` (6 bytes, as printed, most
 /// significant first). `bind_key` decrypts encrypted payloads.
-pub fn decode(data: &[u8], mac: [u8; 6], bind_key: Option<&[u8; 16]>) -> Result<Decoded, DecodeError> {
-    let info = *data.first().ok_or(DecodeError::Truncated { need: 1, got: 0 })?;
+pub fn decode(
+    data: &[u8],
+    mac: [u8; 6],
+    bind_key: Option<&[u8; 16]>,
+) -> Result<Decoded, DecodeError> {
+    let info = *data
+        .first()
+        .ok_or(DecodeError::Truncated { need: 1, got: 0 })?;
     if info >> 5 != 2 {
         return Err(DecodeError::NotThisFormat("BTHome v2"));
     }
@@ -160,7 +183,10 @@ pub fn decode(data: &[u8], mac: [u8; 6], bind_key: Option<&[u8; 16]>) -> Result<
         let key = bind_key.ok_or(DecodeError::Encrypted)?;
         let body = &data[1..];
         if body.len() < 8 {
-            return Err(DecodeError::Truncated { need: 9, got: data.len() });
+            return Err(DecodeError::Truncated {
+                need: 9,
+                got: data.len(),
+            });
         }
         let (cipher, tail) = body.split_at(body.len() - 8);
         let (counter, mic) = tail.split_at(4);
@@ -171,7 +197,8 @@ pub fn decode(data: &[u8], mac: [u8; 6], bind_key: Option<&[u8; 16]>) -> Result<
         nonce.extend_from_slice(counter);
         let ccm = ccm::Ccm::<Aes128, U4, U13>::new(key.into());
         let mut buf = cipher.to_vec();
-        ccm.decrypt_in_place_detached(nonce.as_slice().into(), &[], &mut buf, mic.into()).map_err(|_| DecodeError::Decrypt)?;
+        ccm.decrypt_in_place_detached(nonce.as_slice().into(), &[], &mut buf, mic.into())
+            .map_err(|_| DecodeError::Decrypt)?;
         out.put("encrypted", true);
         plain = buf;
         &plain
@@ -182,18 +209,38 @@ pub fn decode(data: &[u8], mac: [u8; 6], bind_key: Option<&[u8; 16]>) -> Result<
     let mut at = 0;
     while at < objects.len() {
         let id = objects[at];
-        let &(_, name, len, kind) = OBJECTS.iter().find(|(oid, ..)| *oid == id).ok_or(DecodeError::UnknownObject(id))?;
+        let &(_, name, len, kind) = OBJECTS
+            .iter()
+            .find(|(oid, ..)| *oid == id)
+            .ok_or(DecodeError::UnknownObject(id))?;
         at += 1;
-        let len = if len == 0 { usize::from(*take(objects, at, 1)?.first().unwrap_or(&0)) + 1 } else { len };
+        let len = if len == 0 {
+            usize::from(*take(objects, at, 1)?.first().unwrap_or(&0)) + 1
+        } else {
+            len
+        };
         let raw = take(objects, at, len)?;
         at += len;
         let value: Value = match kind {
-            Kind::Num { signed, factor, digits } => {
+            Kind::Num {
+                signed,
+                factor,
+                digits,
+            } => {
                 let v = le(raw, signed);
-                if factor == 1.0 { json!(v) } else { json!(round(v as f64 * factor, digits)) }
+                if factor == 1.0 {
+                    json!(v)
+                } else {
+                    json!(round(v as f64 * factor, digits))
+                }
             }
             Kind::Binary => json!(raw[0] != 0),
-            Kind::Button => json!(BUTTON_EVENTS.get(usize::from(raw[0])).copied().unwrap_or("unknown")),
+            Kind::Button => json!(
+                BUTTON_EVENTS
+                    .get(usize::from(raw[0]))
+                    .copied()
+                    .unwrap_or("unknown")
+            ),
             Kind::Dimmer => json!(match raw[0] {
                 0 => "none".to_owned(),
                 1 => format!("rotate_left {}", raw[1]),
@@ -201,9 +248,20 @@ pub fn decode(data: &[u8], mac: [u8; 6], bind_key: Option<&[u8; 16]>) -> Result<
                 _ => "unknown".to_owned(),
             }),
             Kind::Text => json!(String::from_utf8_lossy(&raw[1..])),
-            Kind::Raw => json!(raw[1..].iter().map(|b| format!("{b:02x}")).collect::<String>()),
+            Kind::Raw => json!(
+                raw[1..]
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<String>()
+            ),
             Kind::Timestamp => json!(le(raw, false)),
-            Kind::Firmware => json!(raw.iter().rev().map(u8::to_string).collect::<Vec<_>>().join(".")),
+            Kind::Firmware => json!(
+                raw.iter()
+                    .rev()
+                    .map(u8::to_string)
+                    .collect::<Vec<_>>()
+                    .join(".")
+            ),
         };
         out.put_numbered(name, value);
     }
@@ -223,7 +281,14 @@ mod tests {
         assert_eq!(d.values["temperature"], json!(25.06));
         assert_eq!(d.values["humidity"], json!(50.55));
         // Two temperatures, a button event and a firmware version.
-        let d = decode(&[0x40, 0x02, 0xCA, 0x09, 0x02, 0x9C, 0xFF, 0x3A, 0x01, 0xF2, 0x00, 0x01, 0x02], MAC, None).unwrap();
+        let d = decode(
+            &[
+                0x40, 0x02, 0xCA, 0x09, 0x02, 0x9C, 0xFF, 0x3A, 0x01, 0xF2, 0x00, 0x01, 0x02,
+            ],
+            MAC,
+            None,
+        )
+        .unwrap();
         assert_eq!(d.values["temperature_2"], json!(-1.0));
         assert_eq!(d.values["button"], json!("press"));
         assert_eq!(d.values["firmwareVersion"], json!("2.1.0"));
@@ -241,7 +306,9 @@ mod tests {
         nonce.extend_from_slice(&counter);
         let ccm = ccm::Ccm::<Aes128, U4, U13>::new((&key).into());
         let mut buf = vec![0x02, 0xCA, 0x09, 0x03, 0xBF, 0x13];
-        let tag = ccm.encrypt_in_place_detached(nonce.as_slice().into(), &[], &mut buf).unwrap();
+        let tag = ccm
+            .encrypt_in_place_detached(nonce.as_slice().into(), &[], &mut buf)
+            .unwrap();
         let mut payload = vec![info];
         payload.extend_from_slice(&buf);
         payload.extend_from_slice(&counter);
@@ -250,15 +317,30 @@ mod tests {
         let d = decode(&payload, MAC, Some(&key)).unwrap();
         assert_eq!(d.values["temperature"], json!(25.06));
         let wrong = [0u8; 16];
-        assert_eq!(decode(&payload, MAC, Some(&wrong)), Err(DecodeError::Decrypt));
+        assert_eq!(
+            decode(&payload, MAC, Some(&wrong)),
+            Err(DecodeError::Decrypt)
+        );
     }
 
     #[test]
     fn truncated_unknown_and_other_versions() {
-        assert!(matches!(decode(&[0x40, 0x02, 0xCA], MAC, None), Err(DecodeError::Truncated { .. })));
-        assert_eq!(decode(&[0x40, 0x39, 0x00], MAC, None), Err(DecodeError::UnknownObject(0x39)));
-        assert_eq!(decode(&[0x20, 0x02, 0xCA, 0x09], MAC, None), Err(DecodeError::NotThisFormat("BTHome v2")));
+        assert!(matches!(
+            decode(&[0x40, 0x02, 0xCA], MAC, None),
+            Err(DecodeError::Truncated { .. })
+        ));
+        assert_eq!(
+            decode(&[0x40, 0x39, 0x00], MAC, None),
+            Err(DecodeError::UnknownObject(0x39))
+        );
+        assert_eq!(
+            decode(&[0x20, 0x02, 0xCA, 0x09], MAC, None),
+            Err(DecodeError::NotThisFormat("BTHome v2"))
+        );
         assert!(decode(&[], MAC, None).is_err());
-        assert!(matches!(decode(&[0x40, 0x53, 0x05, b'a'], MAC, None), Err(DecodeError::Truncated { .. })));
+        assert!(matches!(
+            decode(&[0x40, 0x53, 0x05, b'a'], MAC, None),
+            Err(DecodeError::Truncated { .. })
+        ));
     }
 }

@@ -29,7 +29,10 @@ pub struct Decoded {
 
 impl Decoded {
     fn new(format: &'static str) -> Self {
-        Self { format, values: BTreeMap::new() }
+        Self {
+            format,
+            values: BTreeMap::new(),
+        }
     }
 
     fn put(&mut self, name: &str, value: impl Into<Value>) {
@@ -75,7 +78,10 @@ pub enum DecodeError {
 
 /// `data[at..at + n]`, or a truncation error.
 fn take(data: &[u8], at: usize, n: usize) -> Result<&[u8], DecodeError> {
-    data.get(at..at + n).ok_or(DecodeError::Truncated { need: at + n, got: data.len() })
+    data.get(at..at + n).ok_or(DecodeError::Truncated {
+        need: at + n,
+        got: data.len(),
+    })
 }
 
 /// Rounds to `digits` decimals (values as their resolution allows, not 21.540000000000003).

@@ -10,7 +10,11 @@ use super::{DecodeError, Decoded, round, take};
 pub const ENVIRONMENTAL_UUID16: u16 = 0x181A;
 
 fn mac(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
+    bytes
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 /// Decodes the 0x181A service data.
@@ -22,9 +26,18 @@ pub fn decode(data: &[u8]) -> Result<Decoded, DecodeError> {
             let mut m = d[0..6].to_vec();
             m.reverse();
             out.put("mac", mac(&m));
-            out.put("temperature", round(f64::from(i16::from_le_bytes([d[6], d[7]])) * 0.01, 2));
-            out.put("humidity", round(f64::from(u16::from_le_bytes([d[8], d[9]])) * 0.01, 2));
-            out.put("batteryVoltage", round(f64::from(u16::from_le_bytes([d[10], d[11]])) / 1000.0, 3));
+            out.put(
+                "temperature",
+                round(f64::from(i16::from_le_bytes([d[6], d[7]])) * 0.01, 2),
+            );
+            out.put(
+                "humidity",
+                round(f64::from(u16::from_le_bytes([d[8], d[9]])) * 0.01, 2),
+            );
+            out.put(
+                "batteryVoltage",
+                round(f64::from(u16::from_le_bytes([d[10], d[11]])) / 1000.0, 3),
+            );
             out.put("battery", d[12]);
             out.put("counter", d[13]);
             out.put("flags", d[14]);
@@ -33,10 +46,19 @@ pub fn decode(data: &[u8]) -> Result<Decoded, DecodeError> {
         13 => {
             let mut out = Decoded::new("xiaomi-atc");
             out.put("mac", mac(&data[0..6]));
-            out.put("temperature", round(f64::from(i16::from_be_bytes([data[6], data[7]])) * 0.1, 1));
+            out.put(
+                "temperature",
+                round(f64::from(i16::from_be_bytes([data[6], data[7]])) * 0.1, 1),
+            );
             out.put("humidity", data[8]);
             out.put("battery", data[9]);
-            out.put("batteryVoltage", round(f64::from(u16::from_be_bytes([data[10], data[11]])) / 1000.0, 3));
+            out.put(
+                "batteryVoltage",
+                round(
+                    f64::from(u16::from_be_bytes([data[10], data[11]])) / 1000.0,
+                    3,
+                ),
+            );
             out.put("counter", data[12]);
             Ok(out)
         }
@@ -53,14 +75,34 @@ mod tests {
     #[test]
     fn pvvx_and_atc() {
         // MAC A4:C1:38:12:34:56, 21.53 °C, 45.67 %, 2950 mV, 80 %, counter 7, flags 5.
-        let pvvx = [0x56, 0x34, 0x12, 0x38, 0xC1, 0xA4, 0x69, 0x08, 0xD7, 0x11, 0x86, 0x0B, 80, 7, 5];
+        let pvvx = [
+            0x56, 0x34, 0x12, 0x38, 0xC1, 0xA4, 0x69, 0x08, 0xD7, 0x11, 0x86, 0x0B, 80, 7, 5,
+        ];
         let d = decode(&pvvx).unwrap();
-        assert_eq!((d.values["mac"].clone(), d.values["temperature"].clone(), d.values["humidity"].clone()), (json!("A4:C1:38:12:34:56"), json!(21.53), json!(45.67)));
+        assert_eq!(
+            (
+                d.values["mac"].clone(),
+                d.values["temperature"].clone(),
+                d.values["humidity"].clone()
+            ),
+            (json!("A4:C1:38:12:34:56"), json!(21.53), json!(45.67))
+        );
         assert_eq!(d.values["batteryVoltage"], json!(2.95));
-        let atc = [0xA4, 0xC1, 0x38, 0x12, 0x34, 0x56, 0x00, 0xD7, 46, 80, 0x0B, 0x86, 9];
+        let atc = [
+            0xA4, 0xC1, 0x38, 0x12, 0x34, 0x56, 0x00, 0xD7, 46, 80, 0x0B, 0x86, 9,
+        ];
         let d = decode(&atc).unwrap();
-        assert_eq!((d.values["temperature"].clone(), d.values["humidity"].clone()), (json!(21.5), json!(46)));
-        assert!(matches!(decode(&[1, 2, 3]), Err(DecodeError::Truncated { .. })));
+        assert_eq!(
+            (
+                d.values["temperature"].clone(),
+                d.values["humidity"].clone()
+            ),
+            (json!(21.5), json!(46))
+        );
+        assert!(matches!(
+            decode(&[1, 2, 3]),
+            Err(DecodeError::Truncated { .. })
+        ));
         assert!(decode(&[0u8; 20]).is_err());
     }
 }

@@ -25,16 +25,26 @@ pub fn decode(data: &[u8]) -> Result<Decoded, DecodeError> {
         out.put("humidity", round(f64::from(u16_at(3)) * 0.0025, 4));
     }
     if u16_at(5) != u16::MAX {
-        out.put("pressure", round((f64::from(u16_at(5)) + 50_000.0) / 100.0, 2));
+        out.put(
+            "pressure",
+            round((f64::from(u16_at(5)) + 50_000.0) / 100.0, 2),
+        );
     }
-    for (name, at) in [("accelerationX", 7), ("accelerationY", 9), ("accelerationZ", 11)] {
+    for (name, at) in [
+        ("accelerationX", 7),
+        ("accelerationY", 9),
+        ("accelerationZ", 11),
+    ] {
         if i16_at(at) != i16::MIN {
             out.put(name, i16_at(at));
         }
     }
     let power = u16_at(13);
     if power >> 5 != 0x7FF {
-        out.put("batteryVoltage", round(f64::from((power >> 5) + 1600) / 1000.0, 3));
+        out.put(
+            "batteryVoltage",
+            round(f64::from((power >> 5) + 1600) / 1000.0, 3),
+        );
     }
     if power & 0x1F != 0x1F {
         out.put("txPower", i32::from(power & 0x1F) * 2 - 40);
@@ -45,7 +55,14 @@ pub fn decode(data: &[u8]) -> Result<Decoded, DecodeError> {
     if u16_at(16) != u16::MAX {
         out.put("measurementSequence", u16_at(16));
     }
-    out.put("mac", d[18..24].iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":"));
+    out.put(
+        "mac",
+        d[18..24]
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect::<Vec<_>>()
+            .join(":"),
+    );
     Ok(out)
 }
 
@@ -57,7 +74,10 @@ mod tests {
     #[test]
     fn ruuvi_valid_test_vector() {
         // The "valid data" vector of Ruuvi's data format 5 specification.
-        let data = [0x05, 0x12, 0xFC, 0x53, 0x94, 0xC3, 0x7C, 0x00, 0x04, 0xFF, 0xFC, 0x04, 0x0C, 0xAC, 0x36, 0x42, 0x00, 0xCD, 0xCB, 0xB8, 0x33, 0x4C, 0x88, 0x4F];
+        let data = [
+            0x05, 0x12, 0xFC, 0x53, 0x94, 0xC3, 0x7C, 0x00, 0x04, 0xFF, 0xFC, 0x04, 0x0C, 0xAC,
+            0x36, 0x42, 0x00, 0xCD, 0xCB, 0xB8, 0x33, 0x4C, 0x88, 0x4F,
+        ];
         let d = decode(&data).unwrap();
         assert_eq!(d.values["temperature"], json!(24.3));
         assert_eq!(d.values["humidity"], json!(53.49));
@@ -78,7 +98,13 @@ mod tests {
         invalid[2] = 0x00;
         let d = decode(&invalid).unwrap();
         assert!(!d.values.contains_key("temperature") && !d.values.contains_key("humidity"));
-        assert!(matches!(decode(&[5, 1, 2]), Err(DecodeError::Truncated { .. })));
-        assert_eq!(decode(&[3u8; 24]), Err(DecodeError::NotThisFormat("Ruuvi RAWv2")));
+        assert!(matches!(
+            decode(&[5, 1, 2]),
+            Err(DecodeError::Truncated { .. })
+        ));
+        assert_eq!(
+            decode(&[3u8; 24]),
+            Err(DecodeError::NotThisFormat("Ruuvi RAWv2"))
+        );
     }
 }

@@ -1,0 +1,52 @@
+"""Decodes advertisements with independent parsers (bthome-ble, ruuvitag-ble), the
+decoders Home Assistant uses, for comparison with ours. Input: a JSON file of cases
+[{"format": "bthome"|"ruuvi", "mac": "AA:BB:..", "hex": "..."}]; output: one JSON line per
+case with the parser's values."""
+import json
+import sys
+import time
+
+from bthome_ble import BTHomeBluetoothDeviceData
+from ruuvitag_ble import RuuvitagBluetoothDeviceData
+
+
+class Info:
+    """The attributes the parsers read from a Home Assistant BluetoothServiceInfo."""
+
+    def __init__(self, mac, service_data=None, manufacturer_data=None):
+        self.name = "test"
+        self.address = mac
+        self.rssi = -60
+        self.manufacturer_data = manufacturer_data or {}
+        self.service_data = service_data or {}
+        self.service_uuids = list(self.service_data)
+        self.source = "local"
+        self.time = time.monotonic()
+        self.tx_power = None
+        self.connectable = False
+        self.raw = None
+        self.device = None
+        self.advertisement = None
+
+
+def uuid16(x):
+    return f"0000{x:04x}-0000-1000-8000-00805f9b34fb"
+
+
+def plain(v):
+    return v if isinstance(v, (int, float, str, bool)) or v is None else str(v)
+
+
+out = []
+for case in json.load(open(sys.argv[1])):
+    data = bytes.fromhex(case["hex"])
+    if case["format"] == "bthome":
+        update = BTHomeBluetoothDeviceData().update(Info(case["mac"], service_data={uuid16(0xFCD2): data}))
+        values = {str(getattr(k, "key", k)): plain(v.native_value) for k, v in update.entity_values.items()}
+    else:
+        update = RuuvitagBluetoothDeviceData().update(Info(case["mac"], manufacturer_data={0x0499: data}))
+        values = {str(getattr(k.key, "value", k.key)): plain(v.native_value) for k, v in update.entity_values.items()}
+    values.pop("signal_strength", None)
+    values.pop("packet_id", None)
+    out.append(values)
+print(json.dumps(out))
