@@ -1,0 +1,228 @@
+//! bridge-ble configuration (module twin desired properties or `--config FILE`).
+
+use std::collections::BTreeMap;
+
+use bridge_core::config::{ConfigErrors, ConfigIssue, from_value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Advertisement decoders a device (or discovery) can use.
+pub const ADVERT_MAPS: &[&str] = &[
+    "bthome-v2",
+    "ruuvi-rawv2",
+    "xiaomi-pvvx",
+    "ibeacon",
+    "eddystone",
+];
+/// GATT maps named by the design but not implemented yet.
+pub const GATT_MAPS: &[&str] = &[
+    "ble-battery",
+    "ble-heart-rate",
+    "ble-environmental-sensing",
+    "ble-device-information",
+];
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawDevice {
+    address: String,
+    map: String,
+    #[serde(default)]
+    bind_key: Option<String>,
+    #[serde(default)]
+    min_interval_ms: u64,
+}
+
+/// Scan settings.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Scan {
+    /// Active scanning (ask for scan responses). BlueZ decides; passive is the default.
+    #[serde(default)]
+    pub active: bool,
+}
+
+/// Automatic discovery: any device whose advertisement one of `maps` decodes.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Discovery {
+    /// On or off.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Decoders to try (default: all advertisement decoders but iBeacon/Eddystone).
+    #[serde(default)]
+    pub maps: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawConfig {
+    #[serde(default)]
+    devices: BTreeMap<String, Value>,
+    #[serde(default)]
+    scan: Scan,
+    #[serde(default)]
+    discovery: Discovery,
+}
+
+/// A configured device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    /// Downstream device id.
+    pub id: String,
+    /// Bluetooth address, upper case `AA:BB:CC:DD:EE:FF`.
+    pub address: String,
+    /// Decoder name.
+    pub map: String,
+    /// BTHome bind key.
+    pub bind_key: Option<[u8; 16]>,
+    /// Publish at most once per this many ms (0 = every changed advertisement).
+    pub min_interval_ms: u64,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BleConfig {
+    /// Devices by address.
+    pub devices: BTreeMap<String, Device>,
+    /// Scan settings.
+    pub scan: Scan,
+    /// Discovery.
+    pub discovery: Discovery,
+}
+
+fn parse_address(text: &str) -> Option<String> {
+    let parts: Vec<&str> = text.split(':').collect();
+    (parts.len() == 6
+        && parts
+            .iter()
+            .all(|p| p.len() == 2 && u8::from_str_radix(p, 16).is_ok()))
+    .then(|| text.to_ascii_uppercase())
+}
+
+fn parse_key(text: &str) -> Option<[u8; 16]> {
+    let bytes: Vec<u8> = (0..text.len())
+        .step_by(2)
+        .filter_map(|i| {
+            text.get(i..i + 2)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        })
+        .collect();
+    (text.len() == 32).then_some(())?;
+    bytes.try_into().ok()
+}
+
+fn check_map(name: &str, path: String, issues: &mut Vec<ConfigIssue>) {
+    if GATT_MAPS.contains(&name) {
+        issues.push(ConfigIssue::new(
+            path,
+            format!(
+                "The GATT map '{name}' is not implemented yet; advertisement maps: {}.",
+                ADVERT_MAPS.join(", ")
+            ),
+        ));
+    } else if !ADVERT_MAPS.contains(&name) {
+        issues.push(ConfigIssue::new(
+            path,
+            format!(
+                "Unknown device map '{name}'. Known: {}.",
+                ADVERT_MAPS.join(", ")
+            ),
+        ));
+    }
+}
+
+/// Parses and validates a desired-properties document.
+pub fn parse(doc: &Value) -> Result<BleConfig, ConfigErrors> {
+    let raw: RawConfig = from_value(doc, "")?;
+    let mut issues = Vec::new();
+    let mut devices = BTreeMap::new();
+    for (id, v) in &raw.devices {
+        let path = format!("devices.{id}");
+        let d: RawDevice = match from_value(v, &path) {
+            Ok(d) => d,
+            Err(e) => {
+                issues.extend(e.0);
+                continue;
+            }
+        };
+        let Some(address) = parse_address(&d.address) else {
+            issues.push(ConfigIssue::new(
+                format!("{path}.address"),
+                "address must look like AA:BB:CC:DD:EE:FF.",
+            ));
+            continue;
+        };
+        check_map(&d.map, format!("{path}.map"), &mut issues);
+        let bind_key = match &d.bind_key {
+            None => None,
+            Some(k) => match parse_key(k) {
+                Some(k) => Some(k),
+                None => {
+                    issues.push(ConfigIssue::new(
+                        format!("{path}.bindKey"),
+                        "bindKey is 32 hexadecimal digits (16 bytes).",
+                    ));
+                    None
+                }
+            },
+        };
+        if devices.contains_key(&address) {
+            issues.push(ConfigIssue::new(
+                format!("{path}.address"),
+                format!("{address} is configured twice."),
+            ));
+        }
+        devices.insert(
+            address.clone(),
+            Device {
+                id: id.clone(),
+                address,
+                map: d.map,
+                bind_key,
+                min_interval_ms: d.min_interval_ms,
+            },
+        );
+    }
+    for (i, m) in raw.discovery.maps.iter().enumerate() {
+        check_map(m, format!("discovery.maps[{i}]"), &mut issues);
+    }
+    if issues.is_empty() {
+        Ok(BleConfig {
+            devices,
+            scan: raw.scan,
+            discovery: raw.discovery,
+        })
+    } else {
+        Err(ConfigErrors(issues))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn valid_and_invalid() {
+        let c = parse(&json!({"devices": {"t1": {"address": "c0:ff:ee:00:00:01", "map": "bthome-v2", "bindKey": "231d39c1d7cc1ab1aee224cd096db932"}}})).unwrap();
+        assert_eq!(c.devices["C0:FF:EE:00:00:01"].id, "t1");
+        let e = parse(&json!({"devices": {
+            "a": {"address": "nope", "map": "bthome-v2"},
+            "b": {"address": "C0:FF:EE:00:00:02", "map": "ble-battery"},
+            "c": {"address": "C0:FF:EE:00:00:03", "map": "bthome-v2", "bindKey": "xyz"},
+            "d": {"address": "C0:FF:EE:00:00:04", "map": "bthome-v2", "rssiOnly": true}
+        }, "discovery": {"maps": ["nope"]}}))
+        .unwrap_err();
+        let paths: Vec<_> = e.0.iter().map(|i| i.path.as_str()).collect();
+        for p in [
+            "devices.a.address",
+            "devices.b.map",
+            "devices.c.bindKey",
+            "devices.d.rssiOnly",
+            "discovery.maps[0]",
+        ] {
+            assert!(paths.contains(&p), "{p} not in {paths:?}");
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! The btleplug side: find the adapter (retrying while BlueZ or the adapter is missing),
+//! scan, and turn advertisement events into decoded telemetry per device.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bridge_core::hub::Message;
+use bridge_core::runtime::ModuleContext;
+use btleplug::api::{
+    Central, CentralEvent, Manager as _, Peripheral as _, PeripheralProperties, ScanFilter,
+};
+use btleplug::platform::{Adapter, Manager};
+use futures::StreamExt;
+use serde_json::{Map, Value, json};
+use tracing::{info, warn};
+use uuid::Uuid;
+
+use crate::adverts::{self, DecodeError, Decoded};
+use crate::config::BleConfig;
+
+fn uuid16(short: u16) -> Uuid {
+    Uuid::from_u128(0x0000_0000_0000_1000_8000_0080_5F9B_34FB | (u128::from(short) << 96))
+}
+
+/// Decodes an advertisement with the named map.
+pub fn decode(
+    map: &str,
+    props: &PeripheralProperties,
+    bind_key: Option<&[u8; 16]>,
+) -> Result<Decoded, DecodeError> {
+    let svc = |u: u16| props.service_data.get(&uuid16(u));
+    let mfg = |c: u16| props.manufacturer_data.get(&c);
+    let missing = DecodeError::NotThisFormat("advertised");
+    match map {
+        "bthome-v2" => adverts::decode_bthome(
+            svc(adverts::BTHOME_UUID16).ok_or(missing)?,
+            props.address.into_inner(),
+            bind_key,
+        ),
+        "ruuvi-rawv2" => adverts::decode_ruuvi(mfg(adverts::RUUVI_COMPANY_ID).ok_or(missing)?),
+        "xiaomi-pvvx" => adverts::decode_pvvx(svc(adverts::ENVIRONMENTAL_UUID16).ok_or(missing)?),
+        "ibeacon" => adverts::decode_ibeacon(mfg(adverts::APPLE_COMPANY_ID).ok_or(missing)?),
+        "eddystone" => adverts::decode_eddystone(svc(adverts::EDDYSTONE_UUID16).ok_or(missing)?),
+        _ => Err(DecodeError::NotThisFormat("known")),
+    }
+}
+
+/// The telemetry body: decoded values, plus RSSI, TX power and name when known.
+pub fn body(decoded: &Decoded, props: &PeripheralProperties) -> Value {
+    let mut m: Map<String, Value> = decoded
+        .values
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if let Some(rssi) = props.rssi {
+        m.insert("rssi".into(), json!(rssi));
+    }
+    if let Some(tx) = props.tx_power_level {
+        m.entry("txPower").or_insert(json!(tx));
+    }
+    Value::Object(m)
+}
+
+async fn adapter() -> Result<Adapter, String> {
+    let manager = Manager::new().await.map_err(|e| format!("BlueZ is not reachable on the system D-Bus ({e}); is bluetoothd running and /var/run/dbus mounted?"))?;
+    let adapters = manager
+        .adapters()
+        .await
+        .map_err(|e| format!("BlueZ is not running: no org.bluez on the system bus ({e})."))?;
+    adapters
+        .into_iter()
+        .next()
+        .ok_or_else(|| "No Bluetooth adapter found (BlueZ runs, but has no adapter).".to_owned())
+}
+
+/// Scans until `cx.shutdown`, following configuration changes; retries every 10 s when
+/// BlueZ or the adapter is missing.
+pub async fn run(mut cx: ModuleContext<BleConfig>) {
+    let mut last_sent: HashMap<String, (Value, Instant)> = HashMap::new();
+    loop {
+        let adapter = match adapter().await {
+            Ok(a) => a,
+            Err(e) => {
+                warn!(error = %e, "Bluetooth unavailable; retrying in 10 s.");
+                cx.reporter
+                    .report(json!({"bluetooth": {"state": "unavailable", "error": e}}));
+                tokio::select! {
+                    _ = cx.shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(10)) => continue,
+                }
+            }
+        };
+        let events = adapter.events().await;
+        let started = adapter.start_scan(ScanFilter::default()).await;
+        let (mut events, ()) = match (events, started) {
+            (Ok(ev), Ok(())) => (ev, ()),
+            (Err(e), _) | (_, Err(e)) => {
+                warn!(error = %e, "Could not start scanning; retrying in 10 s.");
+                tokio::select! {
+                    _ = cx.shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(10)) => continue,
+                }
+            }
+        };
+        info!("Scanning for BLE advertisements.");
+        cx.reporter
+            .report(json!({"bluetooth": {"state": "scanning", "error": null}}));
+        loop {
+            let event = tokio::select! {
+                _ = cx.shutdown.cancelled() => {
+                    let _ignored = adapter.stop_scan().await;
+                    return;
+                }
+                _ = cx.config.changed() => continue,
+                ev = events.next() => match ev {
+                    Some(ev) => ev,
+                    None => break,
+                },
+            };
+            let id = match event {
+                CentralEvent::DeviceDiscovered(id)
+                | CentralEvent::DeviceUpdated(id)
+                | CentralEvent::ManufacturerDataAdvertisement { id, .. }
+                | CentralEvent::ServiceDataAdvertisement { id, .. } => id,
+                _ => continue,
+            };
+            let Ok(peripheral) = adapter.peripheral(&id).await else {
+                continue;
+            };
+            let Ok(Some(props)) = peripheral.properties().await else {
+                continue;
+            };
+            let config: Arc<BleConfig> = cx.config.borrow().clone();
+            let address = props.address.to_string().to_ascii_uppercase();
+            let (device_id, decoded, min_interval) = match config.devices.get(&address) {
+                Some(d) => match decode(&d.map, &props, d.bind_key.as_ref()) {
+                    Ok(dec) => (d.id.clone(), dec, d.min_interval_ms),
+                    Err(DecodeError::NotThisFormat(_)) => continue,
+                    Err(e) => {
+                        warn!(device = %d.id, error = %e, "Advertisement not decoded.");
+                        continue;
+                    }
+                },
+                None if config.discovery.enabled => {
+                    let maps: Vec<&str> = if config.discovery.maps.is_empty() {
+                        vec!["bthome-v2", "ruuvi-rawv2", "xiaomi-pvvx"]
+                    } else {
+                        config.discovery.maps.iter().map(String::as_str).collect()
+                    };
+                    match maps.iter().find_map(|m| decode(m, &props, None).ok()) {
+                        Some(dec) => (
+                            format!("ble-{}", address.replace(':', "").to_ascii_lowercase()),
+                            dec,
+                            0,
+                        ),
+                        None => continue,
+                    }
+                }
+                None => continue,
+            };
+            let body = body(&decoded, &props);
+            // Unchanged advertisements (BlueZ repeats them) are not sent again within the interval.
+            let now = Instant::now();
+            let min = Duration::from_millis(min_interval.max(1000));
+            if let Some((prev, at)) = last_sent.get(&device_id)
+                && (*prev == body && now.duration_since(*at) < min
+                    || now.duration_since(*at) < Duration::from_millis(min_interval))
+            {
+                continue;
+            }
+            last_sent.insert(device_id.clone(), (body.clone(), now));
+            let msg = Message::json("telemetry", &body)
+                .for_device(&device_id)
+                .with_property("format", decoded.format);
+            if cx.telemetry.send(msg).await.is_err() {
+                return;
+            }
+        }
+        warn!("The adapter's event stream ended; restarting the scan.");
+    }
+}
