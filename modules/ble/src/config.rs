@@ -14,7 +14,7 @@ pub const ADVERT_MAPS: &[&str] = &[
     "ibeacon",
     "eddystone",
 ];
-/// GATT maps named by the design but not implemented yet.
+/// GATT maps (connect, read, subscribe).
 pub const GATT_MAPS: &[&str] = &[
     "ble-battery",
     "ble-heart-rate",
@@ -31,15 +31,37 @@ struct RawDevice {
     bind_key: Option<String>,
     #[serde(default)]
     min_interval_ms: u64,
+    #[serde(default = "default_poll")]
+    poll_interval_ms: u64,
+    #[serde(default)]
+    writable: Vec<String>,
+}
+
+const fn default_poll() -> u64 {
+    10_000
 }
 
 /// Scan settings.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Scan {
     /// Active scanning (ask for scan responses). BlueZ decides; passive is the default.
     #[serde(default)]
     pub active: bool,
+    /// Most simultaneous GATT connections (adapters manage only a few); others wait in a
+    /// fair queue.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+}
+
+const fn default_max_connections() -> usize {
+    4
+}
+
+impl Default for Scan {
+    fn default() -> Self {
+        Self { active: false, max_connections: default_max_connections() }
+    }
 }
 
 /// Automatic discovery: any device whose advertisement one of `maps` decodes.
@@ -78,6 +100,17 @@ pub struct Device {
     pub bind_key: Option<[u8; 16]>,
     /// Publish at most once per this many ms (0 = every changed advertisement).
     pub min_interval_ms: u64,
+    /// GATT read interval.
+    pub poll_interval_ms: u64,
+    /// Characteristic UUIDs the `write` method may write.
+    pub writable: Vec<String>,
+}
+
+impl Device {
+    /// Whether the map is a GATT map (connect) rather than an advertisement decoder.
+    pub fn is_gatt(&self) -> bool {
+        crate::gatt::map(&self.map).is_some()
+    }
 }
 
 /// The validated configuration.
@@ -173,6 +206,19 @@ pub fn parse(doc: &Value) -> Result<BleConfig, ConfigErrors> {
                 format!("{address} is configured twice."),
             ));
         }
+        if d.poll_interval_ms < 100 {
+            issues.push(ConfigIssue::new(format!("{path}.pollIntervalMs"), "pollIntervalMs must be at least 100."));
+        }
+        let mut writable = Vec::new();
+        for (i, w) in d.writable.iter().enumerate() {
+            match uuid::Uuid::parse_str(w) {
+                Ok(u) => writable.push(u.to_string()),
+                Err(_) => issues.push(ConfigIssue::new(
+                    format!("{path}.writable[{i}]"),
+                    "Characteristic UUIDs look like 00002a19-0000-1000-8000-00805f9b34fb.",
+                )),
+            }
+        }
         devices.insert(
             address.clone(),
             Device {
@@ -181,6 +227,8 @@ pub fn parse(doc: &Value) -> Result<BleConfig, ConfigErrors> {
                 map: d.map,
                 bind_key,
                 min_interval_ms: d.min_interval_ms,
+                poll_interval_ms: d.poll_interval_ms,
+                writable,
             },
         );
     }
@@ -209,7 +257,7 @@ mod tests {
         assert_eq!(c.devices["C0:FF:EE:00:00:01"].id, "t1");
         let e = parse(&json!({"devices": {
             "a": {"address": "nope", "map": "bthome-v2"},
-            "b": {"address": "C0:FF:EE:00:00:02", "map": "ble-battery"},
+            "b": {"address": "C0:FF:EE:00:00:02", "map": "ble-thermostat"},
             "c": {"address": "C0:FF:EE:00:00:03", "map": "bthome-v2", "bindKey": "xyz"},
             "d": {"address": "C0:FF:EE:00:00:04", "map": "bthome-v2", "rssiOnly": true}
         }, "discovery": {"maps": ["nope"]}}))

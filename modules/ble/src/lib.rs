@@ -10,6 +10,7 @@
 
 pub mod adverts;
 pub mod config;
+pub mod gatt;
 pub mod scanner;
 
 use std::sync::Arc;

@@ -48,3 +48,71 @@ def AddLEDevice(self, adapter, address, name, mfg, svc, rssi):
 @dbus.service.method(bluez5.BLUEZ_MOCK_IFACE, in_signature="ssa{qay}a{say}n", out_signature="")
 def UpdateAdvert(self, adapter, address, mfg, svc, rssi):
     _set_advert(mockobject.objects[_path(adapter, address)], mfg, svc, rssi)
+
+
+GATT_SERVICE_IFACE = "org.bluez.GattService1"
+GATT_CHRC_IFACE = "org.bluez.GattCharacteristic1"
+
+
+def _connect(device):
+    """BlueZ sets Connected, then ServicesResolved once discovery is done (btleplug waits for it)."""
+    device.UpdateProperties(DEVICE_IFACE, {"Connected": dbus.Boolean(True)})
+    device.UpdateProperties(DEVICE_IFACE, {"ServicesResolved": dbus.Boolean(True)})
+
+
+def _disconnect(device):
+    device.UpdateProperties(DEVICE_IFACE, {"ServicesResolved": dbus.Boolean(False), "Connected": dbus.Boolean(False)})
+    for path, obj in list(mockobject.objects.items()):
+        if path.startswith(device.path + "/") and GATT_CHRC_IFACE in obj.props:
+            obj.props[GATT_CHRC_IFACE]["Notifying"] = dbus.Boolean(False)
+
+
+def _device_of(chrc):
+    return mockobject.objects[str(chrc.props[GATT_CHRC_IFACE]["Service"]).rsplit("/", 1)[0]]
+
+
+def _read(chrc, _options):
+    if not _device_of(chrc).props[DEVICE_IFACE]["Connected"]:
+        raise dbus.exceptions.DBusException("Not connected", name="org.bluez.Error.NotConnected")
+    return chrc.props[GATT_CHRC_IFACE]["Value"]
+
+
+def _write(chrc, value, _options):
+    chrc.props[GATT_CHRC_IFACE]["Value"] = dbus.Array(value, signature="y")
+
+
+def _start_notify(chrc):
+    chrc.UpdateProperties(GATT_CHRC_IFACE, {"Notifying": dbus.Boolean(True)})
+
+
+def _stop_notify(chrc):
+    chrc.UpdateProperties(GATT_CHRC_IFACE, {"Notifying": dbus.Boolean(False)})
+
+
+@dbus.service.method(bluez5.BLUEZ_MOCK_IFACE, in_signature="sqs", out_signature="s")
+def AddGattService(self, device_path, handle, uuid):
+    dev = mockobject.objects[device_path]
+    dev.AddMethods(DEVICE_IFACE, [("Connect", "", "", _connect), ("Disconnect", "", "", _disconnect)])
+    path = f"{device_path}/service{handle:04x}"
+    # An interface without methods breaks bluez-async's introspection parsing: add a no-op.
+    self.AddObject(path, GATT_SERVICE_IFACE, {
+        "UUID": dbus.String(uuid), "Primary": dbus.Boolean(True), "Device": dbus.ObjectPath(device_path),
+        "Includes": dbus.Array([], signature="o"),
+    }, [("MockNoop", "", "", "")])
+    return path
+
+
+@dbus.service.method(bluez5.BLUEZ_MOCK_IFACE, in_signature="sqsasay", out_signature="s")
+def AddGattCharacteristic(self, service_path, handle, uuid, flags, value):
+    path = f"{service_path}/char{handle:04x}"
+    self.AddObject(path, GATT_CHRC_IFACE, {
+        "UUID": dbus.String(uuid), "Service": dbus.ObjectPath(service_path),
+        "Value": dbus.Array(value, signature="y"), "Notifying": dbus.Boolean(False),
+        "Flags": dbus.Array(flags, signature="s"),
+    }, [
+        ("ReadValue", "a{sv}", "ay", _read),
+        ("WriteValue", "aya{sv}", "", _write),
+        ("StartNotify", "", "", _start_notify),
+        ("StopNotify", "", "", _stop_notify),
+    ])
+    return path
