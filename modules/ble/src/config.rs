@@ -60,7 +60,10 @@ const fn default_max_connections() -> usize {
 
 impl Default for Scan {
     fn default() -> Self {
-        Self { active: false, max_connections: default_max_connections() }
+        Self {
+            active: false,
+            max_connections: default_max_connections(),
+        }
     }
 }
 
@@ -146,20 +149,13 @@ fn parse_key(text: &str) -> Option<[u8; 16]> {
 }
 
 fn check_map(name: &str, path: String, issues: &mut Vec<ConfigIssue>) {
-    if GATT_MAPS.contains(&name) {
+    if !ADVERT_MAPS.contains(&name) && !GATT_MAPS.contains(&name) {
         issues.push(ConfigIssue::new(
             path,
             format!(
-                "The GATT map '{name}' is not implemented yet; advertisement maps: {}.",
-                ADVERT_MAPS.join(", ")
-            ),
-        ));
-    } else if !ADVERT_MAPS.contains(&name) {
-        issues.push(ConfigIssue::new(
-            path,
-            format!(
-                "Unknown device map '{name}'. Known: {}.",
-                ADVERT_MAPS.join(", ")
+                "Unknown device map '{name}'. Known: {}, {}.",
+                ADVERT_MAPS.join(", "),
+                GATT_MAPS.join(", ")
             ),
         ));
     }
@@ -207,7 +203,10 @@ pub fn parse(doc: &Value) -> Result<BleConfig, ConfigErrors> {
             ));
         }
         if d.poll_interval_ms < 100 {
-            issues.push(ConfigIssue::new(format!("{path}.pollIntervalMs"), "pollIntervalMs must be at least 100."));
+            issues.push(ConfigIssue::new(
+                format!("{path}.pollIntervalMs"),
+                "pollIntervalMs must be at least 100.",
+            ));
         }
         let mut writable = Vec::new();
         for (i, w) in d.writable.iter().enumerate() {

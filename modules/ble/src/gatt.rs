@@ -22,7 +22,11 @@ pub fn map(name: &str) -> Option<&'static [(u16, Mode)]> {
     Some(match name {
         "ble-battery" => &[(0x2A19, Mode::Read)],
         "ble-heart-rate" => &[(0x2A37, Mode::Notify)],
-        "ble-environmental-sensing" => &[(0x2A6E, Mode::Read), (0x2A6F, Mode::Read), (0x2A6D, Mode::Read)],
+        "ble-environmental-sensing" => &[
+            (0x2A6E, Mode::Read),
+            (0x2A6F, Mode::Read),
+            (0x2A6D, Mode::Read),
+        ],
         "ble-device-information" => &[
             (0x2A29, Mode::Fact),
             (0x2A24, Mode::Fact),
@@ -39,10 +43,15 @@ pub fn map(name: &str) -> Option<&'static [(u16, Mode)]> {
 /// special values give `None`.
 pub fn sfloat(raw: u16) -> Option<f64> {
     let mantissa = i32::from(raw & 0x0FFF);
-    if matches!(mantissa, 0x07FF | 0x0800 | 0x07FE | 0x0802 | 0x0801) {
+    // NaN, NRes, +INF, -INF and reserved.
+    if (0x07FE..=0x0802).contains(&mantissa) {
         return None;
     }
-    let mantissa = if mantissa >= 0x0800 { mantissa - 0x1000 } else { mantissa };
+    let mantissa = if mantissa >= 0x0800 {
+        mantissa - 0x1000
+    } else {
+        mantissa
+    };
     let exp = i32::from(raw >> 12);
     let exp = if exp >= 8 { exp - 16 } else { exp };
     Some(scaled(mantissa, exp))
@@ -51,10 +60,14 @@ pub fn sfloat(raw: u16) -> Option<f64> {
 /// IEEE-11073 32-bit FLOAT: 8-bit exponent, 24-bit mantissa (both signed).
 pub fn float32(raw: u32) -> Option<f64> {
     let mantissa = (raw & 0x00FF_FFFF) as i32;
-    if matches!(mantissa, 0x007F_FFFF | 0x0080_0000 | 0x007F_FFFE | 0x0080_0002 | 0x0080_0001) {
+    if (0x007F_FFFE..=0x0080_0002).contains(&mantissa) {
         return None;
     }
-    let mantissa = if mantissa >= 0x0080_0000 { mantissa - 0x0100_0000 } else { mantissa };
+    let mantissa = if mantissa >= 0x0080_0000 {
+        mantissa - 0x0100_0000
+    } else {
+        mantissa
+    };
     let exp = i32::from((raw >> 24) as u8 as i8);
     Some(scaled(mantissa, exp))
 }
@@ -71,7 +84,14 @@ fn scaled(mantissa: i32, exp: i32) -> f64 {
 }
 
 fn need(data: &[u8], n: usize) -> Result<(), DecodeError> {
-    if data.len() < n { Err(DecodeError::Truncated { need: n, got: data.len() }) } else { Ok(()) }
+    if data.len() < n {
+        Err(DecodeError::Truncated {
+            need: n,
+            got: data.len(),
+        })
+    } else {
+        Ok(())
+    }
 }
 
 fn text(data: &[u8]) -> Value {
@@ -105,22 +125,37 @@ pub fn decode(uuid16: u16, data: &[u8]) -> Result<Vec<(&'static str, Value)>, De
             }
             if flags & 0x08 != 0 {
                 need(data, at + 2)?;
-                out.push(("energyExpended", json!(u16::from_le_bytes([data[at], data[at + 1]]))));
+                out.push((
+                    "energyExpended",
+                    json!(u16::from_le_bytes([data[at], data[at + 1]])),
+                ));
                 at += 2;
             }
             if flags & 0x10 != 0 {
-                let rr: Vec<f64> = data[at..].chunks_exact(2).map(|c| (f64::from(u16::from_le_bytes([c[0], c[1]])) / 1024.0 * 1000.0).round() / 1000.0).collect();
+                let rr: Vec<f64> = data[at..]
+                    .chunks_exact(2)
+                    .map(|c| {
+                        (f64::from(u16::from_le_bytes([c[0], c[1]])) / 1024.0 * 1000.0).round()
+                            / 1000.0
+                    })
+                    .collect();
                 out.push(("rrIntervals", json!(rr)));
             }
             out
         }
         0x2A6E => {
             need(data, 2)?;
-            vec![("temperature", json!(f64::from(i16::from_le_bytes([data[0], data[1]])) / 100.0))]
+            vec![(
+                "temperature",
+                json!(f64::from(i16::from_le_bytes([data[0], data[1]])) / 100.0),
+            )]
         }
         0x2A6F => {
             need(data, 2)?;
-            vec![("humidity", json!(f64::from(u16::from_le_bytes([data[0], data[1]])) / 100.0))]
+            vec![(
+                "humidity",
+                json!(f64::from(u16::from_le_bytes([data[0], data[1]])) / 100.0),
+            )]
         }
         0x2A6D => {
             need(data, 4)?;
@@ -131,8 +166,15 @@ pub fn decode(uuid16: u16, data: &[u8]) -> Result<Vec<(&'static str, Value)>, De
         0x2A1C => {
             need(data, 5)?;
             let t = float32(u32::from_le_bytes([data[1], data[2], data[3], data[4]]));
-            let name = if data[0] & 0x01 != 0 { "temperatureF" } else { "temperature" };
-            vec![(name, t.map_or(Value::Null, |v| json!((v * 1000.0).round() / 1000.0)))]
+            let name = if data[0] & 0x01 != 0 {
+                "temperatureF"
+            } else {
+                "temperature"
+            };
+            vec![(
+                name,
+                t.map_or(Value::Null, |v| json!((v * 1000.0).round() / 1000.0)),
+            )]
         }
         0x2A29 => vec![("manufacturer", text(data))],
         0x2A24 => vec![("model", text(data))],
@@ -151,15 +193,40 @@ mod tests {
     #[test]
     fn standard_characteristics() {
         assert_eq!(decode(0x2A19, &[85]).unwrap(), vec![("battery", json!(85))]);
-        assert_eq!(decode(0x2A6E, &[0x69, 0x08]).unwrap(), vec![("temperature", json!(21.53))]);
-        assert_eq!(decode(0x2A6F, &[0xD7, 0x11]).unwrap(), vec![("humidity", json!(45.67))]);
-        assert_eq!(decode(0x2A6D, &[0xFC, 0x76, 0x0F, 0x00]).unwrap(), vec![("pressure", json!(1013.5))]);
+        assert_eq!(
+            decode(0x2A6E, &[0x69, 0x08]).unwrap(),
+            vec![("temperature", json!(21.53))]
+        );
+        assert_eq!(
+            decode(0x2A6F, &[0xD7, 0x11]).unwrap(),
+            vec![("humidity", json!(45.67))]
+        );
+        assert_eq!(
+            decode(0x2A6D, &[0xFC, 0x76, 0x0F, 0x00]).unwrap(),
+            vec![("pressure", json!(1013.5))]
+        );
         // 8-bit heart rate 72 with contact detected, RR 1024 → 1.0 s.
         let hr = decode(0x2A37, &[0x16, 72, 0x00, 0x04]).unwrap();
-        assert_eq!(hr, vec![("heartRate", json!(72)), ("sensorContact", json!(true)), ("rrIntervals", json!([1.0]))]);
-        assert_eq!(decode(0x2A37, &[0x01, 0x2C, 0x01]).unwrap()[0], ("heartRate", json!(300)));
-        assert_eq!(decode(0x2A26, b"1.2.3\0").unwrap(), vec![("firmware", json!("1.2.3"))]);
-        assert!(matches!(decode(0x2A37, &[0x01, 0x2C]), Err(DecodeError::Truncated { .. })));
+        assert_eq!(
+            hr,
+            vec![
+                ("heartRate", json!(72)),
+                ("sensorContact", json!(true)),
+                ("rrIntervals", json!([1.0]))
+            ]
+        );
+        assert_eq!(
+            decode(0x2A37, &[0x01, 0x2C, 0x01]).unwrap()[0],
+            ("heartRate", json!(300))
+        );
+        assert_eq!(
+            decode(0x2A26, b"1.2.3\0").unwrap(),
+            vec![("firmware", json!("1.2.3"))]
+        );
+        assert!(matches!(
+            decode(0x2A37, &[0x01, 0x2C]),
+            Err(DecodeError::Truncated { .. })
+        ));
         assert!(decode(0x2A19, &[]).is_err());
     }
 
@@ -168,6 +235,9 @@ mod tests {
         assert_eq!(sfloat(0xF16E), Some(36.6)); // exponent -1, mantissa 366
         assert_eq!(sfloat(0x07FF), None);
         assert_eq!(float32(0xFF00_016E), Some(36.6));
-        assert_eq!(decode(0x2A1C, &[0x00, 0x6E, 0x01, 0x00, 0xFF]).unwrap(), vec![("temperature", json!(36.6))]);
+        assert_eq!(
+            decode(0x2A1C, &[0x00, 0x6E, 0x01, 0x00, 0xFF]).unwrap(),
+            vec![("temperature", json!(36.6))]
+        );
     }
 }

@@ -10,18 +10,22 @@
 
 pub mod adverts;
 pub mod config;
+pub mod connection;
 pub mod gatt;
 pub mod scanner;
 
 use std::sync::Arc;
 
 use bridge_core::config::ConfigErrors;
+use bridge_core::hub::{MethodResponse, MethodRouter};
 use bridge_core::runtime::{ModuleContext, Protocol};
 use serde_json::{Value, json};
 
 /// The BLE protocol module.
 #[derive(Debug, Default)]
-pub struct Ble;
+pub struct Ble {
+    writers: scanner::Writers,
+}
 
 impl Protocol for Ble {
     type Config = config::BleConfig;
@@ -38,7 +42,72 @@ impl Protocol for Ble {
         json!({"discovery": {"enabled": true}})
     }
 
+    fn methods(self: &Arc<Self>) -> MethodRouter {
+        let writers = self.writers.clone();
+        MethodRouter::new().route("write", move |req| {
+            let writers = writers.clone();
+            async move { write_method(&writers, req).await }
+        })
+    }
+
     async fn run(self: Arc<Self>, cx: ModuleContext<Self::Config>) {
-        scanner::run(cx).await;
+        scanner::run(cx, self.writers.clone()).await;
+    }
+}
+
+/// `write {"deviceId", "characteristic": uuid, "value": "hex", "withResponse": true}`:
+/// only characteristics the device's configuration lists as `writable`.
+async fn write_method(writers: &scanner::Writers, req: Value) -> MethodResponse {
+    let (Some(id), Some(uuid), Some(hex)) = (
+        req.get("deviceId").and_then(Value::as_str),
+        req.get("characteristic").and_then(Value::as_str),
+        req.get("value").and_then(Value::as_str),
+    ) else {
+        return MethodResponse::error(
+            400,
+            "write needs {\"deviceId\", \"characteristic\": uuid, \"value\": \"hex bytes\"}.",
+        );
+    };
+    let Ok(uuid) = uuid::Uuid::parse_str(uuid) else {
+        return MethodResponse::error(400, "characteristic is not a UUID.");
+    };
+    if hex.len() % 2 != 0 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return MethodResponse::error(400, "value must be hexadecimal bytes, e.g. \"0a1b\".");
+    }
+    let value: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .filter_map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok())
+        .collect();
+    let Some(tx) = writers
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(id)
+        .cloned()
+    else {
+        return MethodResponse::error(404, format!("No GATT device '{id}'."));
+    };
+    let (reply, rx) = tokio::sync::oneshot::channel();
+    let with_response = req
+        .get("withResponse")
+        .and_then(Value::as_bool)
+        .unwrap_or(true);
+    if tx
+        .send(connection::WriteCmd {
+            uuid,
+            value,
+            with_response,
+            reply,
+        })
+        .await
+        .is_err()
+    {
+        return MethodResponse::error(503, "The device is restarting.");
+    }
+    match tokio::time::timeout(std::time::Duration::from_secs(30), rx).await {
+        Ok(Ok(Ok(()))) => MethodResponse::ok(
+            json!({"deviceId": id, "characteristic": uuid.to_string(), "written": hex}),
+        ),
+        Ok(Ok(Err(e))) => MethodResponse::error(502, e),
+        _ => MethodResponse::error(504, "The device did not connect in time."),
     }
 }

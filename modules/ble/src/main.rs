@@ -36,7 +36,7 @@ fn main() -> Result<ExitCode> {
     let cli = Cli::parse();
     init_logging(&cli.common.log);
     match cli.command.unwrap_or(Command::Run) {
-        Command::Validate { file } => Ok(match validate_file(&Ble, &file) {
+        Command::Validate { file } => Ok(match validate_file(&Ble::default(), &file) {
             Ok(cfg) => {
                 eprintln!("{}: valid ({} devices).", file.display(), cfg.devices.len());
                 ExitCode::SUCCESS
@@ -49,7 +49,11 @@ fn main() -> Result<ExitCode> {
             }
         }),
         Command::Run => {
-            module_runtime()?.block_on(run_module(Ble, cli.common, CancellationToken::new()))?;
+            module_runtime()?.block_on(run_module(
+                Ble::default(),
+                cli.common,
+                CancellationToken::new(),
+            ))?;
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -74,9 +74,13 @@ async fn adapter() -> Result<Adapter, String> {
         .ok_or_else(|| "No Bluetooth adapter found (BlueZ runs, but has no adapter).".to_owned())
 }
 
-/// Scans until `cx.shutdown`, following configuration changes; retries every 10 s when
-/// BlueZ or the adapter is missing.
-pub async fn run(mut cx: ModuleContext<BleConfig>) {
+/// Write channels of running GATT devices, by device id (for the `write` method).
+pub type Writers =
+    Arc<std::sync::Mutex<HashMap<String, tokio::sync::mpsc::Sender<crate::connection::WriteCmd>>>>;
+
+/// Scans until `cx.shutdown`, following configuration changes (which restart the scan and
+/// the GATT devices); retries every 10 s when BlueZ or the adapter is missing.
+pub async fn run(mut cx: ModuleContext<BleConfig>, writers: Writers) {
     let mut last_sent: HashMap<String, (Value, Instant)> = HashMap::new();
     loop {
         let adapter = match adapter().await {
@@ -106,13 +110,38 @@ pub async fn run(mut cx: ModuleContext<BleConfig>) {
         info!("Scanning for BLE advertisements.");
         cx.reporter
             .report(json!({"bluetooth": {"state": "scanning", "error": null}}));
+        let gatt_stop = cx.shutdown.child_token();
+        let current: Arc<BleConfig> = cx.config.borrow_and_update().clone();
+        let slots = Arc::new(tokio::sync::Semaphore::new(
+            current.scan.max_connections.max(1),
+        ));
+        for dev in current.devices.values().filter(|d| d.is_gatt()) {
+            let (tx, rx) = tokio::sync::mpsc::channel(8);
+            writers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(dev.id.clone(), tx);
+            tokio::spawn(crate::connection::run(
+                adapter.clone(),
+                dev.clone(),
+                cx.telemetry.clone(),
+                cx.reporter.clone(),
+                slots.clone(),
+                rx,
+                gatt_stop.clone(),
+            ));
+        }
         loop {
             let event = tokio::select! {
                 _ = cx.shutdown.cancelled() => {
                     let _ignored = adapter.stop_scan().await;
                     return;
                 }
-                _ = cx.config.changed() => continue,
+                _ = cx.config.changed() => {
+                    // Restart GATT devices with the new configuration.
+                    writers.lock().unwrap_or_else(|p| p.into_inner()).clear();
+                    break;
+                }
                 ev = events.next() => match ev {
                     Some(ev) => ev,
                     None => break,
@@ -177,6 +206,7 @@ pub async fn run(mut cx: ModuleContext<BleConfig>) {
                 return;
             }
         }
-        warn!("The adapter's event stream ended; restarting the scan.");
+        gatt_stop.cancel();
+        info!("Restarting the scan.");
     }
 }

@@ -267,3 +267,167 @@ fn bluez_missing_is_a_clear_error_and_the_module_keeps_running() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+impl Bus {
+    fn object_call(&self, path: &str, method: &str, signature: &str, args: Vec<String>) {
+        let mut all = vec![
+            "call".into(),
+            "--".into(),
+            "org.bluez".into(),
+            path.into(),
+            "org.freedesktop.DBus.Mock".into(),
+            method.into(),
+            signature.into(),
+        ];
+        all.extend(args);
+        self.busctl(&all);
+    }
+
+    /// Sets a characteristic's value (a notification when it is subscribed).
+    fn set_value(&self, chrc: &str, value: &[u8]) {
+        let mut args = vec![
+            "org.bluez.GattCharacteristic1".to_owned(),
+            "1".into(),
+            "Value".into(),
+            "ay".into(),
+            value.len().to_string(),
+        ];
+        args.extend(value.iter().map(u8::to_string));
+        self.object_call(chrc, "UpdateProperties", "sa{sv}", args);
+    }
+
+    fn gatt(&self, dev: &str, service: (u16, &str), chrc: (u16, &str, &[&str], &[u8])) -> String {
+        let svc = format!("{dev}/service{:04x}", service.0);
+        self.mock_call(
+            "AddGattService",
+            "sqs",
+            vec![dev.into(), service.0.to_string(), service.1.into()],
+        );
+        let mut args = vec![
+            svc.clone(),
+            chrc.0.to_string(),
+            chrc.1.into(),
+            chrc.2.len().to_string(),
+        ];
+        args.extend(chrc.2.iter().map(|s| (*s).to_owned()));
+        args.push(chrc.3.len().to_string());
+        args.extend(chrc.3.iter().map(u8::to_string));
+        self.mock_call("AddGattCharacteristic", "sqsasay", args);
+        format!("{svc}/char{:04x}", chrc.0)
+    }
+}
+
+#[test]
+fn gatt_reads_notifications_reconnects_and_errors() {
+    let bus = Bus::start(true);
+    bus.mock_call("AddAdapter", "ss", vec!["hci0".into(), "host".into()]);
+    bus.add_le("C0:FF:EE:00:00:10", &[], &[], -50);
+    bus.add_le("C0:FF:EE:00:00:11", &[], &[], -52);
+    let bat_dev = "/org/bluez/hci0/dev_C0_FF_EE_00_00_10";
+    let hr_dev = "/org/bluez/hci0/dev_C0_FF_EE_00_00_11";
+    let battery = bus.gatt(
+        bat_dev,
+        (0x10, "0000180f-0000-1000-8000-00805f9b34fb"),
+        (
+            0x11,
+            "00002a19-0000-1000-8000-00805f9b34fb",
+            &["read", "notify"],
+            &[85],
+        ),
+    );
+    let heart = bus.gatt(
+        hr_dev,
+        (0x20, "0000180d-0000-1000-8000-00805f9b34fb"),
+        (
+            0x21,
+            "00002a37-0000-1000-8000-00805f9b34fb",
+            &["notify"],
+            &[0x16, 60, 0x00, 0x04],
+        ),
+    );
+    let (mut child, rx, log) = bus.module(&json!({"devices": {
+        "bat-1": {"address": "C0:FF:EE:00:00:10", "map": "ble-battery", "pollIntervalMs": 300},
+        "hr-1": {"address": "C0:FF:EE:00:00:11", "map": "ble-heart-rate"}
+    }}));
+    let mut rx = Lines {
+        seen: Vec::new(),
+        rx,
+    };
+
+    // Read on an interval, and a changed value on a later read.
+    rx.expect("bat-1", |b| b["battery"] == 85);
+    bus.set_value(&battery, &[60]);
+    rx.expect("bat-1", |b| b["battery"] == 60);
+    // Notifications once connected and subscribed.
+    rx.expect("hr-1", |b| b["state"] == "connected");
+    bus.set_value(&heart, &[0x16, 72, 0x00, 0x04]);
+    let hr = rx.expect("hr-1", |b| b["heartRate"] == 72);
+    assert_eq!(hr["body"]["rrIntervals"], json!([1.0]));
+    // The peripheral drops the link: the module reconnects and subscribes again.
+    bus.object_call(
+        hr_dev,
+        "UpdateProperties",
+        "sa{sv}",
+        [
+            "org.bluez.Device1",
+            "2",
+            "Connected",
+            "b",
+            "false",
+            "ServicesResolved",
+            "b",
+            "false",
+        ]
+        .map(String::from)
+        .to_vec(),
+    );
+    rx.expect("hr-1", |b| b["state"] == "disconnected");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        bus.set_value(&heart, &[0x16, 90, 0x00, 0x04]);
+        if rx
+            .seen
+            .iter()
+            .any(|l| l["deviceId"] == "hr-1" && l["body"]["heartRate"] == 90)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no notification after reconnecting: {:?}",
+            rx.seen
+        );
+        let _ = rx
+            .rx
+            .recv_timeout(Duration::from_millis(300))
+            .map(|l| rx.seen.push(l));
+    }
+    let mock_log = std::fs::read_to_string(bus.dir.path().join("mock.log")).unwrap();
+    assert!(
+        mock_log.matches("StartNotify").count() >= 2,
+        "not re-subscribed:\n{mock_log}"
+    );
+    // An injected GATT error is reported, and the module keeps running.
+    bus.object_call(
+        &battery,
+        "AddMethod",
+        "sssss",
+        [
+            "org.bluez.GattCharacteristic1",
+            "ReadValue",
+            "a{sv}",
+            "ay",
+            "raise dbus.exceptions.DBusException('boom', name='org.bluez.Error.Failed')",
+        ]
+        .map(String::from)
+        .to_vec(),
+    );
+    wait_for(Duration::from_secs(15), || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("GATT read failed")
+    });
+    assert!(child.try_wait().unwrap().is_none());
+    let _ = child.kill();
+    let _ = child.wait();
+}

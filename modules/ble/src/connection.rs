@@ -1,0 +1,270 @@
+//! GATT devices: one task per device connects (through a fair queue of connection slots,
+//! since adapters hold only a few links), discovers, reads device facts once, subscribes to
+//! notifications, reads on its interval, and reconnects with backoff (re-subscribing) when
+//! the link drops. Devices without notifications give their slot back between reads.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bridge_core::forwarder::TelemetrySender;
+use bridge_core::hub::Message;
+use bridge_core::runtime::Reporter;
+use bridge_core::upstream::Backoff;
+use btleplug::api::{Central, Characteristic, Peripheral as _, WriteType};
+use btleplug::platform::{Adapter, Peripheral};
+use futures::StreamExt;
+use serde_json::{Map, Value, json};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::config::Device;
+use crate::gatt::{self, Mode};
+
+/// A write request from the `write` method.
+#[derive(Debug)]
+pub struct WriteCmd {
+    /// Characteristic UUID.
+    pub uuid: uuid::Uuid,
+    /// Bytes to write.
+    pub value: Vec<u8>,
+    /// Write with response (request) or without (command).
+    pub with_response: bool,
+    /// Result.
+    pub reply: oneshot::Sender<Result<(), String>>,
+}
+
+const OP_TIMEOUT: Duration = Duration::from_secs(15);
+
+fn short(uuid: &uuid::Uuid) -> Option<u16> {
+    let v = uuid.as_u128();
+    (v & 0xFFFF_0000_FFFF_FFFF_FFFF_FFFF_FFFF_FFFF == 0x0000_0000_0000_1000_8000_0080_5F9B_34FB)
+        .then_some((v >> 96) as u16)
+}
+
+async fn find(adapter: &Adapter, address: &str) -> Option<Peripheral> {
+    let list = adapter.peripherals().await.ok()?;
+    for p in list {
+        if p.address().to_string().eq_ignore_ascii_case(address) {
+            return Some(p);
+        }
+    }
+    None
+}
+
+async fn timed<T, E: std::fmt::Display>(
+    what: &str,
+    fut: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(OP_TIMEOUT, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(format!("{what} failed: {e}")),
+        Err(_) => Err(format!("{what} timed out after {OP_TIMEOUT:?}")),
+    }
+}
+
+async fn status(
+    telemetry: &TelemetrySender,
+    reporter: &Reporter,
+    id: &str,
+    connected: bool,
+    error: Option<&str>,
+) {
+    let health = json!({"state": if connected { "connected" } else { "disconnected" }, "lastError": error, "at": bridge_core::time::rfc3339_now()});
+    reporter.report(json!({"deviceHealth": {id: health.clone()}}));
+    let mut body = health;
+    body["deviceId"] = json!(id);
+    let _ignored = telemetry
+        .send(Message::json("status", &body).for_device(id))
+        .await;
+}
+
+/// Runs one GATT device until `stop`.
+pub async fn run(
+    adapter: Adapter,
+    dev: Device,
+    telemetry: TelemetrySender,
+    reporter: Reporter,
+    slots: Arc<Semaphore>,
+    mut writes: mpsc::Receiver<WriteCmd>,
+    stop: CancellationToken,
+) {
+    let Some(spec) = gatt::map(&dev.map) else {
+        return;
+    };
+    let keep_connected = spec.iter().any(|(_, m)| *m == Mode::Notify);
+    let poll = Duration::from_millis(dev.poll_interval_ms);
+    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+    loop {
+        let permit = tokio::select! {
+            _ = stop.cancelled() => return,
+            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+        };
+        let outcome = session(
+            &adapter,
+            &dev,
+            spec,
+            keep_connected,
+            poll,
+            &telemetry,
+            &reporter,
+            &mut writes,
+            &stop,
+        )
+        .await;
+        drop(permit);
+        match outcome {
+            Ok(()) if stop.is_cancelled() => return,
+            Ok(()) => {
+                backoff.reset();
+                // Read-only devices: the slot is free until the next read.
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(if keep_connected { Duration::from_millis(200) } else { poll }) => {}
+                }
+            }
+            Err(e) => {
+                let delay = backoff.next_delay();
+                warn!(device = %dev.id, error = %e, retry_in_ms = delay.as_millis() as u64, "GATT device unavailable.");
+                status(&telemetry, &reporter, &dev.id, false, Some(&e)).await;
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn session(
+    adapter: &Adapter,
+    dev: &Device,
+    spec: &[(u16, Mode)],
+    keep_connected: bool,
+    poll: Duration,
+    telemetry: &TelemetrySender,
+    reporter: &Reporter,
+    writes: &mut mpsc::Receiver<WriteCmd>,
+    stop: &CancellationToken,
+) -> Result<(), String> {
+    let p = find(adapter, &dev.address)
+        .await
+        .ok_or_else(|| format!("{} was not seen by the scan", dev.address))?;
+    if !p.is_connected().await.unwrap_or(false) {
+        timed("connect", p.connect()).await?;
+    }
+    timed("service discovery", p.discover_services()).await?;
+    let chars: HashMap<u16, Characteristic> = p
+        .characteristics()
+        .into_iter()
+        .filter_map(|c| short(&c.uuid).map(|s| (s, c)))
+        .collect();
+    let all: Vec<Characteristic> = p.characteristics().into_iter().collect();
+    // Device facts, once per connection.
+    let mut facts = Map::new();
+    for (uuid, _) in spec.iter().filter(|(_, m)| *m == Mode::Fact) {
+        if let Some(c) = chars.get(uuid)
+            && let Ok(bytes) = timed("read", p.read(c)).await
+            && let Ok(fields) = gatt::decode(*uuid, &bytes)
+        {
+            facts.extend(fields.into_iter().map(|(k, v)| (k.to_owned(), v)));
+        }
+    }
+    if !facts.is_empty() {
+        reporter.report(json!({"deviceFacts": {dev.id.clone(): facts}}));
+    }
+    let mut notifications = timed("notifications", p.notifications()).await?;
+    for (uuid, _) in spec.iter().filter(|(_, m)| *m == Mode::Notify) {
+        if let Some(c) = chars.get(uuid) {
+            timed("subscribe", p.subscribe(c)).await?;
+        }
+    }
+    info!(device = %dev.id, "GATT device connected.");
+    status(telemetry, reporter, &dev.id, true, None).await;
+    let reads: Vec<(u16, Characteristic)> = spec
+        .iter()
+        .filter(|(_, m)| *m == Mode::Read)
+        .filter_map(|(u, _)| chars.get(u).map(|c| (*u, c.clone())))
+        .collect();
+    let mut tick = tokio::time::interval(poll);
+    let mut check = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => {
+                let _ignored = p.disconnect().await;
+                return Ok(());
+            }
+            _ = tick.tick(), if !reads.is_empty() => {
+                let mut body = Map::new();
+                for (uuid, c) in &reads {
+                    match timed("GATT read", p.read(c)).await.and_then(|b| gatt::decode(*uuid, &b).map_err(|e| e.to_string())) {
+                        Ok(fields) => body.extend(fields.into_iter().map(|(k, v)| (k.to_owned(), v))),
+                        Err(e) => warn!(device = %dev.id, characteristic = format!("{uuid:04x}"), error = %e, "GATT read failed."),
+                    }
+                }
+                if !body.is_empty() {
+                    send(telemetry, &dev.id, body).await;
+                }
+                if !keep_connected {
+                    let _ignored = p.disconnect().await;
+                    return Ok(());
+                }
+            }
+            n = notifications.next() => match n {
+                Some(n) => {
+                    if let Some(uuid) = short(&n.uuid) {
+                        match gatt::decode(uuid, &n.value) {
+                            Ok(fields) => send(telemetry, &dev.id, fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()).await,
+                            Err(e) => warn!(device = %dev.id, error = %e, "Notification not decoded."),
+                        }
+                    }
+                }
+                None => return Err("the notification stream ended".into()),
+            },
+            cmd = writes.recv() => if let Some(cmd) = cmd {
+                let result = match all.iter().find(|c| c.uuid == cmd.uuid) {
+                    None => Err(format!("The device has no characteristic {}.", cmd.uuid)),
+                    Some(c) => {
+                        let kind = if cmd.with_response { WriteType::WithResponse } else { WriteType::WithoutResponse };
+                        timed("GATT write", p.write(c, &cmd.value, kind)).await
+                    }
+                };
+                let _ignored = cmd.reply.send(result);
+            },
+            _ = check.tick() => {
+                if !p.is_connected().await.unwrap_or(false) {
+                    return Err("the link dropped".into());
+                }
+            }
+        }
+    }
+}
+
+async fn send(telemetry: &TelemetrySender, id: &str, body: Map<String, Value>) {
+    let _ignored = telemetry
+        .send(
+            Message::json("telemetry", &Value::Object(body))
+                .for_device(id)
+                .with_property("format", "gatt"),
+        )
+        .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_uuids() {
+        assert_eq!(
+            short(&uuid::Uuid::parse_str("00002a19-0000-1000-8000-00805f9b34fb").unwrap()),
+            Some(0x2A19)
+        );
+        assert_eq!(
+            short(&uuid::Uuid::parse_str("12345678-1234-5678-1234-56789abcdef0").unwrap()),
+            None
+        );
+    }
+}
