@@ -23,10 +23,17 @@ pub const GATT_MAPS: &[&str] = &[
 ];
 
 #[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum MapRef {
+    Name(String),
+    Inline(Value),
+}
+
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RawDevice {
     address: String,
-    map: String,
+    map: MapRef,
     #[serde(default)]
     bind_key: Option<String>,
     #[serde(default)]
@@ -88,10 +95,12 @@ struct RawConfig {
     scan: Scan,
     #[serde(default)]
     discovery: Discovery,
+    #[serde(default)]
+    maps: BTreeMap<String, Value>,
 }
 
 /// A configured device.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Device {
     /// Downstream device id.
     pub id: String,
@@ -107,6 +116,8 @@ pub struct Device {
     pub poll_interval_ms: u64,
     /// Characteristic UUIDs the `write` method may write.
     pub writable: Vec<String>,
+    /// A map-driven advertisement map (`map` given inline or under `maps`).
+    pub custom: Option<std::sync::Arc<crate::custom::AdvertMap>>,
 }
 
 impl Device {
@@ -117,7 +128,7 @@ impl Device {
 }
 
 /// The validated configuration.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct BleConfig {
     /// Devices by address.
     pub devices: BTreeMap<String, Device>,
@@ -165,6 +176,15 @@ fn check_map(name: &str, path: String, issues: &mut Vec<ConfigIssue>) {
 pub fn parse(doc: &Value) -> Result<BleConfig, ConfigErrors> {
     let raw: RawConfig = from_value(doc, "")?;
     let mut issues = Vec::new();
+    let mut custom_maps = BTreeMap::new();
+    for (name, doc) in &raw.maps {
+        match crate::custom::parse(doc, &format!("maps.{name}")) {
+            Ok(m) => {
+                custom_maps.insert(name.clone(), std::sync::Arc::new(m));
+            }
+            Err(e) => issues.extend(e.0),
+        }
+    }
     let mut devices = BTreeMap::new();
     for (id, v) in &raw.devices {
         let path = format!("devices.{id}");
@@ -182,7 +202,22 @@ pub fn parse(doc: &Value) -> Result<BleConfig, ConfigErrors> {
             ));
             continue;
         };
-        check_map(&d.map, format!("{path}.map"), &mut issues);
+        let (map_name, custom) = match &d.map {
+            MapRef::Name(n) => match custom_maps.get(n) {
+                Some(m) => (n.clone(), Some(m.clone())),
+                None => {
+                    check_map(n, format!("{path}.map"), &mut issues);
+                    (n.clone(), None)
+                }
+            },
+            MapRef::Inline(doc) => match crate::custom::parse(doc, &format!("{path}.map")) {
+                Ok(m) => (m.name.clone(), Some(std::sync::Arc::new(m))),
+                Err(e) => {
+                    issues.extend(e.0);
+                    continue;
+                }
+            },
+        };
         let bind_key = match &d.bind_key {
             None => None,
             Some(k) => match parse_key(k) {
@@ -223,7 +258,8 @@ pub fn parse(doc: &Value) -> Result<BleConfig, ConfigErrors> {
             Device {
                 id: id.clone(),
                 address,
-                map: d.map,
+                map: map_name,
+                custom,
                 bind_key,
                 min_interval_ms: d.min_interval_ms,
                 poll_interval_ms: d.poll_interval_ms,

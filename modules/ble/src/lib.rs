@@ -11,6 +11,7 @@
 pub mod adverts;
 pub mod config;
 pub mod connection;
+pub mod custom;
 pub mod gatt;
 pub mod scanner;
 

@@ -46,6 +46,21 @@ pub fn decode(
     }
 }
 
+/// Decodes a map-driven advertisement map.
+pub fn decode_custom(
+    map: &crate::custom::AdvertMap,
+    props: &PeripheralProperties,
+) -> Result<Decoded, DecodeError> {
+    let data = match (&map.source.manufacturer_id, &map.source.service_uuid) {
+        (Some(id), _) => props.manufacturer_data.get(id),
+        (None, Some(u)) => Uuid::parse_str(u)
+            .ok()
+            .and_then(|u| props.service_data.get(&u)),
+        (None, None) => None,
+    };
+    crate::custom::decode(map, data.ok_or(DecodeError::NotThisFormat("advertised"))?)
+}
+
 /// The telemetry body: decoded values, plus RSSI, TX power and name when known.
 pub fn body(decoded: &Decoded, props: &PeripheralProperties) -> Value {
     let mut m: Map<String, Value> = decoded
@@ -163,7 +178,10 @@ pub async fn run(mut cx: ModuleContext<BleConfig>, writers: Writers) {
             let config: Arc<BleConfig> = cx.config.borrow().clone();
             let address = props.address.to_string().to_ascii_uppercase();
             let (device_id, decoded, min_interval) = match config.devices.get(&address) {
-                Some(d) => match decode(&d.map, &props, d.bind_key.as_ref()) {
+                Some(d) => match d.custom.as_ref().map_or_else(
+                    || decode(&d.map, &props, d.bind_key.as_ref()),
+                    |m| decode_custom(m, &props),
+                ) {
                     Ok(dec) => (d.id.clone(), dec, d.min_interval_ms),
                     Err(DecodeError::NotThisFormat(_)) => continue,
                     Err(e) => {

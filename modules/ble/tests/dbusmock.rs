@@ -205,8 +205,16 @@ fn scans_decodes_discovers_and_follows_rssi() {
         -60,
     );
     bus.add_le("C0:FF:EE:00:00:02", &[(0x0499, &RUUVI)], &[], -70);
+    bus.add_le(
+        "C0:FF:EE:00:00:04",
+        &[(0x1234, &[0x69, 0x08, 0x2A])],
+        &[],
+        -65,
+    );
     let (mut child, rx, log) = bus.module(&json!({
         "devices": {
+            "tag-1": {"address": "C0:FF:EE:00:00:04", "map": {"name": "acme-tag", "source": {"manufacturerId": 0x1234},
+                "fields": {"temperature": {"offset": 0, "type": "i16", "scale": 0.01}, "level": {"offset": 2, "type": "u8"}}}},
             "thermo-1": {"address": "C0:FF:EE:00:00:01", "map": "bthome-v2"},
             "ruuvi-1": {"address": "c0:ff:ee:00:00:02", "map": "ruuvi-rawv2"}
         },
@@ -222,6 +230,8 @@ fn scans_decodes_discovers_and_follows_rssi() {
     assert_eq!(t["output"], "telemetry");
     assert_eq!(t["properties"]["format"], "bthome-v2");
     let r = rx.expect("ruuvi-1", |b| b["temperature"] == 24.3);
+    let tag = rx.expect("tag-1", |b| b["temperature"] == 21.53);
+    assert_eq!(tag["body"]["level"], 42);
     assert_eq!(r["body"]["pressure"], 1000.44);
 
     // A pvvx thermometer appears mid-scan; discovery names it from its address.
