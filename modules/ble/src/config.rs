@@ -320,15 +320,29 @@ mod map_files {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../device-maps/ble");
         let mut names = Vec::new();
         for entry in std::fs::read_dir(&dir).unwrap() {
-            let doc: Value = serde_json::from_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap()).unwrap();
+            let doc: Value =
+                serde_json::from_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap())
+                    .unwrap();
             let name = doc["name"].as_str().unwrap().to_owned();
             if doc["kind"] == "gatt" {
-                let spec = crate::gatt::map(&name).unwrap_or_else(|| panic!("{name} has no GATT definition"));
-                let uuids: Vec<String> = doc["characteristics"].as_array().unwrap().iter().map(|c| c["uuid"].as_str().unwrap().to_owned()).collect();
-                let expected: Vec<String> = spec.iter().map(|(u, _)| format!("0000{u:04x}-0000-1000-8000-00805f9b34fb")).collect();
+                let spec = crate::gatt::map(&name)
+                    .unwrap_or_else(|| panic!("{name} has no GATT definition"));
+                let uuids: Vec<String> = doc["characteristics"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|c| c["uuid"].as_str().unwrap().to_owned())
+                    .collect();
+                let expected: Vec<String> = spec
+                    .iter()
+                    .map(|(u, _)| format!("0000{u:04x}-0000-1000-8000-00805f9b34fb"))
+                    .collect();
                 assert_eq!(uuids, expected, "{name}");
             } else {
-                assert!(ADVERT_MAPS.contains(&name.as_str()), "{name} has no decoder");
+                assert!(
+                    ADVERT_MAPS.contains(&name.as_str()),
+                    "{name} has no decoder"
+                );
             }
             names.push(name);
         }

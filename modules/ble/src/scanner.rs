@@ -19,6 +19,33 @@ use uuid::Uuid;
 use crate::adverts::{self, DecodeError, Decoded};
 use crate::config::BleConfig;
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presence_seen_then_lost_then_seen() {
+        let cfg = crate::config::parse(
+            &json!({"devices": {"t": {"address": "C0:FF:EE:00:00:01", "map": "bthome-v2"}}}),
+        )
+        .unwrap();
+        let mut p = Presence::default();
+        let t0 = Instant::now();
+        assert!(p.saw("t", t0));
+        assert!(!p.saw("t", t0 + Duration::from_secs(1)));
+        assert!(p.sweep(&cfg, t0 + Duration::from_secs(30)).is_empty());
+        assert_eq!(
+            p.sweep(&cfg, t0 + Duration::from_secs(62)),
+            vec![("t".to_owned(), false)]
+        );
+        assert!(
+            p.sweep(&cfg, t0 + Duration::from_secs(70)).is_empty(),
+            "reported once"
+        );
+        assert!(p.saw("t", t0 + Duration::from_secs(71)), "back");
+    }
+}
+
 fn uuid16(short: u16) -> Uuid {
     Uuid::from_u128(0x0000_0000_0000_1000_8000_0080_5F9B_34FB | (u128::from(short) << 96))
 }
@@ -77,6 +104,52 @@ pub fn body(decoded: &Decoded, props: &PeripheralProperties) -> Value {
     Value::Object(m)
 }
 
+/// A device not heard for this long is reported lost.
+const LOST_AFTER: Duration = Duration::from_secs(60);
+
+/// Which advertising devices are present, pure.
+#[derive(Debug, Default)]
+pub struct Presence {
+    last_seen: HashMap<String, Instant>,
+    lost: std::collections::HashSet<String>,
+    started: Option<Instant>,
+}
+
+impl Presence {
+    /// Records a sighting; true when the device was not known to be present.
+    pub fn saw(&mut self, id: &str, now: Instant) -> bool {
+        let new = !self.last_seen.contains_key(id) || self.lost.remove(id);
+        self.last_seen.insert(id.to_owned(), now);
+        new
+    }
+
+    /// Configured advertisement devices silent for [`LOST_AFTER`] that were not yet
+    /// reported lost: `(id, false)`.
+    pub fn sweep(&mut self, config: &BleConfig, now: Instant) -> Vec<(String, bool)> {
+        let started = *self.started.get_or_insert(now);
+        let mut out = Vec::new();
+        for d in config.devices.values().filter(|d| !d.is_gatt()) {
+            let since = self.last_seen.get(&d.id).copied().unwrap_or(started);
+            if now.duration_since(since) >= LOST_AFTER && self.lost.insert(d.id.clone()) {
+                out.push((d.id.clone(), false));
+            }
+        }
+        out
+    }
+}
+
+async fn report_presence(cx: &ModuleContext<BleConfig>, id: &str, seen: bool, rssi: Option<i16>) {
+    let health = json!({"state": if seen { "seen" } else { "lost" }, "at": bridge_core::time::rfc3339_now(), "rssi": rssi});
+    cx.reporter
+        .report(json!({"deviceHealth": {id: health.clone()}}));
+    let mut body = health;
+    body["deviceId"] = json!(id);
+    let _ignored = cx
+        .telemetry
+        .send(Message::json("status", &body).for_device(id))
+        .await;
+}
+
 async fn adapter() -> Result<Adapter, String> {
     let manager = Manager::new().await.map_err(|e| format!("BlueZ is not reachable on the system D-Bus ({e}); is bluetoothd running and /var/run/dbus mounted?"))?;
     let adapters = manager
@@ -97,6 +170,7 @@ pub type Writers =
 /// the GATT devices); retries every 10 s when BlueZ or the adapter is missing.
 pub async fn run(mut cx: ModuleContext<BleConfig>, writers: Writers) {
     let mut last_sent: HashMap<String, (Value, Instant)> = HashMap::new();
+    let mut presence = Presence::default();
     loop {
         let adapter = match adapter().await {
             Ok(a) => a,
@@ -125,6 +199,7 @@ pub async fn run(mut cx: ModuleContext<BleConfig>, writers: Writers) {
         info!("Scanning for BLE advertisements.");
         cx.reporter
             .report(json!({"bluetooth": {"state": "scanning", "error": null}}));
+        let mut sweep = tokio::time::interval(Duration::from_secs(5));
         let gatt_stop = cx.shutdown.child_token();
         let current: Arc<BleConfig> = cx.config.borrow_and_update().clone();
         let slots = Arc::new(tokio::sync::Semaphore::new(
@@ -161,6 +236,13 @@ pub async fn run(mut cx: ModuleContext<BleConfig>, writers: Writers) {
                     Some(ev) => ev,
                     None => break,
                 },
+                _ = sweep.tick() => {
+                    let config: Arc<BleConfig> = cx.config.borrow().clone();
+                    for (id, seen) in presence.sweep(&config, Instant::now()) {
+                        report_presence(&cx, &id, seen, None).await;
+                    }
+                    continue;
+                }
             };
             let id = match event {
                 CentralEvent::DeviceDiscovered(id)
@@ -217,6 +299,9 @@ pub async fn run(mut cx: ModuleContext<BleConfig>, writers: Writers) {
                 continue;
             }
             last_sent.insert(device_id.clone(), (body.clone(), now));
+            if presence.saw(&device_id, now) {
+                report_presence(&cx, &device_id, true, props.rssi).await;
+            }
             let msg = Message::json("telemetry", &body)
                 .for_device(&device_id)
                 .with_property("format", decoded.format);
