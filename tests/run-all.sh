@@ -10,4 +10,5 @@ echo "== clippy"; cargo clippy --workspace --all-targets -- -D warnings
 echo "== device-map schemas"; .venv-peers/bin/python tests/python/check_maps.py
 echo "== tests";  cargo test --workspace --no-fail-fast
 echo "== image proof (hadolint, buildah, podman)"; deploy/prove-image.sh bridge-modbus
+deploy/prove-image.sh bridge-ble
 echo "all tests passed"
