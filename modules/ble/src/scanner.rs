@@ -245,6 +245,16 @@ pub async fn run(mut cx: ModuleContext<BleConfig>, writers: Writers) {
                 }
             };
             let id = match event {
+                CentralEvent::StateUpdate(state) => {
+                    let on = matches!(state, btleplug::api::CentralState::PoweredOn);
+                    if on {
+                        info!("The Bluetooth adapter is powered on.");
+                    } else {
+                        warn!(?state, "The Bluetooth adapter is powered off; waiting for it.");
+                    }
+                    cx.reporter.report(json!({"bluetooth": {"state": if on { "scanning" } else { "adapterOff" }, "error": null}}));
+                    continue;
+                }
                 CentralEvent::DeviceDiscovered(id)
                 | CentralEvent::DeviceUpdated(id)
                 | CentralEvent::ManufacturerDataAdvertisement { id, .. }
