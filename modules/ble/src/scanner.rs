@@ -250,7 +250,10 @@ pub async fn run(mut cx: ModuleContext<BleConfig>, writers: Writers) {
                     if on {
                         info!("The Bluetooth adapter is powered on.");
                     } else {
-                        warn!(?state, "The Bluetooth adapter is powered off; waiting for it.");
+                        warn!(
+                            ?state,
+                            "The Bluetooth adapter is powered off; waiting for it."
+                        );
                     }
                     cx.reporter.report(json!({"bluetooth": {"state": if on { "scanning" } else { "adapterOff" }, "error": null}}));
                     continue;

@@ -451,16 +451,42 @@ fn write_method_reaches_the_characteristic_and_adapter_off_is_reported() {
     bus.add_le("C0:FF:EE:00:00:20", &[], &[], -50);
     let dev = "/org/bluez/hci0/dev_C0_FF_EE_00_00_20";
     let custom = "12345678-1234-5678-1234-56789abcdef0";
-    bus.gatt(dev, (0x10, "0000180f-0000-1000-8000-00805f9b34fb"), (0x11, "00002a19-0000-1000-8000-00805f9b34fb", &["read"], &[77]));
+    bus.gatt(
+        dev,
+        (0x10, "0000180f-0000-1000-8000-00805f9b34fb"),
+        (
+            0x11,
+            "00002a19-0000-1000-8000-00805f9b34fb",
+            &["read"],
+            &[77],
+        ),
+    );
     bus.mock_call(
         "AddGattCharacteristic",
         "sqsasay",
-        vec![format!("{dev}/service0010"), "0x12".into(), custom.into(), "2".into(), "read".into(), "write".into(), "0".into()],
+        vec![
+            format!("{dev}/service0010"),
+            "0x12".into(),
+            custom.into(),
+            "2".into(),
+            "read".into(),
+            "write".into(),
+            "0".into(),
+        ],
     );
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let key = "Y2FwdHVyZS10ZXN0LWtleS0wMTIzNDU2Nzg5YWJjZGVm";
-    let sim = rt.block_on(edgehub_sim::Sim::start(edgehub_sim::SimOptions::default())).unwrap();
-    sim.hub.add_module("edge-gw", "ble", bridge_core::identity::SymmetricKey::from_base64(key).unwrap());
+    let sim = rt
+        .block_on(edgehub_sim::Sim::start(edgehub_sim::SimOptions::default()))
+        .unwrap();
+    sim.hub.add_module(
+        "edge-gw",
+        "ble",
+        bridge_core::identity::SymmetricKey::from_base64(key).unwrap(),
+    );
     sim.hub.set_desired(
         "edge-gw/ble",
         &json!({"devices": {"box-1": {"address": "C0:FF:EE:00:00:20", "map": "ble-battery", "pollIntervalMs": 300, "writable": [custom]}}}),
@@ -479,30 +505,80 @@ fn write_method_reaches_the_characteristic_and_adapter_off_is_reported() {
         .spawn()
         .unwrap();
     rt.block_on(async {
-        let msgs = sim.hub.wait_until(Duration::from_secs(20), |m| m.iter().any(|r| r.json()["battery"] == 77)).await;
-        assert!(msgs.is_ok(), "no battery telemetry via the hub: {}", std::fs::read_to_string(&log).unwrap());
-        let m = msgs.unwrap().into_iter().find(|r| r.json()["battery"] == 77).unwrap();
+        let msgs = sim
+            .hub
+            .wait_until(Duration::from_secs(20), |m| {
+                m.iter().any(|r| r.json()["battery"] == 77)
+            })
+            .await;
+        assert!(
+            msgs.is_ok(),
+            "no battery telemetry via the hub: {}",
+            std::fs::read_to_string(&log).unwrap()
+        );
+        let m = msgs
+            .unwrap()
+            .into_iter()
+            .find(|r| r.json()["battery"] == 77)
+            .unwrap();
         assert_eq!(m.properties["deviceId"], "box-1");
         let (status, body) = sim
             .hub
-            .invoke_method("edge-gw/ble", "write", &json!({"deviceId": "box-1", "characteristic": custom, "value": "deadbeef"}), Duration::from_secs(30))
+            .invoke_method(
+                "edge-gw/ble",
+                "write",
+                &json!({"deviceId": "box-1", "characteristic": custom, "value": "deadbeef"}),
+                Duration::from_secs(30),
+            )
             .await
             .unwrap();
         assert_eq!(status, 200, "{body}");
         let (status, _) = sim
             .hub
-            .invoke_method("edge-gw/ble", "write", &json!({"deviceId": "box-1", "characteristic": custom, "value": "xyz"}), Duration::from_secs(30))
+            .invoke_method(
+                "edge-gw/ble",
+                "write",
+                &json!({"deviceId": "box-1", "characteristic": custom, "value": "xyz"}),
+                Duration::from_secs(30),
+            )
             .await
             .unwrap();
         assert_eq!(status, 400);
-        let (status, _) = sim.hub.invoke_method("edge-gw/ble", "write", &json!({"deviceId": "nope", "characteristic": custom, "value": "00"}), Duration::from_secs(30)).await.unwrap();
+        let (status, _) = sim
+            .hub
+            .invoke_method(
+                "edge-gw/ble",
+                "write",
+                &json!({"deviceId": "nope", "characteristic": custom, "value": "00"}),
+                Duration::from_secs(30),
+            )
+            .await
+            .unwrap();
         assert_eq!(status, 404);
     });
     let mock_log = std::fs::read_to_string(bus.dir.path().join("mock.log")).unwrap();
-    assert!(mock_log.contains("WriteValue [222, 173, 190, 239]"), "write not in the mock's call log:\n{mock_log}");
+    assert!(
+        mock_log.contains("WriteValue [222, 173, 190, 239]"),
+        "write not in the mock's call log:\n{mock_log}"
+    );
     // Switch the adapter off.
-    bus.busctl(&["set-property", "org.bluez", "/org/bluez/hci0", "org.bluez.Adapter1", "Powered", "b", "false"].map(String::from));
-    wait_for(Duration::from_secs(15), || std::fs::read_to_string(&log).unwrap_or_default().contains("powered off"));
+    bus.busctl(
+        &[
+            "set-property",
+            "org.bluez",
+            "/org/bluez/hci0",
+            "org.bluez.Adapter1",
+            "Powered",
+            "b",
+            "false",
+        ]
+        .map(String::from),
+    );
+    wait_for(Duration::from_secs(15), || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("powered off")
+    });
     let _ = child.kill();
     let _ = child.wait();
 }
