@@ -22,17 +22,17 @@ use tracing::{info, warn};
 use crate::config::Device;
 use crate::gatt::{self, Mode};
 
-/// A write request from the `write` method.
+/// A request from the `write` or `read` method.
 #[derive(Debug)]
 pub struct WriteCmd {
     /// Characteristic UUID.
     pub uuid: uuid::Uuid,
-    /// Bytes to write.
-    pub value: Vec<u8>,
+    /// Bytes to write; `None` reads the characteristic instead.
+    pub value: Option<Vec<u8>>,
     /// Write with response (request) or without (command).
     pub with_response: bool,
-    /// Result.
-    pub reply: oneshot::Sender<Result<(), String>>,
+    /// Result: the bytes read (empty for a write).
+    pub reply: oneshot::Sender<Result<Vec<u8>, String>>,
 }
 
 const OP_TIMEOUT: Duration = Duration::from_secs(15);
@@ -226,10 +226,13 @@ async fn session(
             cmd = writes.recv() => if let Some(cmd) = cmd {
                 let result = match all.iter().find(|c| c.uuid == cmd.uuid) {
                     None => Err(format!("The device has no characteristic {}.", cmd.uuid)),
-                    Some(c) => {
-                        let kind = if cmd.with_response { WriteType::WithResponse } else { WriteType::WithoutResponse };
-                        timed("GATT write", p.write(c, &cmd.value, kind)).await
-                    }
+                    Some(c) => match &cmd.value {
+                        Some(value) => {
+                            let kind = if cmd.with_response { WriteType::WithResponse } else { WriteType::WithoutResponse };
+                            timed("GATT write", p.write(c, value, kind)).await.map(|()| Vec::new())
+                        }
+                        None => timed("GATT read", p.read(c)).await,
+                    },
                 };
                 let _ignored = cmd.reply.send(result);
             },

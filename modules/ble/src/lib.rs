@@ -44,11 +44,16 @@ impl Protocol for Ble {
     }
 
     fn methods(self: &Arc<Self>) -> MethodRouter {
-        let writers = self.writers.clone();
-        MethodRouter::new().route("write", move |req| {
-            let writers = writers.clone();
-            async move { write_method(&writers, req).await }
-        })
+        let (w, r) = (self.writers.clone(), self.writers.clone());
+        MethodRouter::new()
+            .route("write", move |req| {
+                let writers = w.clone();
+                async move { write_method(&writers, req).await }
+            })
+            .route("read", move |req| {
+                let writers = r.clone();
+                async move { read_method(&writers, req).await }
+            })
     }
 
     async fn run(self: Arc<Self>, cx: ModuleContext<Self::Config>) {
@@ -95,7 +100,7 @@ async fn write_method(writers: &scanner::Writers, req: Value) -> MethodResponse 
     if tx
         .send(connection::WriteCmd {
             uuid,
-            value,
+            value: Some(value),
             with_response,
             reply,
         })
@@ -105,9 +110,58 @@ async fn write_method(writers: &scanner::Writers, req: Value) -> MethodResponse 
         return MethodResponse::error(503, "The device is restarting.");
     }
     match tokio::time::timeout(std::time::Duration::from_secs(30), rx).await {
-        Ok(Ok(Ok(()))) => MethodResponse::ok(
+        Ok(Ok(Ok(_))) => MethodResponse::ok(
             json!({"deviceId": id, "characteristic": uuid.to_string(), "written": hex}),
         ),
+        Ok(Ok(Err(e))) => MethodResponse::error(502, e),
+        _ => MethodResponse::error(504, "The device did not connect in time."),
+    }
+}
+
+/// `read {"deviceId", "characteristic": uuid}`: reads a characteristic of a GATT device now;
+/// answers the bytes as hex and, for standard characteristics, the decoded fields.
+async fn read_method(writers: &scanner::Writers, req: Value) -> MethodResponse {
+    let (Some(id), Some(uuid)) = (
+        req.get("deviceId").and_then(Value::as_str),
+        req.get("characteristic").and_then(Value::as_str),
+    ) else {
+        return MethodResponse::error(400, "read needs {\"deviceId\", \"characteristic\": uuid}.");
+    };
+    let Ok(uuid) = uuid::Uuid::parse_str(uuid) else {
+        return MethodResponse::error(400, "characteristic is not a UUID.");
+    };
+    let Some(tx) = writers
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(id)
+        .cloned()
+    else {
+        return MethodResponse::error(404, format!("No GATT device '{id}'."));
+    };
+    let (reply, rx) = tokio::sync::oneshot::channel();
+    if tx
+        .send(connection::WriteCmd {
+            uuid,
+            value: None,
+            with_response: true,
+            reply,
+        })
+        .await
+        .is_err()
+    {
+        return MethodResponse::error(503, "The device is restarting.");
+    }
+    match tokio::time::timeout(std::time::Duration::from_secs(30), rx).await {
+        Ok(Ok(Ok(bytes))) => {
+            let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            let short = ((uuid.as_u128() >> 96) & 0xFFFF) as u16;
+            let decoded: serde_json::Map<String, Value> = gatt::decode(short, &bytes)
+                .map(|f| f.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+                .unwrap_or_default();
+            MethodResponse::ok(
+                json!({"deviceId": id, "characteristic": uuid.to_string(), "value": hex, "decoded": decoded}),
+            )
+        }
         Ok(Ok(Err(e))) => MethodResponse::error(502, e),
         _ => MethodResponse::error(504, "The device did not connect in time."),
     }

@@ -555,6 +555,12 @@ fn write_method_reaches_the_characteristic_and_adapter_off_is_reported() {
             .await
             .unwrap();
         assert_eq!(status, 404);
+        let (status, body) = sim
+            .hub
+            .invoke_method("edge-gw/ble", "read", &json!({"deviceId": "box-1", "characteristic": "00002a19-0000-1000-8000-00805f9b34fb"}), Duration::from_secs(30))
+            .await
+            .unwrap();
+        assert_eq!((status, body["value"].clone(), body["decoded"]["battery"].clone()), (200, json!("4d"), json!(77)), "{body}");
     });
     let mock_log = std::fs::read_to_string(bus.dir.path().join("mock.log")).unwrap();
     assert!(
