@@ -26,4 +26,16 @@ for kind in ("modbus", "ble"):
         if not list(validator.iter_errors(bad)):
             failures += 1
             print("schema accepted a bad map")
+# The module configuration schema accepts the example and refuses a broken config.
+cfg_schema = json.loads((root / "schema" / "modbus-config.schema.json").read_text())
+cfg_validator = jsonschema.Draft202012Validator(cfg_schema)
+example = json.loads((root / "examples" / "modbus-config.json").read_text())
+for e in cfg_validator.iter_errors(example):
+    failures += 1
+    print(f"examples/modbus-config.json: {'/'.join(map(str, e.path))}: {e.message}")
+broken = {"devices": {"m": {"map": "x", "connection": {"type": "tcp"}, "pollIntervalMs": "fast"}}}
+if not list(cfg_validator.iter_errors(broken)):
+    failures += 1
+    print("config schema accepted a broken config")
+print("modbus config schema checked")
 sys.exit(1 if failures else 0)
