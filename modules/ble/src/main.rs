@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use bridge_ble::Ble;
+use bridge_core::runtime::manifest::{ModuleSpec, default_routes, deployment_manifest};
 use bridge_core::runtime::{CommonArgs, init_logging, module_runtime, run_module, validate_file};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
@@ -30,6 +31,23 @@ enum Command {
         /// The configuration file.
         file: PathBuf,
     },
+    /// Write an IoT Edge deployment manifest for a configuration file: the module with
+    /// its image, the host's D-Bus socket (BlueZ), a spool volume, routes, and the
+    /// configuration as desired properties.
+    Manifest {
+        /// The module configuration (validated first).
+        #[arg(long = "from")]
+        from: PathBuf,
+        /// Container image reference.
+        #[arg(long)]
+        image: String,
+        /// Module name in the deployment.
+        #[arg(long, default_value = "bridge-ble")]
+        name: String,
+        /// edgeHub store-and-forward time to live, in seconds.
+        #[arg(long, default_value_t = 7200)]
+        ttl_secs: u64,
+    },
 }
 
 fn main() -> Result<ExitCode> {
@@ -48,6 +66,42 @@ fn main() -> Result<ExitCode> {
                 ExitCode::from(2)
             }
         }),
+        Command::Manifest {
+            from,
+            image,
+            name,
+            ttl_secs,
+        } => {
+            if let Err(errors) = validate_file(&Ble::default(), &from) {
+                for issue in errors.0 {
+                    eprintln!("{}: {}: {}", from.display(), issue.path, issue.message);
+                }
+                return Ok(ExitCode::from(2));
+            }
+            let doc =
+                bridge_core::runtime::config_source::read_doc(&from).map_err(anyhow::Error::msg)?;
+            let spool = "/opt/edge-bridge/spool";
+            let module = ModuleSpec {
+                name: name.clone(),
+                image,
+                create_options: serde_json::json!({"HostConfig": {"Binds": ["/var/run/dbus:/var/run/dbus", format!("edge-bridge-ble-spool:{spool}")]}}),
+                env: [
+                    ("EDGE_BRIDGE_SPOOL_DIR".to_owned(), spool.to_owned()),
+                    ("RUST_LOG".to_owned(), "info".to_owned()),
+                ]
+                .into(),
+                desired: doc,
+            };
+            let routes = default_routes(std::slice::from_ref(&module));
+            let manifest = deployment_manifest(&[module], &routes, ttl_secs);
+            use std::io::Write;
+            writeln!(
+                std::io::stdout().lock(),
+                "{}",
+                serde_json::to_string_pretty(&manifest)?
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Run => {
             module_runtime()?.block_on(run_module(
                 Ble::default(),

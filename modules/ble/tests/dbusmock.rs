@@ -588,3 +588,45 @@ fn write_method_reaches_the_characteristic_and_adapter_off_is_reported() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn manifest_subcommand_binds_the_host_dbus() {
+    let example =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../device-maps/examples/ble-config.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_bridge-ble"))
+        .args(["manifest", "--image", "reg/bridge-ble:0.1.0", "--from"])
+        .arg(&example)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let module = &m["modulesContent"]["$edgeAgent"]["properties.desired"]["modules"]["bridge-ble"];
+    let opts: Value =
+        serde_json::from_str(module["settings"]["createOptions"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        opts["HostConfig"]["Binds"][0],
+        "/var/run/dbus:/var/run/dbus"
+    );
+    assert_eq!(
+        m["modulesContent"]["bridge-ble"]["properties.desired"]["devices"]["freezer"]["map"],
+        "bthome-v2"
+    );
+    let bad = std::env::temp_dir().join(format!("bad-ble-{}.json", std::process::id()));
+    std::fs::write(
+        &bad,
+        r#"{"devices": {"x": {"address": "nope", "map": "bthome-v2"}}}"#,
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_bridge-ble"))
+        .args(["manifest", "--image", "i", "--from"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("devices.x.address"));
+    let _ = std::fs::remove_file(bad);
+}
