@@ -283,6 +283,7 @@ impl DeviceHub {
         }
         let key = self.key_for(keys, device).await?;
         let mut hub_hostname = self.template.identity.hub_hostname.clone();
+        let mut dps_state = None;
         if let Some(p) = provisioning {
             let trust = match &p.ca_file {
                 Some(f) => TrustRoots::Pem(std::fs::read_to_string(f).map_err(|e| {
@@ -308,6 +309,7 @@ impl DeviceHub {
             });
             let assignment = crate::dps::provision(&endpoint, device, &key, &payload).await?;
             hub_hostname = assignment.assigned_hub;
+            dps_state = Some((endpoint, payload));
         }
         // Gradual opening: one connection per interval, so edgeHub is not stormed.
         let permit = self.pacing.clone().acquire_owned().await.ok();
@@ -320,9 +322,10 @@ impl DeviceHub {
         };
         let creds = Credentials {
             identity,
-            signer: Signer::Key(key),
+            signer: Signer::Key(key.clone()),
             trust: trust_of(&self.template),
         };
+        let creds_template = creds.clone();
         let stop = self.shutdown.child_token();
         let (link, end) = upstream::link(256);
         let session = spawn_session(
@@ -333,6 +336,17 @@ impl DeviceHub {
             end,
             stop.clone(),
         );
+        if let Some((endpoint, payload)) = dps_state {
+            tokio::spawn(reprovision_when_refused(
+                session.clone(),
+                creds_template,
+                endpoint,
+                device.to_owned(),
+                key.clone(),
+                payload,
+                stop.clone(),
+            ));
+        }
         let spool_dir = self
             .spool_dir
             .as_ref()
@@ -379,6 +393,56 @@ impl DeviceHub {
             session,
             stop,
         })
+    }
+}
+
+/// "Told the device is gone": when the hub refuses a provisioned device's credentials
+/// three times in a row, forget the cached assignment, register with DPS again, and
+/// reconnect with the new assignment.
+async fn reprovision_when_refused(
+    session: HubSession,
+    mut creds: Credentials,
+    endpoint: crate::dps::DpsEndpoint,
+    device: String,
+    key: SymmetricKey,
+    payload: serde_json::Value,
+    stop: CancellationToken,
+) {
+    let mut state = session.state();
+    let mut refusals = 0;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            changed = state.changed() => if changed.is_err() { return },
+        }
+        let current = state.borrow_and_update().clone();
+        match current {
+            crate::hub::ConnState::Connected { .. } => refusals = 0,
+            crate::hub::ConnState::Disconnected { error }
+                if error.contains("NotAuthorized") || error.contains("BadUserNamePassword") =>
+            {
+                refusals += 1;
+                if refusals < 3 {
+                    continue;
+                }
+                refusals = 0;
+                warn!(
+                    device,
+                    "The hub refuses this device: registering it again with DPS."
+                );
+                crate::dps::forget(&endpoint, &device);
+                match crate::dps::provision(&endpoint, &device, &key, &payload).await {
+                    Ok(a) => {
+                        creds.identity.hub_hostname = a.assigned_hub;
+                        session.replace_credentials(creds.clone());
+                    }
+                    Err(e) => {
+                        warn!(device, error = %e, "Re-provisioning failed; trying again after the next refusals.")
+                    }
+                }
+            }
+            _ => {}
+        }
     }
 }
 

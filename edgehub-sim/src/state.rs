@@ -233,6 +233,15 @@ impl Hub {
         self.lock().identities.insert(identity.id(), identity);
     }
 
+    /// Deletes an identity (as deleting a device in IoT Hub would) and drops its connection.
+    pub fn remove_identity(&self, id: &str) {
+        let mut state = self.lock();
+        state.identities.remove(id);
+        if let Some(conn) = state.connections.get(id) {
+            let _ignored = conn.tx.send(ConnCmd::Close);
+        }
+    }
+
     /// Accepts DPS registrations in `id_scope` signed with keys derived from `group_key`.
     pub fn add_dps_group(&self, id_scope: &str, group_key: SymmetricKey) {
         self.lock().dps_groups.push((id_scope.into(), group_key));

@@ -101,6 +101,8 @@ pub enum ReportError {
 }
 
 enum Command {
+    /// Use these credentials from the next connection on (re-provisioned device).
+    SetCredentials(Box<Credentials>),
     Report {
         patch: Value,
         done: Option<oneshot::Sender<Result<(), ReportError>>>,
@@ -124,6 +126,7 @@ pub struct HubSession {
 impl std::fmt::Debug for Command {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            Command::SetCredentials(_) => f.write_str("SetCredentials"),
             Command::Report { .. } => f.write_str("Report"),
             Command::MethodDone { rid, status, .. } => write!(f, "MethodDone({rid}, {status})"),
         }
@@ -156,6 +159,14 @@ impl HubSession {
             Ok(Err(_)) => Err(ReportError::Stopped),
             Err(_) => Err(ReportError::Timeout),
         }
+    }
+
+    /// Replaces the credentials (for example after re-provisioning); the session
+    /// reconnects with them.
+    pub fn replace_credentials(&self, credentials: Credentials) {
+        let _ignored = self
+            .commands
+            .send(Command::SetCredentials(Box::new(credentials)));
     }
 
     /// The desired properties: `None` until the first twin GET succeeded.
@@ -285,6 +296,8 @@ enum End {
 
 /// Per-connection state.
 struct Conn {
+    /// New credentials arrived: end this connection and open the next with them.
+    restart: bool,
     client: AsyncClient,
     acks: AckTracker,
     connected: bool,
@@ -357,6 +370,15 @@ impl Driver {
     }
 
     async fn connect_once(&mut self) -> Result<End, String> {
+        // Commands that arrived while disconnected: new credentials apply to this attempt.
+        while let Ok(cmd) = self.commands.try_recv() {
+            match cmd {
+                Command::SetCredentials(c) => self.credentials = *c,
+                Command::Report { patch, done } => self.reported.add(&patch, done),
+                // A method answer for a connection that is gone cannot be delivered.
+                Command::MethodDone { .. } => {}
+            }
+        }
         let uri = self.credentials.identity.resource_uri();
         let (token, expiry) = tokio::select! {
             _ = self.shutdown.cancelled() => return Ok(End::Shutdown),
@@ -373,6 +395,7 @@ impl Driver {
         let renew_at = tokio::time::Instant::now() + renew_in;
         self.connects += 1;
         let mut conn = Conn {
+            restart: false,
             client,
             acks: AckTracker::default(),
             connected: false,
@@ -396,7 +419,13 @@ impl Driver {
                     Ok(event) => self.on_event(&mut conn, event)?,
                     Err(e) => return Ok(End::Lost(error_chain(&e))),
                 },
-                Some(cmd) = self.commands.recv() => self.on_command(&mut conn, cmd),
+                Some(cmd) = self.commands.recv() => {
+                    self.on_command(&mut conn, cmd);
+                    if conn.restart {
+                        self.graceful_close(&conn, &mut eventloop).await;
+                        return Ok(End::Renew);
+                    }
+                }
                 Some(out) = self.link.rx.recv(), if conn.connected && conn.acks.backlog() < MAX_BACKLOG => {
                     self.publish_telemetry(&mut conn, out);
                 }
@@ -501,6 +530,10 @@ impl Driver {
 
     fn on_command(&mut self, conn: &mut Conn, cmd: Command) {
         match cmd {
+            Command::SetCredentials(c) => {
+                self.credentials = *c;
+                conn.restart = true;
+            }
             Command::Report { patch, done } => {
                 self.reported.add(&patch, done);
                 self.flush_reported(conn);
