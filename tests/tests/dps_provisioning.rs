@@ -71,6 +71,30 @@ async fn devices_are_provisioned_through_dps_then_connect_through_the_gateway() 
         m.model_id.as_deref(),
         Some("dtmi:edgebridge:modbus:xy_md02;1")
     );
+
+    // The device is deleted from the hub: the module is refused, registers again with
+    // DPS, and the device comes back.
+    sim.hub.remove_identity("th-1");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = sim
+        .hub
+        .messages()
+        .iter()
+        .filter(|r| is_telemetry(r))
+        .count();
+    sim.hub
+        .wait_until(Duration::from_secs(40), |m| {
+            m.iter().filter(|r| is_telemetry(r)).count() > before + 2
+        })
+        .await
+        .expect("telemetry after re-provisioning");
+    assert_eq!(sim.hub.registrations().len(), 2, "registered again");
+    assert!(
+        sim.hub
+            .refusals()
+            .iter()
+            .any(|r| r.client_id == "th-1" && r.reason.contains("not known"))
+    );
     stop.cancel();
 }
 
