@@ -128,9 +128,7 @@ fn main() -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run => {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
+            let rt = bridge_core::runtime::module_runtime()?;
             rt.block_on(run_module(
                 Modbus::new(),
                 cli.common,
