@@ -102,6 +102,13 @@ pub struct Provisioning {
     /// PEM file of roots to trust for DPS (default: the system roots).
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// Give up a registration after this long, ms.
+    #[serde(default = "default_dps_timeout")]
+    pub timeout_ms: u64,
+}
+
+const fn default_dps_timeout() -> u64 {
+    60_000
 }
 
 fn default_dps_host() -> String {
@@ -300,7 +307,7 @@ impl DeviceHub {
                 id_scope: p.id_scope.clone(),
                 trust,
                 cache_dir: self.spool_dir.as_ref().map(|d| d.join("dps")),
-                timeout: Duration::from_secs(60),
+                timeout: Duration::from_millis(p.timeout_ms.max(1000)),
             };
             // IoT Central links the device to this gateway and picks its template.
             let payload = serde_json::json!({

@@ -139,3 +139,53 @@ async fn dps_refusal_falls_back_to_the_module_identity() {
     }
     stop.cancel();
 }
+
+#[tokio::test]
+async fn dps_that_never_answers_times_out_and_telemetry_keeps_flowing() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let server = PyModbus::tcp(
+        &json!({"units": {"1": {"input": [{"address": 2, "type": "u16", "value": 5}]}}}),
+    )
+    .await
+    .unwrap();
+    let sim = Sim::start(SimOptions::default()).await.unwrap();
+    sim.hub
+        .add_module("edge-gw", "modbus", SymmetricKey::from_base64(KEY).unwrap());
+    // A "DPS" that accepts connections and never says a word.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = silent.accept().await {
+            held.push(s);
+        }
+    });
+    let key_file = dir.path().join("group.key");
+    std::fs::write(&key_file, GROUP).unwrap();
+    sim.hub.set_desired(
+        "edge-gw/modbus",
+        &json!({
+            "identity": {"mode": "device", "keys": {"source": "groupKey", "file": key_file},
+                         "provisioning": {"idScope": "0ne00000001", "endpoint": "127.0.0.1", "port": port, "timeoutMs": 2000}},
+            "devices": {"th-1": {"map": "xy-md02", "points": ["humidity"], "connection": {"type": "tcp", "host": "127.0.0.1", "port": server.port}, "pollIntervalMs": 300}}
+        }),
+    );
+    let stop = run_modbus_against(&sim, "modbus", KEY, dir.path(), None)
+        .await
+        .unwrap();
+    sim.hub
+        .wait_until(T, |m| {
+            m.iter()
+                .any(|r| r.identity == "edge-gw/modbus" && r.output.as_deref() == Some("telemetry"))
+        })
+        .await
+        .expect("telemetry falls back to the module identity");
+    let r = sim.hub.twin("edge-gw/modbus")["reported"]["deviceIdentity"]["th-1"]["error"].clone();
+    assert!(
+        r.as_str()
+            .is_some_and(|e| e.contains("did not assign") || e.contains("connection failed")),
+        "{r}"
+    );
+    stop.cancel();
+}
