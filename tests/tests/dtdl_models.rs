@@ -40,3 +40,50 @@ fn generated_models_pass_the_dtdl_parser() {
         bridge_modbus::map::bundled_names().len() + 1
     );
 }
+
+#[test]
+fn ble_models_pass_the_dtdl_parser() {
+    let mut devices = serde_json::Map::new();
+    let maps = [
+        "bthome-v2",
+        "ruuvi-rawv2",
+        "xiaomi-pvvx",
+        "ibeacon",
+        "eddystone",
+        "ble-battery",
+        "ble-heart-rate",
+        "ble-environmental-sensing",
+        "ble-device-information",
+    ];
+    for (i, map) in maps.iter().enumerate() {
+        devices.insert(
+            format!("d{i}"),
+            json!({"address": format!("C0:FF:EE:00:00:{i:02X}"), "map": map}),
+        );
+    }
+    devices.insert(
+        "custom".into(),
+        json!({"address": "C0:FF:EE:00:01:00", "map": {"name": "acme-tag", "source": {"manufacturerId": 4660}, "fields": {"temperature": {"offset": 0, "type": "i16", "scale": 0.01, "unit": "°C"}}}}),
+    );
+    let cfg = bridge_ble::config::parse(&json!({"devices": devices})).unwrap();
+    let models = bridge_ble::models::models(&cfg);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("models.json");
+    std::fs::write(&file, models.to_string()).unwrap();
+    let node_dir = repo_root().join("tests/node");
+    let out = std::process::Command::new("node")
+        .arg(node_dir.join("check_dtdl.js"))
+        .arg(&file)
+        .output()
+        .expect("node is not installed");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the DTDL parser rejected the BLE models:\n{stdout}"
+    );
+    let result: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        result["interfaces"].as_array().unwrap().len(),
+        maps.len() + 2
+    );
+}

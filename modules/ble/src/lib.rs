@@ -13,6 +13,7 @@ pub mod config;
 pub mod connection;
 pub mod custom;
 pub mod gatt;
+pub mod models;
 pub mod scanner;
 
 use std::sync::Arc;

@@ -31,6 +31,12 @@ enum Command {
         /// The configuration file.
         file: PathBuf,
     },
+    /// Write DTDL v2 models (a JSON array) for a configuration's devices and the gateway.
+    Models {
+        /// The module configuration.
+        #[arg(long = "from")]
+        from: PathBuf,
+    },
     /// Write an IoT Edge deployment manifest for a configuration file: the module with
     /// its image, the host's D-Bus socket (BlueZ), a spool volume, routes, and the
     /// configuration as desired properties.
@@ -66,6 +72,23 @@ fn main() -> Result<ExitCode> {
                 ExitCode::from(2)
             }
         }),
+        Command::Models { from } => match validate_file(&Ble::default(), &from) {
+            Ok(cfg) => {
+                use std::io::Write;
+                writeln!(
+                    std::io::stdout().lock(),
+                    "{}",
+                    serde_json::to_string_pretty(&bridge_ble::models::models(&cfg))?
+                )?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(errors) => {
+                for issue in errors.0 {
+                    eprintln!("{}: {}: {}", from.display(), issue.path, issue.message);
+                }
+                Ok(ExitCode::from(2))
+            }
+        },
         Command::Manifest {
             from,
             image,
