@@ -282,13 +282,43 @@ impl DeviceHub {
         model_id: Option<String>,
         methods: MethodRouter,
     ) -> Result<DeviceLink, DeviceIdentityError> {
+        let key = self.key_for(keys, device).await?;
         {
-            let open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+            // Check and reserve in one step so concurrent opens cannot exceed the cap.
+            let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
             if open.len() >= max_connections && !open.contains_key(device) {
                 return Err(DeviceIdentityError::Cap(max_connections));
             }
+            open.insert(device.into(), ());
         }
-        let key = self.key_for(keys, device).await?;
+        let opened = self
+            .connect(
+                device,
+                key,
+                connect_interval,
+                provisioning,
+                model_id,
+                methods,
+            )
+            .await;
+        if opened.is_err() {
+            self.open
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(device);
+        }
+        opened
+    }
+
+    async fn connect(
+        &self,
+        device: &str,
+        key: SymmetricKey,
+        connect_interval: Duration,
+        provisioning: Option<&Provisioning>,
+        model_id: Option<String>,
+        methods: MethodRouter,
+    ) -> Result<DeviceLink, DeviceIdentityError> {
         let mut hub_hostname = self.template.identity.hub_hostname.clone();
         let mut dps_state = None;
         if let Some(p) = provisioning {

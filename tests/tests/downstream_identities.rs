@@ -245,3 +245,72 @@ async fn workload_derived_device_keys() {
     );
     stop.cancel();
 }
+
+/// Per-device keys from a file, a device missing from it, and the connection cap: devices
+/// that cannot have their own identity keep flowing through the module.
+#[tokio::test]
+async fn device_keys_file_missing_key_and_connection_cap() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let server = PyModbus::tcp(
+        &json!({"units": {"1": {"input": [{"address": 0, "type": "u16", "value": 11}]}}}),
+    )
+    .await
+    .unwrap();
+    let sim = Sim::start(SimOptions::default()).await.unwrap();
+    sim.hub
+        .add_module("edge-gw", "modbus", SymmetricKey::from_base64(KEY).unwrap());
+    let ka = "a2V5LWZvci1kZXZpY2UtYQ==";
+    let kc = "a2V5LWZvci1kZXZpY2UtYw==";
+    sim.hub
+        .add_device("dev-a", SymmetricKey::from_base64(ka).unwrap());
+    sim.hub
+        .add_device("dev-c", SymmetricKey::from_base64(kc).unwrap());
+    let keys = dir.path().join("keys.json");
+    std::fs::write(&keys, json!({"dev-a": ka, "dev-c": kc}).to_string()).unwrap();
+    let map = json!({"name": "c", "points": {"counter": {"table": "input", "address": 0, "type": "u16"}}});
+    let conn = json!({"type": "tcp", "host": "127.0.0.1", "port": server.port});
+    sim.hub.set_desired(
+        "edge-gw/modbus",
+        &json!({
+            "identity": {"mode": "device", "keys": {"source": "deviceKeys", "file": keys}, "maxConnections": 1, "connectIntervalMs": 50},
+            "devices": {
+                "dev-a": {"map": map, "connection": conn, "pollIntervalMs": 300},
+                "dev-b": {"map": map, "connection": conn, "pollIntervalMs": 300},
+                "dev-c": {"map": map, "connection": conn, "pollIntervalMs": 300}
+            }
+        }),
+    );
+    let stop = run_modbus_against(&sim, "modbus", KEY, dir.path(), None)
+        .await
+        .unwrap();
+    let telemetry = |r: &edgehub_sim::Recorded| r.output.as_deref() == Some("telemetry");
+    sim.hub
+        .wait_until(T, |m| {
+            let via_module: std::collections::BTreeSet<String> = m
+                .iter()
+                .filter(|r| telemetry(r) && r.identity == "edge-gw/modbus")
+                .filter_map(|r| r.properties.get("deviceId").cloned())
+                .collect();
+            let own = m
+                .iter()
+                .filter(|r| telemetry(r) && (r.identity == "dev-a" || r.identity == "dev-c"))
+                .count();
+            via_module.len() == 2 && own > 0
+        })
+        .await
+        .expect("one device on its own identity, two through the module");
+    let reported = sim.hub.twin("edge-gw/modbus")["reported"]["deviceIdentity"].clone();
+    assert!(
+        reported["dev-b"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("has no key"),
+        "{reported}"
+    );
+    assert!(
+        reported.to_string().contains("cap of 1 device connections"),
+        "{reported}"
+    );
+    stop.cancel();
+}
