@@ -42,6 +42,8 @@ struct RawDevice {
     poll_interval_ms: u64,
     #[serde(default)]
     writable: Vec<String>,
+    #[serde(default)]
+    report: crate::report::Report,
 }
 
 const fn default_poll() -> u64 {
@@ -116,6 +118,8 @@ pub struct Device {
     pub poll_interval_ms: u64,
     /// Characteristic UUIDs the `write` method may write.
     pub writable: Vec<String>,
+    /// Report-on-change settings.
+    pub report: crate::report::Report,
     /// A map-driven advertisement map (`map` given inline or under `maps`).
     pub custom: Option<std::sync::Arc<crate::custom::AdvertMap>>,
 }
@@ -264,6 +268,7 @@ pub fn parse(doc: &Value) -> Result<BleConfig, ConfigErrors> {
                 min_interval_ms: d.min_interval_ms,
                 poll_interval_ms: d.poll_interval_ms,
                 writable,
+                report: d.report,
             },
         );
     }

@@ -14,6 +14,7 @@ pub mod connection;
 pub mod custom;
 pub mod gatt;
 pub mod models;
+pub mod report;
 pub mod scanner;
 
 use std::sync::Arc;

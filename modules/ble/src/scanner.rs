@@ -171,6 +171,7 @@ pub type Writers =
 pub async fn run(mut cx: ModuleContext<BleConfig>, writers: Writers) {
     let mut last_sent: HashMap<String, (Value, Instant)> = HashMap::new();
     let mut presence = Presence::default();
+    let mut memory: HashMap<String, crate::report::Memory> = HashMap::new();
     loop {
         let adapter = match adapter().await {
             Ok(a) => a,
@@ -315,6 +316,20 @@ pub async fn run(mut cx: ModuleContext<BleConfig>, writers: Writers) {
             if presence.saw(&device_id, now) {
                 report_presence(&cx, &device_id, true, props.rssi).await;
             }
+            let report = config
+                .devices
+                .get(&address)
+                .map(|d| d.report.clone())
+                .unwrap_or_default();
+            let selected = memory.entry(device_id.clone()).or_default().select(
+                &report,
+                body.as_object().unwrap_or(&Map::new()),
+                now,
+            );
+            if selected.is_empty() {
+                continue;
+            }
+            let body = Value::Object(selected);
             let msg = Message::json("telemetry", &body)
                 .for_device(&device_id)
                 .with_property("format", decoded.format);

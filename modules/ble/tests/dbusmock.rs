@@ -215,7 +215,7 @@ fn scans_decodes_discovers_and_follows_rssi() {
         "devices": {
             "tag-1": {"address": "C0:FF:EE:00:00:04", "map": {"name": "acme-tag", "source": {"manufacturerId": 0x1234},
                 "fields": {"temperature": {"offset": 0, "type": "i16", "scale": 0.01}, "level": {"offset": 2, "type": "u8"}}}},
-            "thermo-1": {"address": "C0:FF:EE:00:00:01", "map": "bthome-v2"},
+            "thermo-1": {"address": "C0:FF:EE:00:00:01", "map": "bthome-v2", "report": {"onChange": true, "deadband": 0.5}},
             "ruuvi-1": {"address": "c0:ff:ee:00:00:02", "map": "ruuvi-rawv2"}
         },
         "discovery": {"enabled": true}
@@ -242,6 +242,13 @@ fn scans_decodes_discovers_and_follows_rssi() {
     let p = rx.expect("ble-c0ffee000003", |b| b["temperature"] == 21.53);
     assert_eq!(p["body"]["battery"], 80);
 
+    // Only a new RSSI: with report-on-change nothing is sent for thermo-1.
+    bus.update(
+        "C0:FF:EE:00:00:01",
+        &[],
+        &[(BTHOME, &[0x40, 0x02, 0xCA, 0x09, 0x03, 0xBF, 0x13])],
+        -41,
+    );
     // A new reading and a new RSSI from thermo-1.
     bus.update(
         "C0:FF:EE:00:00:01",
@@ -252,6 +259,12 @@ fn scans_decodes_discovers_and_follows_rssi() {
     let t = rx.expect("thermo-1", |b| b["temperature"] == 25.6);
     assert_eq!(t["body"]["rssi"], -48);
 
+    assert!(
+        !rx.seen
+            .iter()
+            .any(|l| l["deviceId"] == "thermo-1" && l["body"]["rssi"] == -41),
+        "an RSSI-only change was reported despite onChange"
+    );
     let _ = child.kill();
     let _ = child.wait();
     let text = std::fs::read_to_string(log).unwrap();

@@ -1,0 +1,144 @@
+//! Report-on-change for BLE telemetry, pure: a field is sent when it changed by more than
+//! the deadband (any change for non-numbers) or has been silent for `maxSilenceMs`.
+//! Signal fields (`rssi`, `txPower`) ride along but never trigger a message.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Per-device report settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Report {
+    /// Send only changed fields.
+    #[serde(default)]
+    pub on_change: bool,
+    /// Absolute deadband for numeric fields.
+    #[serde(default)]
+    pub deadband: f64,
+    /// Send a field at least this often, ms.
+    #[serde(default = "default_silence")]
+    pub max_silence_ms: u64,
+}
+
+const fn default_silence() -> u64 {
+    300_000
+}
+
+impl Default for Report {
+    fn default() -> Self {
+        Self {
+            on_change: false,
+            deadband: 0.0,
+            max_silence_ms: default_silence(),
+        }
+    }
+}
+
+const SIGNAL: &[&str] = &["rssi", "txPower"];
+
+/// Last reported value and time per field of one device.
+#[derive(Debug, Default)]
+pub struct Memory(HashMap<String, (Value, Instant)>);
+
+impl Memory {
+    /// The fields of `body` to send now (empty: send nothing).
+    pub fn select(
+        &mut self,
+        report: &Report,
+        body: &Map<String, Value>,
+        now: Instant,
+    ) -> Map<String, Value> {
+        if !report.on_change {
+            return body.clone();
+        }
+        let silence = Duration::from_millis(report.max_silence_ms);
+        let mut out = Map::new();
+        for (k, v) in body.iter().filter(|(k, _)| !SIGNAL.contains(&k.as_str())) {
+            let send = match self.0.get(k) {
+                None => true,
+                Some((prev, at)) => {
+                    now.duration_since(*at) >= silence
+                        || match (prev.as_f64(), v.as_f64()) {
+                            (Some(a), Some(b)) => {
+                                (a - b).abs() > report.deadband
+                                    || (report.deadband == 0.0 && a != b)
+                            }
+                            _ => prev != v,
+                        }
+                }
+            };
+            if send {
+                self.0.insert(k.clone(), (v.clone(), now));
+                out.insert(k.clone(), v.clone());
+            }
+        }
+        if !out.is_empty() {
+            for s in SIGNAL {
+                if let Some(v) = body.get(*s) {
+                    out.insert((*s).to_owned(), v.clone());
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn body(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn deadband_silence_and_signal_fields() {
+        let r = Report {
+            on_change: true,
+            deadband: 0.5,
+            max_silence_ms: 10_000,
+        };
+        let mut m = Memory::default();
+        let t0 = Instant::now();
+        assert_eq!(
+            m.select(&r, &body(json!({"temperature": 21.0, "rssi": -60})), t0)
+                .len(),
+            2
+        );
+        assert!(
+            m.select(
+                &r,
+                &body(json!({"temperature": 21.3, "rssi": -50})),
+                t0 + Duration::from_secs(1)
+            )
+            .is_empty(),
+            "RSSI alone sends nothing"
+        );
+        let out = m.select(
+            &r,
+            &body(json!({"temperature": 21.6, "rssi": -52})),
+            t0 + Duration::from_secs(2),
+        );
+        assert_eq!(out, body(json!({"temperature": 21.6, "rssi": -52})));
+        assert_eq!(
+            m.select(
+                &r,
+                &body(json!({"temperature": 21.6})),
+                t0 + Duration::from_secs(13)
+            )
+            .len(),
+            1,
+            "silence exceeded"
+        );
+        assert_eq!(
+            Memory::default()
+                .select(&Report::default(), &body(json!({"a": 1, "rssi": 1})), t0)
+                .len(),
+            2
+        );
+    }
+}
