@@ -547,3 +547,48 @@ async fn garbage_frames_from_a_tcp_peer_are_errors_not_crashes() {
     assert!(matches!(status, 503 | 504), "{status} {body}");
     stop.cancel();
 }
+
+#[tokio::test]
+async fn report_on_change_sends_unchanged_values_only_after_max_silence() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let server = PyModbus::tcp(&server_spec()).await.unwrap();
+    let sim = sim().await;
+    let map = json!({"name": "c", "points": {"counter": {"table": "input", "address": 0, "type": "u16"}}});
+    sim.hub.set_desired(
+        "edge-gw/modbus",
+        &json!({"devices": {"d": {"map": map, "connection": {"type": "tcp", "host": "127.0.0.1", "port": server.port},
+            "pollIntervalMs": 100, "report": {"onChange": true, "deadband": 0.5, "maxSilenceMs": 1500}}}}),
+    );
+    let stop = run_modbus_against(&sim, "modbus", KEY, dir.path(), None)
+        .await
+        .unwrap();
+    let count = |m: &[Recorded]| {
+        m.iter()
+            .filter(|r| r.output.as_deref() == Some("telemetry"))
+            .count()
+    };
+    sim.hub
+        .wait_until(T, |m| count(m) == 1)
+        .await
+        .expect("first value");
+    let first = std::time::Instant::now();
+    // The value never changes: about 12 polls pass without a message...
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(
+        count(&sim.hub.messages()),
+        1,
+        "an unchanged value was sent before maxSilenceMs"
+    );
+    // ...until the maximum silence is reached.
+    sim.hub
+        .wait_until(T, |m| count(m) == 2)
+        .await
+        .expect("the heartbeat after maxSilenceMs");
+    assert!(
+        first.elapsed() >= Duration::from_millis(1300),
+        "{:?}",
+        first.elapsed()
+    );
+    stop.cancel();
+}
