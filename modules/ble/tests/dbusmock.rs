@@ -643,3 +643,60 @@ fn manifest_subcommand_binds_the_host_dbus() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("devices.x.address"));
     let _ = std::fs::remove_file(bad);
 }
+
+#[test]
+fn ibeacon_and_eddystone_adverts() {
+    let bus = Bus::start(true);
+    bus.mock_call("AddAdapter", "ss", vec!["hci0".into(), "host".into()]);
+    let ibeacon: Vec<u8> = [
+        &[0x02u8, 0x15][..],
+        &[
+            0xE2, 0xC5, 0x6D, 0xB5, 0xDF, 0xFB, 0x48, 0xD2, 0xB0, 0x60, 0xD0, 0xF5, 0xA7, 0x10,
+            0x96, 0xE0,
+        ],
+        &[0, 1, 0, 42, 0xC5],
+    ]
+    .concat();
+    bus.add_le(
+        "C0:FF:EE:00:00:05",
+        &[(0x004C, ibeacon.as_slice())],
+        &[],
+        -66,
+    );
+    let tlm = [
+        0x20u8, 0x00, 0x0B, 0xB8, 0x15, 0x80, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x64,
+    ];
+    bus.add_le(
+        "C0:FF:EE:00:00:06",
+        &[],
+        &[("0000feaa-0000-1000-8000-00805f9b34fb", &tlm)],
+        -67,
+    );
+    let (mut child, rx, _log) = bus.module(&json!({"devices": {
+        "beacon-1": {"address": "C0:FF:EE:00:00:05", "map": "ibeacon"},
+        "eddy-1": {"address": "C0:FF:EE:00:00:06", "map": "eddystone"}}}));
+    let mut rx = Lines {
+        seen: Vec::new(),
+        rx,
+    };
+    let b = rx.expect("beacon-1", |b| b["major"] == 1);
+    assert_eq!(b["body"]["uuid"], "e2c56db5-dffb-48d2-b060-d0f5a71096e0");
+    assert_eq!(
+        (
+            b["body"]["minor"].clone(),
+            b["body"]["txPower"].clone(),
+            b["body"]["rssi"].clone()
+        ),
+        (json!(42), json!(-59), json!(-66))
+    );
+    let e = rx.expect("eddy-1", |b| b["temperature"] == 21.5);
+    assert_eq!(
+        (
+            e["body"]["batteryVoltage"].clone(),
+            e["body"]["uptime"].clone()
+        ),
+        (json!(3.0), json!(10.0))
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
