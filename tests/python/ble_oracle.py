@@ -7,6 +7,7 @@ import sys
 import time
 
 from bthome_ble import BTHomeBluetoothDeviceData
+from bleparser import BleParser
 from ruuvitag_ble import RuuvitagBluetoothDeviceData
 
 
@@ -40,6 +41,12 @@ def plain(v):
 out = []
 for case in json.load(open(sys.argv[1])):
     data = bytes.fromhex(case["hex"])
+    if case["format"] == "pvvx":
+        # bleparser (the ble_monitor parser) takes whole AD structures: length, 0x16, UUID.
+        ad = bytes([len(data) + 3, 0x16, 0x1A, 0x18]) + data
+        sensor, _ = BleParser().parse_advertisement(bytes.fromhex(case["mac"].replace(":", "")), -60, None, None, "", [ad], [])
+        out.append({k: plain(v) for k, v in (sensor or {}).items()})
+        continue
     if case["format"] == "bthome":
         update = BTHomeBluetoothDeviceData().update(Info(case["mac"], service_data={uuid16(0xFCD2): data}))
         values = {str(getattr(k, "key", k)): plain(v.native_value) for k, v in update.entity_values.items()}

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use bridge_ble::adverts::{decode_bthome, decode_ruuvi};
+use bridge_ble::adverts::{decode_bthome, decode_pvvx, decode_ruuvi};
 use bridge_e2e::run_python;
 use serde_json::{Value, json};
 
@@ -155,6 +155,30 @@ async fn bthome_and_ruuvi_match_independent_decoders() {
         ruuvi.push(d.values);
         cases.push(json!({"format": "ruuvi", "mac": "CB:B8:33:4C:88:4F", "hex": hex(&p)}));
     }
+    // Random pvvx custom-format payloads (15 bytes, little endian, MAC reversed).
+    let mut pvvx = Vec::new();
+    for _ in 0..100 {
+        let mac: Vec<u8> = (0..6).map(|_| rng.next() as u8).collect();
+        let mut p: Vec<u8> = mac.iter().rev().copied().collect();
+        let temp = (rng.next() % 8000) as i16 - 2000;
+        let hum = (rng.next() % 10000) as u16;
+        let mv = 2000 + (rng.next() % 1500) as u16;
+        p.extend_from_slice(&temp.to_le_bytes());
+        p.extend_from_slice(&hum.to_le_bytes());
+        p.extend_from_slice(&mv.to_le_bytes());
+        p.extend([
+            (rng.next() % 101) as u8,
+            rng.next() as u8,
+            rng.next() as u8 & 0x0F,
+        ]);
+        pvvx.push(decode_pvvx(&p).unwrap().values);
+        let mac_text = mac
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect::<Vec<_>>()
+            .join(":");
+        cases.push(json!({"format": "pvvx", "mac": mac_text, "hex": hex(&p)}));
+    }
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("cases.json");
     std::fs::write(&file, Value::Array(cases).to_string()).unwrap();
@@ -177,6 +201,26 @@ async fn bthome_and_ruuvi_match_independent_decoders() {
             "BTHome case {i}: ours {mine:?} theirs {other:?} ({})",
             theirs[i]
         );
+    }
+    for (k, mine) in pvvx.iter().enumerate() {
+        let other = &theirs[ours.len() + ruuvi.len() + k];
+        assert_eq!(
+            mine["temperature"].as_f64(),
+            other["temperature"].as_f64(),
+            "{mine:?} {other}"
+        );
+        assert_eq!(
+            mine["humidity"].as_f64(),
+            other["humidity"].as_f64(),
+            "{mine:?} {other}"
+        );
+        assert_eq!(
+            mine["batteryVoltage"].as_f64(),
+            other["voltage"].as_f64(),
+            "{mine:?} {other}"
+        );
+        assert_eq!(mine["battery"], other["battery"], "{mine:?} {other}");
+        assert_eq!(mine["counter"], other["packet"], "{mine:?} {other}");
     }
     for (j, mine) in ruuvi.iter().enumerate() {
         let other = &theirs[ours.len() + j];
