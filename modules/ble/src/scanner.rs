@@ -138,8 +138,26 @@ impl Presence {
     }
 }
 
-async fn report_presence(cx: &ModuleContext<BleConfig>, id: &str, seen: bool, rssi: Option<i16>) {
-    let health = json!({"state": if seen { "seen" } else { "lost" }, "at": bridge_core::time::rfc3339_now(), "rssi": rssi});
+async fn report_presence(
+    cx: &ModuleContext<BleConfig>,
+    id: &str,
+    seen: bool,
+    props: Option<&PeripheralProperties>,
+) {
+    let mut health = json!({"state": if seen { "seen" } else { "lost" }, "at": bridge_core::time::rfc3339_now()});
+    if let Some(p) = props {
+        // What the advertisement says about the device itself.
+        health["rssi"] = json!(p.rssi);
+        health["localName"] = json!(p.local_name);
+        health["txPower"] = json!(p.tx_power_level);
+        health["serviceUuids"] = json!(
+            p.services
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        );
+        health["manufacturerIds"] = json!(p.manufacturer_data.keys().collect::<Vec<_>>());
+    }
     cx.reporter
         .report(json!({"deviceHealth": {id: health.clone()}}));
     let mut body = health;
@@ -314,7 +332,7 @@ pub async fn run(mut cx: ModuleContext<BleConfig>, writers: Writers) {
             }
             last_sent.insert(device_id.clone(), (body.clone(), now));
             if presence.saw(&device_id, now) {
-                report_presence(&cx, &device_id, true, props.rssi).await;
+                report_presence(&cx, &device_id, true, Some(&props)).await;
             }
             let report = config
                 .devices

@@ -229,6 +229,9 @@ fn scans_decodes_discovers_and_follows_rssi() {
     assert_eq!(t["body"]["rssi"], -60);
     assert_eq!(t["output"], "telemetry");
     assert_eq!(t["properties"]["format"], "bthome-v2");
+    let seen = rx.expect("ruuvi-1", |b| b["state"] == "seen");
+    assert_eq!(seen["body"]["manufacturerIds"], json!([0x0499]));
+    assert_eq!(seen["body"]["localName"], "sensor");
     let r = rx.expect("ruuvi-1", |b| b["temperature"] == 24.3);
     let tag = rx.expect("tag-1", |b| b["temperature"] == 21.53);
     assert_eq!(tag["body"]["level"], 42);
@@ -697,6 +700,20 @@ fn ibeacon_and_eddystone_adverts() {
         ),
         (json!(3.0), json!(10.0))
     );
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn no_adapter_is_a_clear_error() {
+    let bus = Bus::start(true);
+    let (mut child, _rx, log) = bus.module(&json!({"devices": {}}));
+    wait_for(Duration::from_secs(15), || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("No Bluetooth adapter found")
+    });
+    assert!(child.try_wait().unwrap().is_none(), "the module exited");
     let _ = child.kill();
     let _ = child.wait();
 }
