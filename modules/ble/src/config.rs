@@ -54,9 +54,6 @@ const fn default_poll() -> u64 {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Scan {
-    /// Active scanning (ask for scan responses). BlueZ decides; passive is the default.
-    #[serde(default)]
-    pub active: bool,
     /// Most simultaneous GATT connections (adapters manage only a few); others wait in a
     /// fair queue.
     #[serde(default = "default_max_connections")]
@@ -70,7 +67,6 @@ const fn default_max_connections() -> usize {
 impl Default for Scan {
     fn default() -> Self {
         Self {
-            active: false,
             max_connections: default_max_connections(),
         }
     }
