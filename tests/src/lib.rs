@@ -417,3 +417,22 @@ pub fn rfc3339_millis(t: &str) -> Option<i64> {
             + ms.get(..3).unwrap_or("0").parse::<i64>().ok()?,
     )
 }
+
+/// Polls `id`'s reported properties on the emulator until `pred` holds; panics with the
+/// last document after `timeout`.
+pub async fn reported_until(
+    hub: &edgehub_sim::Hub,
+    id: &str,
+    timeout: Duration,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let r = hub.twin(id)["reported"].clone();
+        if pred(&r) {
+            return r;
+        }
+        assert!(std::time::Instant::now() < deadline, "{id} reported: {r}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -6,26 +6,14 @@
 use std::time::Duration;
 
 use bridge_core::identity::SymmetricKey;
-use bridge_e2e::{PyModbus, init_tracing, run_modbus_against};
+use bridge_e2e::{PyModbus, init_tracing, reported_until, run_modbus_against};
 use edgehub_sim::{Sim, SimOptions};
-use serde_json::{Value, json};
+use serde_json::json;
 
 const KEY: &str = "Y2FwdHVyZS10ZXN0LWtleS0wMTIzNDU2Nzg5YWJjZGVm";
 const GROUP: &str =
     "8isrFI1sGsIlvvFSSFRiMfCNzv21fjbE/+ah/lSh3lF8e2YG1Te7w1KpZhJFFXJrqYKi9yegxkqIChbqOS9Egw==";
 const T: Duration = Duration::from_secs(30);
-
-async fn reported_until(sim: &Sim, id: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    let deadline = std::time::Instant::now() + T;
-    loop {
-        let r = sim.hub.twin(id)["reported"].clone();
-        if pred(&r) {
-            return r;
-        }
-        assert!(std::time::Instant::now() < deadline, "{id} reported: {r}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 #[tokio::test]
 async fn each_modbus_device_is_its_own_hub_device() {
@@ -144,11 +132,11 @@ async fn each_modbus_device_is_its_own_hub_device() {
     );
 
     // Health on the device's own twin.
-    reported_until(&sim, "meter-a", |r| r["health"]["state"] == "online").await;
+    reported_until(&sim.hub, "meter-a", T, |r| r["health"]["state"] == "online").await;
 
     // A desired-property write reaches the field device and is acknowledged...
     let v = sim.hub.set_desired("meter-a", &json!({"setpoint": 321}));
-    let r = reported_until(&sim, "meter-a", |r| r["setpoint"]["av"] == v).await;
+    let r = reported_until(&sim.hub, "meter-a", T, |r| r["setpoint"]["av"] == v).await;
     assert_eq!(
         r["setpoint"],
         json!({"value": 321, "ac": 200, "av": v, "ad": "written"})
@@ -165,7 +153,7 @@ async fn each_modbus_device_is_its_own_hub_device() {
     );
     // ...and a bad one is refused with the value in use.
     let v = sim.hub.set_desired("meter-a", &json!({"setpoint": 5000}));
-    let r = reported_until(&sim, "meter-a", |r| r["setpoint"]["av"] == v).await;
+    let r = reported_until(&sim.hub, "meter-a", T, |r| r["setpoint"]["av"] == v).await;
     assert_eq!(r["setpoint"]["ac"], 400);
     assert_eq!(r["setpoint"]["value"], 321);
 

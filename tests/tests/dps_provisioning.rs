@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use bridge_core::identity::SymmetricKey;
-use bridge_e2e::{PyModbus, init_tracing, run_modbus_against, write_ca};
+use bridge_e2e::{PyModbus, init_tracing, reported_until, run_modbus_against, write_ca};
 use edgehub_sim::{Sim, SimOptions};
 use serde_json::{Value, json};
 
@@ -122,21 +122,12 @@ async fn dps_refusal_falls_back_to_the_module_identity() {
         sim.hub.refusals().iter().any(|r| r.client_id == "th-1"),
         "DPS refused the wrong key"
     );
-    let deadline = std::time::Instant::now() + T;
-    loop {
-        let r =
-            sim.hub.twin("edge-gw/modbus")["reported"]["deviceIdentity"]["th-1"]["error"].clone();
-        if r.as_str()
+    reported_until(&sim.hub, "edge-gw/modbus", T, |r| {
+        r["deviceIdentity"]["th-1"]["error"]
+            .as_str()
             .is_some_and(|e| e.contains("Provisioning failed"))
-        {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no identity error reported: {r}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
     stop.cancel();
 }
 

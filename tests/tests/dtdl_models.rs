@@ -5,17 +5,9 @@
 use bridge_e2e::repo_root;
 use serde_json::{Value, json};
 
-#[test]
-fn generated_models_pass_the_dtdl_parser() {
-    let mut devices = serde_json::Map::new();
-    for (i, map) in bridge_modbus::map::bundled_names().into_iter().enumerate() {
-        devices.insert(
-            format!("dev-{i}"),
-            json!({"map": map, "connection": {"type": "tcp", "host": "h"}}),
-        );
-    }
-    let cfg = bridge_modbus::config::parse(&json!({"devices": devices})).unwrap();
-    let models = bridge_modbus::models::models(&cfg);
+/// Runs Microsoft's DTDL parser on `models`; panics with its errors if it rejects them.
+/// Returns the ids of the interfaces it accepted.
+fn parse_with_dtdl_parser(models: &Value) -> Vec<Value> {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("models.json");
     std::fs::write(&file, models.to_string()).unwrap();
@@ -35,8 +27,23 @@ fn generated_models_pass_the_dtdl_parser() {
         "the DTDL parser rejected the models:\n{stdout}"
     );
     let result: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    result["interfaces"].as_array().unwrap().clone()
+}
+
+#[test]
+fn generated_models_pass_the_dtdl_parser() {
+    let mut devices = serde_json::Map::new();
+    for (i, map) in bridge_modbus::map::bundled_names().into_iter().enumerate() {
+        devices.insert(
+            format!("dev-{i}"),
+            json!({"map": map, "connection": {"type": "tcp", "host": "h"}}),
+        );
+    }
+    let cfg = bridge_modbus::config::parse(&json!({"devices": devices})).unwrap();
+    let models = bridge_modbus::models::models(&cfg);
+    let interfaces = parse_with_dtdl_parser(&models);
     assert_eq!(
-        result["interfaces"].as_array().unwrap().len(),
+        interfaces.len(),
         bridge_modbus::map::bundled_names().len() + 1
     );
 }
@@ -67,23 +74,6 @@ fn ble_models_pass_the_dtdl_parser() {
     );
     let cfg = bridge_ble::config::parse(&json!({"devices": devices})).unwrap();
     let models = bridge_ble::models::models(&cfg);
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("models.json");
-    std::fs::write(&file, models.to_string()).unwrap();
-    let node_dir = repo_root().join("tests/node");
-    let out = std::process::Command::new("node")
-        .arg(node_dir.join("check_dtdl.js"))
-        .arg(&file)
-        .output()
-        .expect("node is not installed");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "the DTDL parser rejected the BLE models:\n{stdout}"
-    );
-    let result: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
-    assert_eq!(
-        result["interfaces"].as_array().unwrap().len(),
-        maps.len() + 2
-    );
+    let interfaces = parse_with_dtdl_parser(&models);
+    assert_eq!(interfaces.len(), maps.len() + 2);
 }

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use bridge_core::identity::SymmetricKey;
-use bridge_e2e::{PyModbus, init_tracing, run_modbus_against};
+use bridge_e2e::{PyModbus, init_tracing, reported_until, run_modbus_against};
 use edgehub_sim::{Recorded, Sim, SimOptions};
 use serde_json::{Value, json};
 
@@ -257,18 +257,10 @@ async fn bad_desired_config_is_rejected_and_the_last_good_keeps_running() {
             "dev-d": {"map": {"name": "x", "points": {"v": {"table": "holding", "address": 65535, "type": "f32"}}}, "connection": {"type": "tcp", "host": "h"}}
         }}),
     );
-    let deadline = std::time::Instant::now() + T;
-    let reported = loop {
-        let r = sim.hub.twin("edge-gw/modbus")["reported"].clone();
-        if r["configStatus"]["status"] == "rejected" {
-            break r;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no rejection reported: {r}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let reported = reported_until(&sim.hub, "edge-gw/modbus", T, |r| {
+        r["configStatus"]["status"] == "rejected"
+    })
+    .await;
     let paths: Vec<String> = reported["configStatus"]["errors"]
         .as_array()
         .unwrap()

@@ -144,8 +144,48 @@ pub fn validate_file<P: Protocol>(
     protocol: &P,
     path: &std::path::Path,
 ) -> Result<P::Config, ConfigErrors> {
+    load_file(protocol, path).map(|(config, _)| config)
+}
+
+/// Reads a configuration file once and validates it: the typed config and the document.
+fn load_file<P: Protocol>(
+    protocol: &P,
+    path: &std::path::Path,
+) -> Result<(P::Config, Value), ConfigErrors> {
     let doc = config_source::read_doc(path).map_err(|e| ConfigErrors::one(".", e))?;
-    protocol.parse_config(&doc)
+    Ok((protocol.parse_config(&doc)?, doc))
+}
+
+/// For the `validate`, `models` and `manifest` subcommands: the validated config and its
+/// document, or `None` after printing every problem as `file: path: message` on stderr
+/// (the caller exits with status 2).
+pub fn checked_config<P: Protocol>(
+    protocol: &P,
+    path: &std::path::Path,
+) -> Option<(P::Config, Value)> {
+    match load_file(protocol, path) {
+        Ok(loaded) => Some(loaded),
+        Err(errors) => {
+            for issue in errors.0 {
+                eprintln!("{}: {}: {}", path.display(), issue.path, issue.message);
+            }
+            None
+        }
+    }
+}
+
+/// Writes pretty JSON and a newline on stdout (models, manifests).
+pub fn print_json(value: &Value) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let written = serde_json::to_writer_pretty(&mut out, value)
+        .map_err(std::io::Error::from)
+        .and_then(|()| writeln!(out));
+    // A reader that stops early (`| head`) is not an error worth a backtrace.
+    match written {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
 }
 
 /// Runs a module until SIGTERM/SIGINT or `stop` is cancelled.

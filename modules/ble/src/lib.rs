@@ -12,6 +12,7 @@ pub mod adverts;
 pub mod config;
 pub mod connection;
 pub mod custom;
+pub mod deploy;
 pub mod gatt;
 pub mod models;
 pub mod report;

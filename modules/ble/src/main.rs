@@ -5,8 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use bridge_ble::Ble;
-use bridge_core::runtime::manifest::{ModuleSpec, default_routes, deployment_manifest};
-use bridge_core::runtime::{CommonArgs, init_logging, module_runtime, run_module, validate_file};
+use bridge_core::runtime::{
+    CommonArgs, checked_config, init_logging, module_runtime, print_json, run_module,
+};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
@@ -59,75 +60,37 @@ enum Command {
 fn main() -> Result<ExitCode> {
     let cli = Cli::parse();
     init_logging(&cli.common.log);
+    let protocol = Ble::default();
     match cli.command.unwrap_or(Command::Run) {
-        Command::Validate { file } => Ok(match validate_file(&Ble::default(), &file) {
-            Ok(cfg) => {
+        Command::Validate { file } => Ok(match checked_config(&protocol, &file) {
+            Some((cfg, _)) => {
                 eprintln!("{}: valid ({} devices).", file.display(), cfg.devices.len());
                 ExitCode::SUCCESS
             }
-            Err(errors) => {
-                for issue in errors.0 {
-                    eprintln!("{}: {}: {}", file.display(), issue.path, issue.message);
-                }
-                ExitCode::from(2)
-            }
+            None => ExitCode::from(2),
         }),
-        Command::Models { from } => match validate_file(&Ble::default(), &from) {
-            Ok(cfg) => {
-                use std::io::Write;
-                writeln!(
-                    std::io::stdout().lock(),
-                    "{}",
-                    serde_json::to_string_pretty(&bridge_ble::models::models(&cfg))?
-                )?;
-                Ok(ExitCode::SUCCESS)
+        Command::Models { from } => Ok(match checked_config(&protocol, &from) {
+            Some((cfg, _)) => {
+                print_json(&bridge_ble::models::models(&cfg))?;
+                ExitCode::SUCCESS
             }
-            Err(errors) => {
-                for issue in errors.0 {
-                    eprintln!("{}: {}: {}", from.display(), issue.path, issue.message);
-                }
-                Ok(ExitCode::from(2))
-            }
-        },
+            None => ExitCode::from(2),
+        }),
         Command::Manifest {
             from,
             image,
             name,
             ttl_secs,
-        } => {
-            if let Err(errors) = validate_file(&Ble::default(), &from) {
-                for issue in errors.0 {
-                    eprintln!("{}: {}: {}", from.display(), issue.path, issue.message);
-                }
-                return Ok(ExitCode::from(2));
+        } => Ok(match checked_config(&protocol, &from) {
+            Some((_, doc)) => {
+                print_json(&bridge_ble::deploy::manifest(&name, &image, &doc, ttl_secs))?;
+                ExitCode::SUCCESS
             }
-            let doc =
-                bridge_core::runtime::config_source::read_doc(&from).map_err(anyhow::Error::msg)?;
-            let spool = "/opt/edge-bridge/spool";
-            let module = ModuleSpec {
-                name: name.clone(),
-                image,
-                create_options: serde_json::json!({"HostConfig": {"Binds": ["/var/run/dbus:/var/run/dbus", format!("edge-bridge-ble-spool:{spool}")]}}),
-                env: [
-                    ("EDGE_BRIDGE_SPOOL_DIR".to_owned(), spool.to_owned()),
-                    ("RUST_LOG".to_owned(), "info".to_owned()),
-                ]
-                .into(),
-                desired: doc,
-            };
-            let routes = default_routes(std::slice::from_ref(&module));
-            let manifest = deployment_manifest(&[module], &routes, ttl_secs);
-            use std::io::Write;
-            writeln!(
-                std::io::stdout().lock(),
-                "{}",
-                serde_json::to_string_pretty(&manifest)?
-            )?;
-            Ok(ExitCode::SUCCESS)
-        }
+            None => ExitCode::from(2),
+        }),
         Command::Run => {
             module_runtime()?.block_on(run_module(
-                Ble::default(),
+                protocol,
                 cli.common,
                 CancellationToken::new(),
             ))?;

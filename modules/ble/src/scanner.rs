@@ -291,7 +291,8 @@ pub async fn run(mut cx: ModuleContext<BleConfig>, writers: Writers) {
             };
             let config: Arc<BleConfig> = cx.config.borrow().clone();
             let address = props.address.to_string().to_ascii_uppercase();
-            let (device_id, decoded, min_interval) = match config.devices.get(&address) {
+            let device = config.devices.get(&address);
+            let (device_id, decoded, min_interval) = match device {
                 Some(d) => match d.custom.as_ref().map_or_else(
                     || decode(&d.map, &props, d.bind_key.as_ref()),
                     |m| decode_custom(m, &props),
@@ -334,13 +335,11 @@ pub async fn run(mut cx: ModuleContext<BleConfig>, writers: Writers) {
             if presence.saw(&device_id, now) {
                 report_presence(&cx, &device_id, true, Some(&props)).await;
             }
-            let report = config
-                .devices
-                .get(&address)
-                .map(|d| d.report.clone())
-                .unwrap_or_default();
+            // Discovered devices have no report settings: every change is sent.
+            let default_report = crate::report::Report::default();
+            let report = device.map_or(&default_report, |d| &d.report);
             let selected = memory.entry(device_id.clone()).or_default().select(
-                &report,
+                report,
                 body.as_object().unwrap_or(&Map::new()),
                 now,
             );

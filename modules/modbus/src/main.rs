@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use bridge_core::runtime::{CommonArgs, init_logging, run_module, validate_file};
+use bridge_core::runtime::{CommonArgs, checked_config, init_logging, print_json, run_module};
 use bridge_modbus::Modbus;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
@@ -60,18 +60,14 @@ enum Command {
 fn main() -> Result<ExitCode> {
     let cli = Cli::parse();
     init_logging(&cli.common.log);
+    let protocol = Modbus::new();
     match cli.command.unwrap_or(Command::Run) {
-        Command::Validate { file } => Ok(match validate_file(&Modbus::new(), &file) {
-            Ok(cfg) => {
+        Command::Validate { file } => Ok(match checked_config(&protocol, &file) {
+            Some((cfg, _)) => {
                 eprintln!("{}: valid ({} devices).", file.display(), cfg.devices.len());
                 ExitCode::SUCCESS
             }
-            Err(errors) => {
-                for issue in errors.0 {
-                    eprintln!("{}: {}: {}", file.display(), issue.path, issue.message);
-                }
-                ExitCode::from(2)
-            }
+            None => ExitCode::from(2),
         }),
         Command::Maps => {
             use std::io::Write;
@@ -81,59 +77,30 @@ fn main() -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Models { from } => match validate_file(&Modbus::new(), &from) {
-            Ok(cfg) => {
-                use std::io::Write;
-                let models = bridge_modbus::models::models(&cfg);
-                writeln!(
-                    std::io::stdout().lock(),
-                    "{}",
-                    serde_json::to_string_pretty(&models)?
-                )?;
-                Ok(ExitCode::SUCCESS)
+        Command::Models { from } => Ok(match checked_config(&protocol, &from) {
+            Some((cfg, _)) => {
+                print_json(&bridge_modbus::models::models(&cfg))?;
+                ExitCode::SUCCESS
             }
-            Err(errors) => {
-                for issue in errors.0 {
-                    eprintln!("{}: {}: {}", from.display(), issue.path, issue.message);
-                }
-                Ok(ExitCode::from(2))
-            }
-        },
+            None => ExitCode::from(2),
+        }),
         Command::Manifest {
             from,
             image,
             name,
             ttl_secs,
-        } => {
-            let doc = match bridge_core::runtime::config_source::read_doc(&from) {
-                Ok(d) => d,
-                Err(e) => {
-                    eprintln!("{e}");
-                    return Ok(ExitCode::from(2));
-                }
-            };
-            if let Err(errors) = validate_file(&Modbus::new(), &from) {
-                for issue in errors.0 {
-                    eprintln!("{}: {}: {}", from.display(), issue.path, issue.message);
-                }
-                return Ok(ExitCode::from(2));
+        } => Ok(match checked_config(&protocol, &from) {
+            Some((_, doc)) => {
+                print_json(&bridge_modbus::deploy::manifest(
+                    &name, &image, &doc, ttl_secs,
+                ))?;
+                ExitCode::SUCCESS
             }
-            let manifest = bridge_modbus::deploy::manifest(&name, &image, &doc, ttl_secs);
-            use std::io::Write;
-            writeln!(
-                std::io::stdout().lock(),
-                "{}",
-                serde_json::to_string_pretty(&manifest)?
-            )?;
-            Ok(ExitCode::SUCCESS)
-        }
+            None => ExitCode::from(2),
+        }),
         Command::Run => {
             let rt = bridge_core::runtime::module_runtime()?;
-            rt.block_on(run_module(
-                Modbus::new(),
-                cli.common,
-                CancellationToken::new(),
-            ))?;
+            rt.block_on(run_module(protocol, cli.common, CancellationToken::new()))?;
             Ok(ExitCode::SUCCESS)
         }
     }
