@@ -16,5 +16,6 @@ pub mod hub;
 pub mod identity;
 pub mod runtime;
 pub mod spool;
+pub mod text;
 pub mod time;
 pub mod upstream;

@@ -4,17 +4,28 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// `YYYY-MM-DDTHH:MM:SS.mmmZ` for a time.
 pub fn rfc3339(t: SystemTime) -> String {
+    use crate::text::push_padded;
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs();
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (y, m, day) = civil_from_days(days as i64);
-    format!(
-        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60,
-        d.subsec_millis()
-    )
+    // Hand-built (one allocation): this runs for every telemetry message.
+    let mut out = String::with_capacity(24);
+    push_padded(&mut out, y.max(0) as u64, 4);
+    out.push('-');
+    push_padded(&mut out, u64::from(m), 2);
+    out.push('-');
+    push_padded(&mut out, u64::from(day), 2);
+    out.push('T');
+    push_padded(&mut out, rem / 3600, 2);
+    out.push(':');
+    push_padded(&mut out, (rem % 3600) / 60, 2);
+    out.push(':');
+    push_padded(&mut out, rem % 60, 2);
+    out.push('.');
+    push_padded(&mut out, u64::from(d.subsec_millis()), 3);
+    out.push('Z');
+    out
 }
 
 /// Now, RFC 3339.

@@ -89,7 +89,14 @@ impl Message {
 
 /// A unique message id (`$.mid`): 128 random bits in hex, like the SDKs' UUIDs.
 pub fn new_message_id() -> String {
-    format!("{:032x}", rand::random::<u128>())
+    let mut id = String::with_capacity(32);
+    let bits = rand::random::<u128>();
+    for shift in (0..32).rev() {
+        id.push(char::from(
+            b"0123456789abcdef"[((bits >> (shift * 4)) & 0xf) as usize],
+        ));
+    }
+    id
 }
 
 /// The body stays text in JSON when it is UTF-8, so spooled files are readable and
@@ -127,6 +134,17 @@ mod body_bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn message_ids_are_32_hex_digits_and_differ() {
+        let (a, b) = (new_message_id(), new_message_id());
+        assert_eq!(a.len(), 32);
+        assert!(
+            a.bytes()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        );
+        assert_ne!(a, b);
+    }
 
     #[test]
     fn bodies_round_trip_as_text_or_base64() {

@@ -79,13 +79,26 @@ impl MqttUpstreamConfig {
 
     /// The topic for one message.
     pub fn topic(&self, message: &Message, module_id: &str) -> String {
-        self.topic_template
-            .replace(
-                "{deviceId}",
-                message.device_id.as_deref().unwrap_or(module_id),
-            )
-            .replace("{output}", message.output.as_deref().unwrap_or("telemetry"))
-            .replace("{moduleId}", module_id)
+        // One pass over the template (this runs for every message).
+        let mut out = String::with_capacity(self.topic_template.len() + 48);
+        let mut rest = self.topic_template.as_str();
+        while let Some(open) = rest.find('{') {
+            out.push_str(&rest[..open]);
+            let tail = &rest[open..];
+            let (value, len) = if tail.starts_with("{deviceId}") {
+                (message.device_id.as_deref().unwrap_or(module_id), 10)
+            } else if tail.starts_with("{output}") {
+                (message.output.as_deref().unwrap_or("telemetry"), 8)
+            } else if tail.starts_with("{moduleId}") {
+                (module_id, 10)
+            } else {
+                ("{", 1)
+            };
+            out.push_str(value);
+            rest = &tail[len..];
+        }
+        out.push_str(rest);
+        out
     }
 }
 
@@ -192,6 +205,12 @@ mod tests {
         );
         let m = Message::json("telemetry", &serde_json::json!({})).for_device("meter-1");
         assert_eq!(c.topic(&m, "bridge"), "plant/meter-1/telemetry");
+        let t =
+            MqttUpstreamConfig::from_url("mqtt://b:1", "{moduleId}/{x}/{output}/{deviceId}{", "c")
+                .unwrap();
+        assert_eq!(t.topic(&m, "mod"), "mod/{x}/telemetry/meter-1{");
+        let t = MqttUpstreamConfig::from_url("mqtt://b:1", "fixed", "c").unwrap();
+        assert_eq!(t.topic(&Message::default(), "mod"), "fixed");
         assert!(
             MqttUpstreamConfig::from_url("mqtts://[::1]:8883", "x", "c")
                 .unwrap()

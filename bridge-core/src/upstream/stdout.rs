@@ -7,20 +7,20 @@ use serde_json::Value;
 
 use super::{LinkEnd, LinkEvent};
 use crate::hub::Message;
-
-fn json_string(s: &str) -> String {
-    Value::String(s.to_owned()).to_string()
-}
+use crate::text::push_json_str;
 
 /// The JSON line for a message. A JSON body stays JSON; anything else becomes a string.
 /// Built by hand so a JSON body is copied, not parsed and re-serialised (hot path).
 pub fn json_line(message: &Message) -> String {
-    let opt = |s: Option<&str>| s.map_or_else(|| "null".to_owned(), json_string);
-    let mut out = String::with_capacity(message.body.len() + 160);
+    let opt = |out: &mut String, s: Option<&str>| match s {
+        Some(s) => push_json_str(out, s),
+        None => out.push_str("null"),
+    };
+    let mut out = String::with_capacity(message.body.len() + 200);
     out.push_str(r#"{"deviceId":"#);
-    out.push_str(&opt(message.device_id.as_deref()));
+    opt(&mut out, message.device_id.as_deref());
     out.push_str(r#","output":"#);
-    out.push_str(&opt(message.output.as_deref()));
+    opt(&mut out, message.output.as_deref());
     out.push_str(r#","properties":{"#);
     let creation = message
         .creation_time
@@ -36,9 +36,9 @@ pub fn json_line(message: &Message) -> String {
         if i > 0 {
             out.push(',');
         }
-        out.push_str(&json_string(k));
+        push_json_str(&mut out, k);
         out.push(':');
-        out.push_str(&json_string(v));
+        push_json_str(&mut out, v);
     }
     out.push_str(r#"},"body":"#);
     let declared_json = message.content_type.as_deref() == Some("application/json");

@@ -46,13 +46,14 @@ impl Reading {
             }
             // Like serde_json: integral floats keep a ".0"; non-finite become null.
             Reading::Float(f) if !f.is_finite() => out.push_str("null"),
-            Reading::Float(f) if f.fract() == 0.0 && f.abs() < 1e16 => {
-                let _ = write!(out, "{f:.1}");
+            Reading::Float(f) if f.fract() == 0.0 && f.abs() < 1e15 => {
+                // Integer formatting is much cheaper than a float with precision.
+                let _ = write!(out, "{}.0", *f as i64);
             }
             Reading::Float(f) => {
                 let _ = write!(out, "{f}");
             }
-            Reading::Text(t) => out.push_str(&Value::String(t.clone()).to_string()),
+            Reading::Text(t) => bridge_core::text::push_json_str(out, t),
         }
     }
 

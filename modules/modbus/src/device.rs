@@ -1,7 +1,7 @@
 //! Reading and writing a device's points over its bus: plan, read, decode, scale; and
 //! typed writes with the right function code. Shared by the poller and the methods.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
@@ -10,7 +10,7 @@ use crate::bus::{BusError, BusHandle, Op, OpResult};
 use crate::codec::{Reading, WriteValue, decode_raw, encode, engineering};
 use crate::config::Device;
 use crate::map::Table;
-use crate::plan::{Cuts, plan};
+use crate::plan::{Block, Cuts, plan};
 
 /// A running device: its config, its bus, and what the planner learned about it.
 #[derive(Debug)]
@@ -21,6 +21,9 @@ pub struct DeviceEntry {
     pub bus: BusHandle,
     /// Learned read splits.
     pub cuts: Mutex<Cuts>,
+    /// The plan for the poll set (`device.wanted`), made once and remade when a split
+    /// is learned: planning every cycle cost about 3 % of CPU at 2000 devices.
+    poll_plan: Mutex<Option<Arc<[Block]>>>,
 }
 
 /// The result of reading some points.
@@ -43,11 +46,27 @@ impl DeviceEntry {
             device,
             bus,
             cuts: Mutex::new(Cuts::default()),
+            poll_plan: Mutex::new(None),
         })
     }
 
     fn cuts(&self) -> std::sync::MutexGuard<'_, Cuts> {
         self.cuts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The plan for `wanted`; cached when it is the poll set.
+    fn plan_for(&self, wanted: &[usize]) -> Arc<[Block]> {
+        let d = &self.device;
+        let is_poll_set = std::ptr::eq(wanted, d.wanted.as_slice());
+        let mut cached = self.poll_plan.lock().unwrap_or_else(|p| p.into_inner());
+        if is_poll_set && let Some(p) = cached.as_ref() {
+            return p.clone();
+        }
+        let fresh: Arc<[Block]> = plan(&d.map, wanted, d.limits, &self.cuts()).into();
+        if is_poll_set {
+            *cached = Some(fresh.clone());
+        }
+        fresh
     }
 
     /// Reads `wanted` points. Merged reads rejected with "illegal data address" are
@@ -56,10 +75,22 @@ impl DeviceEntry {
         let d = &self.device;
         let map = &d.map;
         let mut out = ReadOutcome::default();
-        let mut queue = plan(map, wanted, d.limits, &self.cuts());
-        let mut raw: BTreeMap<usize, Reading> = BTreeMap::new();
-        while let Some(block) = queue.first().cloned() {
-            queue.remove(0);
+        let planned = self.plan_for(wanted);
+        // Blocks inserted by a split; otherwise the shared plan is walked in order.
+        let mut extra: VecDeque<Block> = VecDeque::new();
+        let mut next = 0;
+        let mut raw: Vec<Option<Reading>> = vec![None; map.points.len()];
+        loop {
+            let block = match extra.pop_front() {
+                Some(b) => std::borrow::Cow::Owned(b),
+                None => match planned.get(next) {
+                    Some(b) => {
+                        next += 1;
+                        std::borrow::Cow::Borrowed(b)
+                    }
+                    None => break,
+                },
+            };
             out.requests += 1;
             match self
                 .bus
@@ -75,9 +106,7 @@ impl DeviceEntry {
                         let p = &map.points[i];
                         let off = usize::from(p.spec.address - block.start);
                         match regs.get(off..off + usize::from(p.width)) {
-                            Some(slice) => {
-                                raw.insert(i, decode_raw(p, slice));
-                            }
+                            Some(slice) => raw[i] = Some(decode_raw(p, slice)),
                             None => {
                                 out.errors.insert(i, BusError::Io("short response".into()));
                             }
@@ -88,9 +117,7 @@ impl DeviceEntry {
                     for &i in &block.points {
                         let off = usize::from(map.points[i].spec.address - block.start);
                         match bits.get(off) {
-                            Some(b) => {
-                                raw.insert(i, Reading::Bool(*b));
-                            }
+                            Some(b) => raw[i] = Some(Reading::Bool(*b)),
                             None => {
                                 out.errors.insert(i, BusError::Io("short response".into()));
                             }
@@ -101,7 +128,10 @@ impl DeviceEntry {
                 Err(BusError::Exception(2)) if self.cuts().split(map, &block) => {
                     tracing::info!(device = %d.id, table = ?block.table, start = block.start, count = block.count, "Device rejected a merged read; splitting it.");
                     let again = plan(map, &block.points, d.limits, &self.cuts());
-                    queue.splice(0..0, again);
+                    for b in again.into_iter().rev() {
+                        extra.push_front(b);
+                    }
+                    *self.poll_plan.lock().unwrap_or_else(|p| p.into_inner()) = None;
                 }
                 Err(e @ BusError::Exception(_)) => {
                     for &i in &block.points {
@@ -110,10 +140,11 @@ impl DeviceEntry {
                 }
                 Err(e) => {
                     // Transport trouble: stop hammering this device for this round.
+                    let rest = extra.iter().chain(planned.get(next..).unwrap_or_default());
                     for &i in block
                         .points
                         .iter()
-                        .chain(queue.iter().flat_map(|b| b.points.iter()))
+                        .chain(rest.flat_map(|b| b.points.iter()))
                     {
                         out.errors.insert(i, e.clone());
                     }
@@ -122,11 +153,12 @@ impl DeviceEntry {
                 }
             }
         }
-        for (&i, r) in &raw {
+        for (i, r) in raw.iter().enumerate() {
+            let Some(r) = r else { continue };
             let p = &map.points[i];
             let sf = p
                 .scale_index
-                .and_then(|s| raw.get(&s))
+                .and_then(|s| raw.get(s).and_then(Option::as_ref))
                 .and_then(|r| match r {
                     Reading::Int(v) => Some(*v),
                     _ => None,

@@ -169,10 +169,11 @@ pub async fn run(
             backoff.reset();
             h.online = true;
             h.consecutive_failures = 0;
-            h.last_success = Some(rfc3339(polled_at));
+            let polled_text = rfc3339(polled_at);
+            h.last_success = Some(polled_text.clone());
             h.last_error = outcome.errors.values().next().map(ToString::to_string);
-            let mut values = BTreeMap::new();
             let mut facts = Map::new();
+            let mut published = Vec::with_capacity(outcome.values.len());
             for (&i, v) in &outcome.values {
                 let p = &map.points[i];
                 if p.spec.static_fact {
@@ -180,29 +181,38 @@ pub async fn run(
                 } else if p.spec.publish && !(own_twin && p.spec.writable) {
                     // With its own identity a writable point is a writable property of the
                     // device (see models.rs), not telemetry.
-                    values.insert(p.name.clone(), v.clone());
+                    published.push((p.name.as_str(), v));
                 }
             }
-            let selected = filter.select(&device.report, values, Instant::now());
-            if !selected.is_empty() {
-                // Hot path: write the flat JSON body directly, no intermediate Value.
-                let mut body = String::with_capacity(24 * selected.len() + 2);
-                body.push('{');
-                for (i, (name, value)) in selected.iter().enumerate() {
-                    if i > 0 {
-                        body.push(',');
-                    }
-                    // Point names are validated identifiers: nothing to escape.
-                    body.push('"');
-                    body.push_str(name);
-                    body.push_str("\":");
-                    value.write_json(&mut body);
+            // Hot path: write the flat JSON body directly, no intermediate Value.
+            let mut body = String::with_capacity(24 * published.len() + 2);
+            let mut count = 0;
+            let mut push = |name: &str, value: &Reading| {
+                body.push(if count == 0 { '{' } else { ',' });
+                // Point names are validated identifiers: nothing to escape.
+                body.push('"');
+                body.push_str(name);
+                body.push_str("\":");
+                value.write_json(&mut body);
+                count += 1;
+            };
+            if device.report.on_change {
+                let values = published
+                    .iter()
+                    .map(|(n, v)| ((*n).to_owned(), (*v).clone()))
+                    .collect();
+                for (name, value) in filter.select(&device.report, values, Instant::now()) {
+                    push(&name, &value);
                 }
+            } else {
+                for (name, value) in published {
+                    push(name, value);
+                }
+            }
+            if count > 0 {
                 body.push('}');
-                let msg = Message::json_text("telemetry", body, rfc3339(polled_at)).for_device(&id);
-                stats
-                    .values
-                    .fetch_add(selected.len() as u64, Ordering::Relaxed);
+                let msg = Message::json_text("telemetry", body, polled_text).for_device(&id);
+                stats.values.fetch_add(count, Ordering::Relaxed);
                 if telemetry.send(msg).await.is_err() {
                     return;
                 }
