@@ -94,6 +94,9 @@ async fn run<U: Upstream>(
     let mut draining: Option<tokio::time::Instant> = None;
     let mut ticker = tokio::time::interval(options.sync_interval);
     let mut reported_drops = 0;
+    // Made once, not per message (each fresh future registers a waiter).
+    let cancelled = shutdown.cancelled();
+    tokio::pin!(cancelled);
     loop {
         while up && in_flight < window {
             let Some((seq, message)) = spool.next_from(cursor) else {
@@ -144,7 +147,7 @@ async fn run<U: Upstream>(
                 }
                 let _ignored = stats_tx.send(stats);
             }
-            _ = shutdown.cancelled(), if draining.is_none() => {
+            _ = &mut cancelled, if draining.is_none() => {
                 // Take everything producers already handed over, then drain.
                 while let Ok(message) = rx.try_recv() {
                     push(&mut spool, message);

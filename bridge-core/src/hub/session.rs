@@ -404,14 +404,19 @@ impl Driver {
             generation: self.connects,
         };
         let mut twin_check = tokio::time::interval(Duration::from_secs(1));
+        // Made once, not per event: each fresh future re-registers a waiter or a timer.
+        let shutdown = self.shutdown.clone();
+        let cancelled = shutdown.cancelled();
+        let renew = tokio::time::sleep_until(renew_at);
+        tokio::pin!(cancelled, renew);
         loop {
             tokio::select! {
                 biased;
-                _ = self.shutdown.cancelled() => {
+                _ = &mut cancelled => {
                     self.graceful_close(&conn, &mut eventloop).await;
                     return Ok(End::Shutdown);
                 }
-                _ = tokio::time::sleep_until(renew_at) => {
+                _ = &mut renew => {
                     self.graceful_close(&conn, &mut eventloop).await;
                     return Ok(End::Renew);
                 }

@@ -154,9 +154,12 @@ async fn connection(
     let (client, mut eventloop) = AsyncClient::new(opts, 512);
     let mut acks = AckTracker::default();
     let mut connected = false;
+    // Made once, not per event (each fresh future registers a waiter).
+    let cancelled = shutdown.cancelled();
+    tokio::pin!(cancelled);
     loop {
         tokio::select! {
-            _ = shutdown.cancelled() => return None,
+            _ = &mut cancelled => return None,
             event = eventloop.poll() => match event {
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                     if ack.code != ConnectReturnCode::Success {

@@ -131,10 +131,15 @@ pub async fn run(
     let slots = (device.poll_interval.as_millis() / slot.as_millis()).max(1) as u64;
     let phase = slot * (hash(&id) % slots) as u32;
     let mut next = tokio::time::Instant::now() + phase;
+    // Made once, not per cycle (each fresh future registers a waiter).
+    let cancelled = shutdown.cancelled();
+    let tick = tokio::time::sleep_until(next);
+    tokio::pin!(cancelled, tick);
     loop {
+        tick.as_mut().reset(next);
         tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep_until(next) => {}
+            _ = &mut cancelled => return,
+            _ = &mut tick => {}
         }
         let late = tokio::time::Instant::now().saturating_duration_since(next);
         stats

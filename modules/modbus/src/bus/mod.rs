@@ -138,9 +138,12 @@ pub fn spawn_bus(
         let mut retry_at = Instant::now();
         let mut last_frame = Instant::now();
         let gap = connection.frame_gap();
+        // Made once, not per request (each fresh future registers a waiter).
+        let cancelled = shutdown.cancelled();
+        tokio::pin!(cancelled);
         loop {
             let job = tokio::select! {
-                _ = shutdown.cancelled() => return,
+                _ = &mut cancelled => return,
                 job = rx.recv() => match job { Some(j) => j, None => return },
             };
             if job.reply.is_closed() {
