@@ -2,7 +2,9 @@
 //! serialises every request on it; devices hold a cheap [`BusHandle`]. Every request has
 //! a timeout. Connection failures back off exponentially; exceptions never reconnect.
 
+pub mod pdu;
 pub mod rtu;
+pub mod tcp;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -11,14 +13,13 @@ use bridge_core::upstream::Backoff;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
-use tokio_modbus::client::{Context, Reader, Writer};
-use tokio_modbus::prelude::SlaveContext;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
 use crate::config::{Connection, Parity};
 use crate::map::Table;
 use rtu::RtuTransport;
+use tcp::TcpTransport;
 
 /// One Modbus operation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,7 +119,7 @@ impl BusHandle {
 }
 
 enum Link {
-    Tcp(Context),
+    Tcp(TcpTransport<TcpStream>),
     Rtu(RtuTransport<Box<dyn Stream>>),
 }
 
@@ -188,14 +189,20 @@ pub fn spawn_bus(
                 tokio::time::sleep(gap - since).await;
             }
             let result = match link.as_mut() {
-                Some(Link::Tcp(ctx)) => tcp_call(ctx, job.unit, &job.op, job.timeout).await,
+                Some(Link::Tcp(t)) => t.call(job.unit, &job.op, job.timeout).await,
                 Some(Link::Rtu(t)) => t.call(job.unit, &job.op, job.timeout).await,
                 None => Err(BusError::Closed),
             };
             last_frame = Instant::now();
             match &result {
-                // TCP: a late reply would arrive on this socket; drop it with the socket.
-                Err(BusError::Timeout(_)) if matches!(link, Some(Link::Tcp(_))) => link = None,
+                // TCP drops late replies by transaction id, so one silent unit id does not
+                // cost its neighbours the connection; two silent timeouts in a row with
+                // nothing received at all mean the link itself is dead.
+                Err(BusError::Timeout(_))
+                    if matches!(&link, Some(Link::Tcp(t)) if t.silent_timeouts >= 2) =>
+                {
+                    link = None;
+                }
                 Err(BusError::Io(e)) => {
                     debug!(error = %e, "Bus I/O error; reconnecting on the next request.");
                     link = None;
@@ -229,7 +236,7 @@ async fn connect_host(host: &str, port: u16) -> Result<TcpStream, String> {
 
 async fn open(connection: &Connection, sim_addr: Option<SocketAddr>) -> Result<Link, String> {
     match connection {
-        Connection::Tcp { host, port, .. } => Ok(Link::Tcp(tokio_modbus::client::tcp::attach(
+        Connection::Tcp { host, port, .. } => Ok(Link::Tcp(TcpTransport::new(
             connect_host(host, *port).await?,
         ))),
         Connection::Simulated {} => {
@@ -237,7 +244,8 @@ async fn open(connection: &Connection, sim_addr: Option<SocketAddr>) -> Result<L
             let stream = TcpStream::connect(addr)
                 .await
                 .map_err(|e| format!("{addr}: {e}"))?;
-            Ok(Link::Tcp(tokio_modbus::client::tcp::attach(stream)))
+            let _ignored = stream.set_nodelay(true);
+            Ok(Link::Tcp(TcpTransport::new(stream)))
         }
         Connection::RtuOverTcp { host, port, .. } => Ok(Link::Rtu(RtuTransport::new(Box::new(
             connect_host(host, *port).await?,
@@ -269,61 +277,6 @@ async fn open(connection: &Connection, sim_addr: Option<SocketAddr>) -> Result<L
             let stream =
                 tokio_serial::SerialStream::open(&builder).map_err(|e| format!("{port}: {e}"))?;
             Ok(Link::Rtu(RtuTransport::new(Box::new(stream))))
-        }
-    }
-}
-
-async fn tcp_call(
-    ctx: &mut Context,
-    unit: u8,
-    op: &Op,
-    timeout: Duration,
-) -> Result<OpResult, BusError> {
-    ctx.set_slave(tokio_modbus::Slave(unit));
-    let fut = async {
-        match op {
-            Op::Read(Table::Coil, a, n) => {
-                ctx.read_coils(*a, *n).await.map(|r| r.map(OpResult::Bits))
-            }
-            Op::Read(Table::DiscreteInput, a, n) => ctx
-                .read_discrete_inputs(*a, *n)
-                .await
-                .map(|r| r.map(OpResult::Bits)),
-            Op::Read(Table::Holding, a, n) => ctx
-                .read_holding_registers(*a, *n)
-                .await
-                .map(|r| r.map(OpResult::Registers)),
-            Op::Read(Table::Input, a, n) => ctx
-                .read_input_registers(*a, *n)
-                .await
-                .map(|r| r.map(OpResult::Registers)),
-            Op::WriteCoil(a, v) => ctx
-                .write_single_coil(*a, *v)
-                .await
-                .map(|r| r.map(|()| OpResult::Written)),
-            Op::WriteRegister(a, v) => ctx
-                .write_single_register(*a, *v)
-                .await
-                .map(|r| r.map(|()| OpResult::Written)),
-            Op::WriteRegisters(a, v) => ctx
-                .write_multiple_registers(*a, v)
-                .await
-                .map(|r| r.map(|()| OpResult::Written)),
-        }
-    };
-    match tokio::time::timeout(timeout, fut).await {
-        Err(_) => Err(BusError::Timeout(timeout)),
-        Ok(Err(e)) => Err(BusError::Io(e.to_string())),
-        Ok(Ok(Err(code))) => Err(BusError::Exception(u8::from(code))),
-        Ok(Ok(Ok(r))) => {
-            // Devices may return more bits than asked (whole bytes); trim to the request.
-            Ok(match (op, r) {
-                (Op::Read(_, _, n), OpResult::Bits(mut b)) => {
-                    b.truncate(usize::from(*n));
-                    OpResult::Bits(b)
-                }
-                (_, r) => r,
-            })
         }
     }
 }

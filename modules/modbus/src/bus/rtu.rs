@@ -13,8 +13,8 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
+use super::pdu::{self, Answer};
 use super::{BusError, Op, OpResult};
-use crate::map::Table;
 
 /// CRC-16/MODBUS, sent low byte first.
 pub fn crc16(data: &[u8]) -> u16 {
@@ -32,43 +32,10 @@ pub fn crc16(data: &[u8]) -> u16 {
     crc
 }
 
-fn function_code(op: &Op) -> u8 {
-    match op {
-        Op::Read(Table::Coil, ..) => 1,
-        Op::Read(Table::DiscreteInput, ..) => 2,
-        Op::Read(Table::Holding, ..) => 3,
-        Op::Read(Table::Input, ..) => 4,
-        Op::WriteCoil(..) => 5,
-        Op::WriteRegister(..) => 6,
-        Op::WriteRegisters(..) => 16,
-    }
-}
-
-/// The request frame (PDU + unit + CRC).
+/// The request frame (unit + PDU + CRC).
 pub fn request(unit: u8, op: &Op) -> Vec<u8> {
-    let mut f = vec![unit, function_code(op)];
-    match op {
-        Op::Read(_, addr, count) => {
-            f.extend_from_slice(&addr.to_be_bytes());
-            f.extend_from_slice(&count.to_be_bytes());
-        }
-        Op::WriteCoil(addr, on) => {
-            f.extend_from_slice(&addr.to_be_bytes());
-            f.extend_from_slice(&(if *on { 0xFF00u16 } else { 0 }).to_be_bytes());
-        }
-        Op::WriteRegister(addr, v) => {
-            f.extend_from_slice(&addr.to_be_bytes());
-            f.extend_from_slice(&v.to_be_bytes());
-        }
-        Op::WriteRegisters(addr, values) => {
-            f.extend_from_slice(&addr.to_be_bytes());
-            f.extend_from_slice(&(values.len() as u16).to_be_bytes());
-            f.push((values.len() * 2) as u8);
-            for v in values {
-                f.extend_from_slice(&v.to_be_bytes());
-            }
-        }
-    }
+    let mut f = vec![unit];
+    pdu::encode_request(op, &mut f);
     let crc = crc16(&f);
     f.extend_from_slice(&crc.to_le_bytes());
     f
@@ -88,7 +55,7 @@ pub enum Parsed {
 /// Looks for the response to `(unit, op)` in `buf`, skipping anything that does not
 /// match (noise, stale replies, bad CRCs). Consumed bytes are removed from `buf`.
 pub fn parse_response(unit: u8, op: &Op, buf: &mut Vec<u8>) -> Parsed {
-    let fc = function_code(op);
+    let fc = pdu::function_code(op);
     let mut i = 0;
     while i + 2 <= buf.len() {
         if buf[i] != unit || (buf[i + 1] != fc && buf[i + 1] != fc | 0x80) {
@@ -98,25 +65,18 @@ pub fn parse_response(unit: u8, op: &Op, buf: &mut Vec<u8>) -> Parsed {
         let expected_len = if buf[i + 1] & 0x80 != 0 {
             5
         } else {
-            match op {
-                Op::Read(table, _, count) => {
-                    let data = if table.is_bits() {
-                        usize::from(count.div_ceil(8))
-                    } else {
-                        usize::from(*count) * 2
-                    };
-                    // The byte count field must agree with the request.
-                    match buf.get(i + 2) {
-                        None => return Parsed::Incomplete,
-                        Some(b) if usize::from(*b) != data => {
-                            i += 1;
-                            continue;
-                        }
-                        Some(_) => 3 + data + 2,
+            if let Op::Read(table, _, count) = op {
+                // The byte count field must agree with the request.
+                match buf.get(i + 2) {
+                    None => return Parsed::Incomplete,
+                    Some(b) if usize::from(*b) != pdu::data_len(*table, *count) => {
+                        i += 1;
+                        continue;
                     }
+                    Some(_) => {}
                 }
-                _ => 8,
             }
+            1 + pdu::response_len(op) + 2
         };
         let Some(frame) = buf.get(i..i + expected_len) else {
             return Parsed::Incomplete;
@@ -126,54 +86,15 @@ pub fn parse_response(unit: u8, op: &Op, buf: &mut Vec<u8>) -> Parsed {
             i += 1;
             continue;
         }
-        let parsed = decode_body(op, body);
+        let answer = pdu::decode_response(op, &body[1..]);
         buf.drain(..i + expected_len);
-        match parsed {
-            Some(p) => return p,
-            None => {
-                i = 0;
-                continue;
-            }
+        match answer {
+            Answer::Ok(r) => return Parsed::Response(r),
+            Answer::Exception(code) => return Parsed::Exception(code),
+            Answer::Mismatch => i = 0,
         }
     }
     Parsed::Incomplete
-}
-
-fn decode_body(op: &Op, body: &[u8]) -> Option<Parsed> {
-    if body[1] & 0x80 != 0 {
-        return Some(Parsed::Exception(body[2]));
-    }
-    match op {
-        Op::Read(table, _, count) if table.is_bits() => {
-            let bits = (0..usize::from(*count))
-                .map(|n| body[3 + n / 8] >> (n % 8) & 1 == 1)
-                .collect();
-            Some(Parsed::Response(OpResult::Bits(bits)))
-        }
-        Op::Read(..) => Some(Parsed::Response(OpResult::Registers(
-            body[3..]
-                .chunks(2)
-                .map(|c| u16::from_be_bytes([c[0], c[1]]))
-                .collect(),
-        ))),
-        // Writes echo address and value/quantity: a mismatch is someone else's reply.
-        Op::WriteCoil(addr, on) => {
-            let want = [
-                addr.to_be_bytes(),
-                (if *on { 0xFF00u16 } else { 0 }).to_be_bytes(),
-            ]
-            .concat();
-            (body[2..6] == want[..]).then_some(Parsed::Response(OpResult::Written))
-        }
-        Op::WriteRegister(addr, v) => {
-            let want = [addr.to_be_bytes(), v.to_be_bytes()].concat();
-            (body[2..6] == want[..]).then_some(Parsed::Response(OpResult::Written))
-        }
-        Op::WriteRegisters(addr, values) => {
-            let want = [addr.to_be_bytes(), (values.len() as u16).to_be_bytes()].concat();
-            (body[2..6] == want[..]).then_some(Parsed::Response(OpResult::Written))
-        }
-    }
 }
 
 /// An RTU master on a byte stream.
@@ -271,6 +192,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> RtuTransport<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::map::Table;
 
     fn respond(body: &[u8]) -> Vec<u8> {
         let mut f = body.to_vec();

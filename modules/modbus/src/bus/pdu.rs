@@ -1,0 +1,157 @@
+//! Modbus PDUs (function code + data), shared by the RTU and TCP framings. Pure.
+
+use super::{Op, OpResult};
+use crate::map::Table;
+
+/// The function code of an operation.
+pub fn function_code(op: &Op) -> u8 {
+    match op {
+        Op::Read(Table::Coil, ..) => 1,
+        Op::Read(Table::DiscreteInput, ..) => 2,
+        Op::Read(Table::Holding, ..) => 3,
+        Op::Read(Table::Input, ..) => 4,
+        Op::WriteCoil(..) => 5,
+        Op::WriteRegister(..) => 6,
+        Op::WriteRegisters(..) => 16,
+    }
+}
+
+/// Appends the request PDU for `op` to `out`.
+pub fn encode_request(op: &Op, out: &mut Vec<u8>) {
+    out.push(function_code(op));
+    match op {
+        Op::Read(_, addr, count) => {
+            out.extend_from_slice(&addr.to_be_bytes());
+            out.extend_from_slice(&count.to_be_bytes());
+        }
+        Op::WriteCoil(addr, on) => {
+            out.extend_from_slice(&addr.to_be_bytes());
+            out.extend_from_slice(&coil_word(*on).to_be_bytes());
+        }
+        Op::WriteRegister(addr, v) => {
+            out.extend_from_slice(&addr.to_be_bytes());
+            out.extend_from_slice(&v.to_be_bytes());
+        }
+        Op::WriteRegisters(addr, values) => {
+            out.extend_from_slice(&addr.to_be_bytes());
+            out.extend_from_slice(&(values.len() as u16).to_be_bytes());
+            out.push((values.len() * 2) as u8);
+            for v in values {
+                out.extend_from_slice(&v.to_be_bytes());
+            }
+        }
+    }
+}
+
+fn coil_word(on: bool) -> u16 {
+    if on { 0xFF00 } else { 0 }
+}
+
+/// Length of the response PDU to `op` (function code included), when it is not an
+/// exception.
+pub fn response_len(op: &Op) -> usize {
+    match op {
+        Op::Read(table, _, count) => 2 + data_len(*table, *count),
+        _ => 5,
+    }
+}
+
+/// Bytes of data a read of `count` items returns.
+pub fn data_len(table: Table, count: u16) -> usize {
+    if table.is_bits() {
+        usize::from(count.div_ceil(8))
+    } else {
+        usize::from(count) * 2
+    }
+}
+
+/// What a response PDU says about `op`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// The expected response.
+    Ok(OpResult),
+    /// An exception response with its code.
+    Exception(u8),
+    /// Not a response to `op` (wrong function, byte count or write echo).
+    Mismatch,
+}
+
+/// Decodes a response PDU (function code first) to `op`.
+pub fn decode_response(op: &Op, pdu: &[u8]) -> Answer {
+    let fc = function_code(op);
+    match pdu {
+        [f, code] if *f == fc | 0x80 => return Answer::Exception(*code),
+        [f, ..] if *f == fc && pdu.len() == response_len(op) => {}
+        _ => return Answer::Mismatch,
+    }
+    match op {
+        Op::Read(table, _, count) => {
+            if usize::from(pdu[1]) != data_len(*table, *count) {
+                return Answer::Mismatch;
+            }
+            let data = &pdu[2..];
+            if table.is_bits() {
+                let bits = (0..usize::from(*count))
+                    .map(|n| data[n / 8] >> (n % 8) & 1 == 1)
+                    .collect();
+                Answer::Ok(OpResult::Bits(bits))
+            } else {
+                let regs = data
+                    .chunks_exact(2)
+                    .map(|c| u16::from_be_bytes([c[0], c[1]]))
+                    .collect();
+                Answer::Ok(OpResult::Registers(regs))
+            }
+        }
+        // Writes echo address and value/quantity: a mismatch is someone else's reply.
+        Op::WriteCoil(addr, on) => echo(pdu, *addr, coil_word(*on)),
+        Op::WriteRegister(addr, v) => echo(pdu, *addr, *v),
+        Op::WriteRegisters(addr, values) => echo(pdu, *addr, values.len() as u16),
+    }
+}
+
+fn echo(pdu: &[u8], addr: u16, value: u16) -> Answer {
+    let [a0, a1] = addr.to_be_bytes();
+    let [v0, v1] = value.to_be_bytes();
+    if pdu[1..5] == [a0, a1, v0, v1] {
+        Answer::Ok(OpResult::Written)
+    } else {
+        Answer::Mismatch
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_and_responses() {
+        let mut out = Vec::new();
+        encode_request(&Op::WriteRegisters(0x10, vec![1, 2]), &mut out);
+        assert_eq!(out, [16, 0, 0x10, 0, 2, 4, 0, 1, 0, 2]);
+        let read = Op::Read(Table::Holding, 0, 2);
+        assert_eq!(
+            decode_response(&read, &[3, 4, 0x41, 0xAC, 0, 0]),
+            Answer::Ok(OpResult::Registers(vec![0x41AC, 0]))
+        );
+        assert_eq!(decode_response(&read, &[0x83, 2]), Answer::Exception(2));
+        // Wrong byte count, wrong length, other function, empty.
+        assert_eq!(decode_response(&read, &[3, 2, 0, 1, 0, 0]), Answer::Mismatch);
+        assert_eq!(decode_response(&read, &[3, 4, 0, 1]), Answer::Mismatch);
+        assert_eq!(decode_response(&read, &[4, 4, 0, 1, 0, 0]), Answer::Mismatch);
+        assert_eq!(decode_response(&read, &[]), Answer::Mismatch);
+        let coils = Op::Read(Table::Coil, 0, 9);
+        assert_eq!(
+            decode_response(&coils, &[1, 2, 0b101, 1]),
+            Answer::Ok(OpResult::Bits(vec![
+                true, false, true, false, false, false, false, false, true
+            ]))
+        );
+        let w = Op::WriteCoil(0xAC, true);
+        assert_eq!(
+            decode_response(&w, &[5, 0, 0xAC, 0xFF, 0]),
+            Answer::Ok(OpResult::Written)
+        );
+        assert_eq!(decode_response(&w, &[5, 0, 0xAC, 0, 0]), Answer::Mismatch);
+    }
+}
