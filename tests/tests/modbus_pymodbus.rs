@@ -397,19 +397,38 @@ async fn silent_unit_goes_offline_without_delaying_the_others() {
 
 #[tokio::test]
 async fn stalled_rtu_reply_is_never_taken_for_the_next_answer() {
+    stalled_reply_is_never_taken_for_the_next_answer(true).await;
+}
+
+/// Modbus TCP drops the late reply by its transaction id.
+#[tokio::test]
+async fn stalled_tcp_reply_is_never_taken_for_the_next_answer() {
+    stalled_reply_is_never_taken_for_the_next_answer(false).await;
+}
+
+async fn stalled_reply_is_never_taken_for_the_next_answer(rtu: bool) {
     init_tracing();
     let dir = tempfile::tempdir().unwrap();
-    let server = PyModbus::rtu(&json!({
+    let spec = json!({
         "units": {"1": {"holding": [{"address": 0, "type": "u16", "value": 1111}, {"address": 100, "type": "u16", "value": 2222}]}},
         "stall": {"unit": 1, "address": 0, "seconds": 0.8}
-    }))
-    .await
+    });
+    let server = if rtu {
+        PyModbus::rtu(&spec).await
+    } else {
+        PyModbus::tcp(&spec).await
+    }
     .unwrap();
+    let connection = if rtu {
+        json!({"type": "rtu", "port": server.client_tty})
+    } else {
+        json!({"type": "tcp", "host": "127.0.0.1", "port": server.port})
+    };
     let sim = sim().await;
     let map = json!({"name": "two", "points": {"a": {"table": "holding", "address": 0, "type": "u16"}, "b": {"table": "holding", "address": 100, "type": "u16"}}});
     sim.hub.set_desired(
         "edge-gw/modbus",
-        &json!({"devices": {"d": {"map": map, "connection": {"type": "rtu", "port": server.client_tty}, "pollIntervalMs": 100, "timeoutMs": 300}}}),
+        &json!({"devices": {"d": {"map": map, "connection": connection, "pollIntervalMs": 100, "timeoutMs": 300}}}),
     );
     let stop = run_modbus_against(&sim, "modbus", KEY, dir.path(), None)
         .await

@@ -198,8 +198,7 @@ pub fn spawn_bus(
                 // TCP drops late replies by transaction id, so one silent unit id does not
                 // cost its neighbours the connection; two silent timeouts in a row with
                 // nothing received at all mean the link itself is dead.
-                Err(BusError::Timeout(_))
-                    if matches!(&link, Some(Link::Tcp(t)) if t.silent_timeouts >= 2) =>
+                Err(BusError::Timeout(_)) if matches!(&link, Some(Link::Tcp(t)) if t.silent_timeouts >= 2) =>
                 {
                     link = None;
                 }

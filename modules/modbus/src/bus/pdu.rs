@@ -136,9 +136,15 @@ mod tests {
         );
         assert_eq!(decode_response(&read, &[0x83, 2]), Answer::Exception(2));
         // Wrong byte count, wrong length, other function, empty.
-        assert_eq!(decode_response(&read, &[3, 2, 0, 1, 0, 0]), Answer::Mismatch);
+        assert_eq!(
+            decode_response(&read, &[3, 2, 0, 1, 0, 0]),
+            Answer::Mismatch
+        );
         assert_eq!(decode_response(&read, &[3, 4, 0, 1]), Answer::Mismatch);
-        assert_eq!(decode_response(&read, &[4, 4, 0, 1, 0, 0]), Answer::Mismatch);
+        assert_eq!(
+            decode_response(&read, &[4, 4, 0, 1, 0, 0]),
+            Answer::Mismatch
+        );
         assert_eq!(decode_response(&read, &[]), Answer::Mismatch);
         let coils = Op::Read(Table::Coil, 0, 9);
         assert_eq!(

@@ -174,7 +174,10 @@ mod tests {
                 total: 11
             }))
         );
-        assert!(parse_frame(&[0, 1, 0, 9, 0, 3, 1, 3, 0]).is_err(), "protocol id");
+        assert!(
+            parse_frame(&[0, 1, 0, 9, 0, 3, 1, 3, 0]).is_err(),
+            "protocol id"
+        );
         assert!(parse_frame(&[0, 1, 0, 0, 0xFF, 0xFF, 1]).is_err(), "length");
         assert!(parse_frame(&[0, 1, 0, 0, 0, 1, 1]).is_err(), "too short");
     }
@@ -189,13 +192,22 @@ mod tests {
             server.read_exact(&mut req).await.unwrap();
             tokio::time::sleep(Duration::from_millis(120)).await;
             // The late answer to request 1, then the answer to request 2.
-            server.write_all(&reply(1, 1, &[3, 2, 0, 111])).await.unwrap();
+            server
+                .write_all(&reply(1, 1, &[3, 2, 0, 111]))
+                .await
+                .unwrap();
             server.read_exact(&mut req).await.unwrap();
             assert_eq!(&req[..2], &[0, 2]);
-            server.write_all(&reply(2, 1, &[3, 2, 0, 222])).await.unwrap();
+            server
+                .write_all(&reply(2, 1, &[3, 2, 0, 222]))
+                .await
+                .unwrap();
             // Garbage: the stream is out of step.
             server.read_exact(&mut req).await.unwrap();
-            server.write_all(b"HTTP/1.1 400 Bad Request\r\n").await.unwrap();
+            server
+                .write_all(b"HTTP/1.1 400 Bad Request\r\n")
+                .await
+                .unwrap();
             server
         });
         assert!(matches!(
@@ -241,7 +253,9 @@ mod tests {
         let wait = Duration::from_millis(500);
         assert_eq!(t.call(1, &op, wait).await, Err(BusError::Exception(2)));
         assert!(matches!(t.call(1, &op, wait).await, Err(BusError::Io(e)) if e.contains("unit 9")));
-        assert!(matches!(t.call(1, &op, wait).await, Err(BusError::Io(e)) if e.contains("does not match")));
+        assert!(
+            matches!(t.call(1, &op, wait).await, Err(BusError::Io(e)) if e.contains("does not match"))
+        );
         drop(srv.await);
     }
 }
