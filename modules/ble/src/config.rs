@@ -58,6 +58,22 @@ pub struct Scan {
     /// fair queue.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// `active` (BlueZ discovery: scan requests, so scan responses such as names arrive)
+    /// or `passive` (BlueZ advertisement monitor: listen only, for the advertisement
+    /// formats in use; needs BlueZ 5.56+).
+    #[serde(default)]
+    pub mode: ScanMode,
+}
+
+/// How to scan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ScanMode {
+    /// BlueZ discovery.
+    #[default]
+    Active,
+    /// BlueZ advertisement monitor with patterns from the configuration.
+    Passive,
 }
 
 const fn default_max_connections() -> usize {
@@ -68,6 +84,7 @@ impl Default for Scan {
     fn default() -> Self {
         Self {
             max_connections: default_max_connections(),
+            mode: ScanMode::Active,
         }
     }
 }
@@ -95,6 +112,16 @@ struct RawConfig {
     discovery: Discovery,
     #[serde(default)]
     maps: BTreeMap<String, Value>,
+}
+
+/// The decoders discovery tries: the configured ones, or the default set (iBeacon and
+/// Eddystone are left out by default: phones and tags everywhere send them).
+pub fn discovery_maps(discovery: &Discovery) -> Vec<&str> {
+    if discovery.maps.is_empty() {
+        vec!["bthome-v2", "ruuvi-rawv2", "xiaomi-pvvx"]
+    } else {
+        discovery.maps.iter().map(String::as_str).collect()
+    }
 }
 
 /// A configured device.
@@ -271,12 +298,22 @@ pub fn parse(doc: &Value) -> Result<BleConfig, ConfigErrors> {
     for (i, m) in raw.discovery.maps.iter().enumerate() {
         check_map(m, format!("discovery.maps[{i}]"), &mut issues);
     }
+    let config = BleConfig {
+        devices,
+        scan: raw.scan,
+        discovery: raw.discovery,
+    };
+    if config.scan.mode == ScanMode::Passive
+        && issues.is_empty()
+        && crate::monitor::patterns(&config).is_empty()
+    {
+        issues.push(ConfigIssue::new(
+            "scan.mode",
+            "Passive scanning listens for the advertisement formats in use, and there are none: add an advertisement device or enable discovery, or scan actively.",
+        ));
+    }
     if issues.is_empty() {
-        Ok(BleConfig {
-            devices,
-            scan: raw.scan,
-            discovery: raw.discovery,
-        })
+        Ok(config)
     } else {
         Err(ConfigErrors(issues))
     }
@@ -314,6 +351,18 @@ mod tests {
 #[cfg(test)]
 mod map_files {
     use super::*;
+
+    #[test]
+    fn passive_scanning_needs_something_to_listen_for() {
+        let gatt = serde_json::json!({"address": "C0:FF:EE:00:00:04", "map": "ble-battery"});
+        let e = parse(&serde_json::json!({"scan": {"mode": "passive"}, "devices": {"g": gatt}}))
+            .unwrap_err();
+        assert_eq!(e.0[0].path, "scan.mode");
+        let ok = parse(&serde_json::json!({"scan": {"mode": "passive"}, "devices": {"g": gatt}, "discovery": {"enabled": true}})).unwrap();
+        assert_eq!(ok.scan.mode, ScanMode::Passive);
+        let e = parse(&serde_json::json!({"scan": {"mode": "quiet"}})).unwrap_err();
+        assert_eq!(e.0[0].path, "scan.mode", "{e:?}");
+    }
 
     /// The documented map files in device-maps/ble agree with the code.
     #[test]

@@ -15,6 +15,7 @@ pub mod custom;
 pub mod deploy;
 pub mod gatt;
 pub mod models;
+pub mod monitor;
 pub mod report;
 pub mod scanner;
 

@@ -17,7 +17,7 @@ use tracing::{info, warn};
 use uuid::Uuid;
 
 use crate::adverts::{self, DecodeError, Decoded};
-use crate::config::BleConfig;
+use crate::config::{BleConfig, ScanMode};
 
 #[cfg(test)]
 mod tests {
@@ -180,6 +180,15 @@ async fn adapter() -> Result<Adapter, String> {
         .ok_or_else(|| "No Bluetooth adapter found (BlueZ runs, but has no adapter).".to_owned())
 }
 
+async fn stop_scanning(adapter: &Adapter, monitor: Option<crate::monitor::bus::Registration>) {
+    match monitor {
+        Some(m) => m.unregister().await,
+        None => {
+            let _ignored = adapter.stop_scan().await;
+        }
+    }
+}
+
 /// Write channels of running GATT devices, by device id (for the `write` method).
 pub type Writers =
     Arc<std::sync::Mutex<HashMap<String, tokio::sync::mpsc::Sender<crate::connection::WriteCmd>>>>;
@@ -204,7 +213,25 @@ pub async fn run(mut cx: ModuleContext<BleConfig>, writers: Writers) {
             }
         };
         let events = adapter.events().await;
-        let started = adapter.start_scan(ScanFilter::default()).await;
+        let current: Arc<BleConfig> = cx.config.borrow_and_update().clone();
+        // Passive: a BlueZ advertisement monitor instead of discovery; when BlueZ cannot,
+        // say why and scan actively rather than not at all.
+        let (monitor, fallback) = match current.scan.mode {
+            ScanMode::Passive => {
+                match crate::monitor::bus::register(&crate::monitor::patterns(&current)).await {
+                    Ok(m) => (Some(m), None),
+                    Err(e) => {
+                        warn!(error = %e, "Passive scanning is unavailable; scanning actively.");
+                        (None, Some(format!("passive scanning unavailable: {e}")))
+                    }
+                }
+            }
+            ScanMode::Active => (None, None),
+        };
+        let started = match &monitor {
+            Some(_) => Ok(()),
+            None => adapter.start_scan(ScanFilter::default()).await,
+        };
         let (mut events, ()) = match (events, started) {
             (Ok(ev), Ok(())) => (ev, ()),
             (Err(e), _) | (_, Err(e)) => {
@@ -215,12 +242,17 @@ pub async fn run(mut cx: ModuleContext<BleConfig>, writers: Writers) {
                 }
             }
         };
-        info!("Scanning for BLE advertisements.");
-        cx.reporter
-            .report(json!({"bluetooth": {"state": "scanning", "error": null}}));
+        let mode = if monitor.is_some() {
+            "passive"
+        } else {
+            "active"
+        };
+        info!(mode, "Scanning for BLE advertisements.");
+        cx.reporter.report(
+            json!({"bluetooth": {"state": "scanning", "scanMode": mode, "error": fallback}}),
+        );
         let mut sweep = tokio::time::interval(Duration::from_secs(5));
         let gatt_stop = cx.shutdown.child_token();
-        let current: Arc<BleConfig> = cx.config.borrow_and_update().clone();
         let slots = Arc::new(tokio::sync::Semaphore::new(
             current.scan.max_connections.max(1),
         ));
@@ -243,7 +275,7 @@ pub async fn run(mut cx: ModuleContext<BleConfig>, writers: Writers) {
         loop {
             let event = tokio::select! {
                 _ = cx.shutdown.cancelled() => {
-                    let _ignored = adapter.stop_scan().await;
+                    stop_scanning(&adapter, monitor).await;
                     return;
                 }
                 _ = cx.config.changed() => {
@@ -305,11 +337,7 @@ pub async fn run(mut cx: ModuleContext<BleConfig>, writers: Writers) {
                     }
                 },
                 None if config.discovery.enabled => {
-                    let maps: Vec<&str> = if config.discovery.maps.is_empty() {
-                        vec!["bthome-v2", "ruuvi-rawv2", "xiaomi-pvvx"]
-                    } else {
-                        config.discovery.maps.iter().map(String::as_str).collect()
-                    };
+                    let maps = crate::config::discovery_maps(&config.discovery);
                     match maps.iter().find_map(|m| decode(m, &props, None).ok()) {
                         Some(dec) => (
                             format!("ble-{}", address.replace(':', "").to_ascii_lowercase()),
@@ -355,6 +383,7 @@ pub async fn run(mut cx: ModuleContext<BleConfig>, writers: Writers) {
             }
         }
         gatt_stop.cancel();
+        stop_scanning(&adapter, monitor).await;
         info!("Restarting the scan.");
     }
 }

@@ -116,3 +116,22 @@ def AddGattCharacteristic(self, service_path, handle, uuid, flags, value):
         ("StopNotify", "", "", _stop_notify),
     ])
     return path
+
+
+MONITOR_MANAGER_IFACE = "org.bluez.AdvertisementMonitorManager1"
+
+
+@dbus.service.method(bluez5.BLUEZ_MOCK_IFACE, in_signature="s", out_signature="")
+def AddMonitorManager(self, adapter):
+    """BlueZ 5.56+: the adapter offers advertisement monitors (passive scanning).
+    RegisterMonitor/UnregisterMonitor are recorded in the call log; the test plays
+    BlueZ's part of reading the application's monitors and activating them."""
+    obj = mockobject.objects[f"/org/bluez/{adapter}"]
+    obj.AddProperties(MONITOR_MANAGER_IFACE, {
+        "SupportedMonitorTypes": dbus.Array(["or_patterns"], signature="s"),
+        "SupportedFeatures": dbus.Array([], signature="s"),
+    })
+    obj.AddMethods(MONITOR_MANAGER_IFACE, [
+        ("RegisterMonitor", "o", "", ""),
+        ("UnregisterMonitor", "o", "", ""),
+    ])

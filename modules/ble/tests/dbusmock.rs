@@ -717,3 +717,150 @@ fn no_adapter_is_a_clear_error() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+impl Bus {
+    /// Unique bus names held by process `pid`.
+    fn names_of(&self, pid: u32) -> Vec<String> {
+        let out = Command::new("busctl")
+            .arg(format!("--address={}", self.address))
+            .args(["list", "--json=short"])
+            .output()
+            .expect("busctl");
+        let list: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        list.as_array()
+            .into_iter()
+            .flatten()
+            .filter(|n| n["pid"] == pid && n["name"].as_str().is_some_and(|s| s.starts_with(':')))
+            .filter_map(|n| n["name"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    /// `busctl call` returning JSON, or None when the call fails.
+    fn call_json(&self, dest: &str, path: &str, iface: &str, method: &str) -> Option<Value> {
+        let out = Command::new("busctl")
+            .arg(format!("--address={}", self.address))
+            .args(["call", "--json=short", dest, path, iface, method])
+            .output()
+            .expect("busctl");
+        out.status
+            .success()
+            .then(|| serde_json::from_slice(&out.stdout).unwrap_or(Value::Null))
+    }
+}
+
+#[test]
+fn passive_scan_registers_a_monitor_instead_of_discovering() {
+    let bus = Bus::start(true);
+    bus.mock_call("AddAdapter", "ss", vec!["hci0".into(), "host".into()]);
+    bus.mock_call("AddMonitorManager", "s", vec!["hci0".into()]);
+    let (mut child, rx, log) = bus.module(&json!({
+        "scan": {"mode": "passive"},
+        "devices": {
+            "thermo-1": {"address": "C0:FF:EE:00:00:01", "map": "bthome-v2"},
+            "ruuvi-1": {"address": "C0:FF:EE:00:00:02", "map": "ruuvi-rawv2"}
+        }
+    }));
+    let mock_log = bus.dir.path().join("mock.log");
+    let read_log = || std::fs::read_to_string(&mock_log).unwrap_or_default();
+    wait_for(Duration::from_secs(20), || {
+        read_log().contains("RegisterMonitor")
+    });
+    assert!(
+        read_log().contains("RegisterMonitor \"/io/edgebridge/ble\""),
+        "{}",
+        read_log()
+    );
+    // Play BlueZ: read the application's monitors, as bluetoothd does, and activate them.
+    let mut objects = None;
+    for name in bus.names_of(child.id()) {
+        if let Some(v) = bus.call_json(
+            &name,
+            "/io/edgebridge/ble",
+            "org.freedesktop.DBus.ObjectManager",
+            "GetManagedObjects",
+        ) {
+            objects = Some((name, v));
+        }
+    }
+    let (name, objects) = objects.expect("the module exports its monitor");
+    let monitor =
+        &objects["data"][0]["/io/edgebridge/ble/monitor0"]["org.bluez.AdvertisementMonitor1"];
+    assert_eq!(monitor["Type"]["data"], "or_patterns", "{objects}");
+    assert_eq!(
+        monitor["Patterns"]["data"],
+        json!([[0, 0x16, [0xD2, 0xFC]], [0, 0xFF, [0x99, 0x04]]]),
+        "BTHome service data and Ruuvi manufacturer data: {objects}"
+    );
+    assert!(
+        bus.call_json(
+            &name,
+            "/io/edgebridge/ble/monitor0",
+            "org.bluez.AdvertisementMonitor1",
+            "Activate"
+        )
+        .is_some()
+    );
+    // Matching devices then show up through Device1 objects, without discovery.
+    bus.add_le(
+        "C0:FF:EE:00:00:01",
+        &[],
+        &[(BTHOME, &[0x40, 0x02, 0xCA, 0x09, 0x03, 0xBF, 0x13])],
+        -60,
+    );
+    bus.add_le("C0:FF:EE:00:00:02", &[(0x0499, &RUUVI)], &[], -70);
+    let mut rx = Lines {
+        seen: Vec::new(),
+        rx,
+    };
+    assert_eq!(
+        rx.expect("thermo-1", |b| b["temperature"] == 25.06)["body"]["rssi"],
+        -60
+    );
+    rx.expect("ruuvi-1", |b| b["temperature"] == 24.3);
+    bus.update(
+        "C0:FF:EE:00:00:01",
+        &[],
+        &[(BTHOME, &[0x40, 0x02, 0x2C, 0x0A, 0x03, 0xBF, 0x13])],
+        -58,
+    );
+    rx.expect("thermo-1", |b| b["temperature"] == 26.04);
+    assert!(
+        !read_log().contains("StartDiscovery"),
+        "passive mode started discovery:\n{}",
+        read_log()
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("passive"), "{text}");
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn passive_scan_without_monitor_support_falls_back_to_active_and_says_why() {
+    let bus = Bus::start(true);
+    bus.mock_call("AddAdapter", "ss", vec!["hci0".into(), "host".into()]);
+    bus.add_le(
+        "C0:FF:EE:00:00:01",
+        &[],
+        &[(BTHOME, &[0x40, 0x02, 0xCA, 0x09, 0x03, 0xBF, 0x13])],
+        -60,
+    );
+    let (mut child, rx, log) = bus.module(&json!({
+        "scan": {"mode": "passive"},
+        "devices": {"thermo-1": {"address": "C0:FF:EE:00:00:01", "map": "bthome-v2"}}
+    }));
+    let mut rx = Lines {
+        seen: Vec::new(),
+        rx,
+    };
+    rx.expect("thermo-1", |b| b["temperature"] == 25.06);
+    let mock_log = std::fs::read_to_string(bus.dir.path().join("mock.log")).unwrap();
+    assert!(mock_log.contains("StartDiscovery"), "{mock_log}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("Passive scanning is unavailable") && text.contains("5.56"),
+        "{text}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
