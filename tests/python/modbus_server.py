@@ -7,7 +7,8 @@ independently of the module's own codec:
     {"units": {"1": {"holding": [{"address": 0, "type": "f32", "value": 21.5, "order": "CDAB"}, ...],
                      "input": [...], "coils": [{"address": 0, "value": true}], "discrete": [...]}},
      "silent": [7],                                  # unit ids that never answer
-     "stall": {"unit": 1, "address": 99, "seconds": 0.8}}   # delay the first reply to this read
+     "stall": {"unit": 1, "address": 99, "seconds": 0.8},   # delay the first reply to this read
+     "requestLog": "/tmp/x.log"}                    # append "unit function address" per request
 
 Registers not listed are undefined: reading them gives exception 2 (illegal data address).
 Prints "ready" once listening.
@@ -85,6 +86,7 @@ async def main():
     silent = set(spec.get("silent", []))
     stall = spec.get("stall")
     state = {"stalled": False, "last": None}
+    request_log = spec.get("requestLog")
     rtu = args.mode == "rtu"
 
     def trace_packet(sending, data):
@@ -92,6 +94,9 @@ async def main():
         pdu = data[1:] if rtu else data[7:]
         if not sending:
             state["last"] = (unit, pdu[0] if pdu else None, int.from_bytes(pdu[1:3], "big") if len(pdu) >= 3 else None)
+            if request_log:
+                with open(request_log, "a") as f:
+                    f.write("%s %s %s\n" % state["last"])
             return data
         if unit in silent:
             return b""

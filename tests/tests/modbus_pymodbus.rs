@@ -38,10 +38,12 @@ fn server_spec() -> Value {
                 {"address": 30, "type": "u16", "value": 2312},
                 {"address": 40, "type": "u16", "value": 100},
                 {"address": 42, "type": "i32", "value": 0, "order": "CDAB"},
-                {"address": 44, "type": "f32", "value": 0.0}
+                {"address": 44, "type": "f32", "value": 0.0},
+                {"address": 46, "type": "u16", "value": 0},
+                {"address": 50, "type": "string", "value": "init", "length": 4}
             ],
             "input": [{"address": 0, "type": "u16", "value": 1000}],
-            "coils": [{"address": 0, "value": true}, {"address": 1, "value": false}],
+            "coils": [{"address": 0, "value": true}, {"address": 1, "value": false}, {"address": 2, "value": false}],
             "discrete": [{"address": 0, "value": true}]
         },
         "2": {"input": [{"address": 0, "type": "i16", "value": -5}]}
@@ -70,6 +72,9 @@ fn test_map() -> Value {
         "counter": {"table": "input", "address": 0, "type": "u16"},
         "relay": {"table": "coil", "address": 0, "type": "bool"},
         "fan": {"table": "coil", "address": 1, "type": "bool", "writable": true},
+        "pump": {"table": "coil", "address": 2, "type": "bool", "writable": true, "writeMultiple": true},
+        "limit": {"table": "holding", "address": 46, "type": "u16", "writable": true, "writeMultiple": true},
+        "label": {"table": "holding", "address": 50, "type": "string", "length": 4, "writable": true},
         "alarm": {"table": "discreteInput", "address": 0, "type": "bool"}
     }})
 }
@@ -96,7 +101,10 @@ async fn method(sim: &Sim, name: &str, payload: Value) -> (u16, Value) {
 async fn tcp_all_tables_types_orders_two_units_and_writes() {
     init_tracing();
     let dir = tempfile::tempdir().unwrap();
-    let server = PyModbus::tcp(&server_spec()).await.unwrap();
+    let request_log = dir.path().join("requests.log");
+    let mut spec = server_spec();
+    spec["requestLog"] = json!(request_log);
+    let server = PyModbus::tcp(&spec).await.unwrap();
     let sim = sim().await;
     let connection = json!({"type": "tcp", "host": "localhost", "port": server.port});
     sim.hub.set_desired(
@@ -121,7 +129,8 @@ async fn tcp_all_tables_types_orders_two_units_and_writes() {
         "u16v": 4660, "i16v": -1234, "u32v": 617001, "i32cdab": -100000, "u64v": 1234567890123u64,
         "i64dcba": -9876543210i64, "f32badc": 21.5, "f64cdab": -3.25, "serial": "SN-42",
         "bit0": true, "bit1": false, "bit2": true, "voltage": 231.2, "setpoint": 100, "wideSetpoint": 0,
-        "floatSetpoint": 0.0, "counter": 1000, "relay": true, "fan": false, "alarm": true
+        "floatSetpoint": 0.0, "counter": 1000, "relay": true, "fan": false, "alarm": true,
+        "pump": false, "limit": 0, "label": "init"
     });
     assert_eq!(
         a, expected,
@@ -153,6 +162,10 @@ async fn tcp_all_tables_types_orders_two_units_and_writes() {
         ("floatSetpoint", json!(3.5)),
         ("fan", json!(true)),
         ("bit1", json!(true)),
+        ("pump", json!(true)),
+        ("limit", json!(7)),
+        ("label", json!("AB-9")),
+        ("label", json!("X")),
     ] {
         let (status, body) = method(
             &sim,
@@ -204,6 +217,11 @@ async fn tcp_all_tables_types_orders_two_units_and_writes() {
         ),
         (json!({"deviceId": "dev-a"}), 400, "write needs"),
         (
+            json!({"deviceId": "dev-a", "point": "label", "value": "too long!"}),
+            400,
+            "holds 8",
+        ),
+        (
             json!({"deviceId": "dev-a", "point": "ghost", "value": 1}),
             502,
             "illegal data address",
@@ -213,6 +231,21 @@ async fn tcp_all_tables_types_orders_two_units_and_writes() {
         let (status, body) = method(&sim, "write", req.clone()).await;
         assert_eq!(status, want, "{req} → {body}");
         assert!(body.to_string().contains(text), "{req} → {body}");
+    }
+    // The function codes the server saw: FC5/FC6 by default, FC15/FC16 with writeMultiple.
+    let seen = std::fs::read_to_string(&request_log).unwrap();
+    for (line, what) in [
+        ("1 5 1", "fan by FC5"),
+        ("1 6 40", "setpoint by FC6"),
+        ("1 16 42", "wideSetpoint by FC16"),
+        ("1 15 2", "pump by FC15"),
+        ("1 16 46", "limit by FC16"),
+        ("1 16 50", "label by FC16"),
+    ] {
+        assert!(seen.lines().any(|l| l == line), "{what}: {seen}");
+    }
+    for line in ["1 5 2", "1 6 46"] {
+        assert!(!seen.lines().any(|l| l == line), "{line} in {seen}");
     }
     let (status, body) = method(
         &sim,

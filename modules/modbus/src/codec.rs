@@ -196,6 +196,16 @@ pub enum EncodeError {
         /// Maximum.
         max: f64,
     },
+    /// A string longer than the point's registers.
+    #[error("The text for '{point}' is {bytes} bytes; the point holds {room}.")]
+    TooLong {
+        /// Point.
+        point: String,
+        /// Bytes given.
+        bytes: usize,
+        /// Bytes the point holds.
+        room: usize,
+    },
     /// Does not fit the register type after scaling.
     #[error("{value} does not fit the {kind} register of '{point}'.")]
     Overflow {
@@ -240,7 +250,25 @@ pub fn encode(point: &Point, value: &Value) -> Result<WriteValue, EncodeError> {
                 .map(|b| WriteValue::Bit(point.spec.bit.unwrap_or(0), b))
                 .ok_or_else(|| type_err("true or false"));
         }
-        DataType::String => return Err(type_err("nothing (strings are read-only)")),
+        DataType::String => {
+            let text = value.as_str().ok_or_else(|| type_err("a string"))?;
+            let room = usize::from(point.spec.length.unwrap_or(0)) * 2;
+            if text.len() > room {
+                return Err(EncodeError::TooLong {
+                    point: name,
+                    bytes: text.len(),
+                    room,
+                });
+            }
+            // Padded with NULs, which reading strips.
+            let mut bytes = text.as_bytes().to_vec();
+            bytes.resize(room, 0);
+            return Ok(WriteValue::Registers(registers_from(
+                &bytes,
+                point.byte_order,
+                point.word_order,
+            )));
+        }
         _ => {}
     }
     let v = value.as_f64().ok_or_else(|| type_err("a number"))?;

@@ -184,8 +184,11 @@ impl DeviceEntry {
         let encoded = encode(p, value).map_err(|e| WriteError::Value(e.to_string()))?;
         let addr = p.spec.address;
         let op = match encoded {
+            WriteValue::Coil(on) if p.write_multiple => Op::WriteCoils(addr, vec![on]),
             WriteValue::Coil(on) => Op::WriteCoil(addr, on),
-            WriteValue::Registers(regs) if regs.len() == 1 => Op::WriteRegister(addr, regs[0]),
+            WriteValue::Registers(regs) if regs.len() == 1 && !p.write_multiple => {
+                Op::WriteRegister(addr, regs[0])
+            }
             WriteValue::Registers(regs) => Op::WriteRegisters(addr, regs),
             WriteValue::Bit(bit, on) => {
                 let current = match self
@@ -201,7 +204,11 @@ impl DeviceEntry {
                 } else {
                     current & !(1 << bit)
                 };
-                Op::WriteRegister(addr, next)
+                if p.write_multiple {
+                    Op::WriteRegisters(addr, vec![next])
+                } else {
+                    Op::WriteRegister(addr, next)
+                }
             }
         };
         self.bus.call(d.unit_id, op, d.timeout).await?;

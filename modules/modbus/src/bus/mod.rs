@@ -30,6 +30,8 @@ pub enum Op {
     WriteCoil(u16, bool),
     /// FC6.
     WriteRegister(u16, u16),
+    /// FC15.
+    WriteCoils(u16, Vec<bool>),
     /// FC16.
     WriteRegisters(u16, Vec<u16>),
 }

@@ -12,6 +12,7 @@ pub fn function_code(op: &Op) -> u8 {
         Op::Read(Table::Input, ..) => 4,
         Op::WriteCoil(..) => 5,
         Op::WriteRegister(..) => 6,
+        Op::WriteCoils(..) => 15,
         Op::WriteRegisters(..) => 16,
     }
 }
@@ -31,6 +32,20 @@ pub fn encode_request(op: &Op, out: &mut Vec<u8>) {
         Op::WriteRegister(addr, v) => {
             out.extend_from_slice(&addr.to_be_bytes());
             out.extend_from_slice(&v.to_be_bytes());
+        }
+        Op::WriteCoils(addr, bits) => {
+            out.extend_from_slice(&addr.to_be_bytes());
+            out.extend_from_slice(&(bits.len() as u16).to_be_bytes());
+            let packed: Vec<u8> = bits
+                .chunks(8)
+                .map(|byte| {
+                    byte.iter()
+                        .enumerate()
+                        .fold(0u8, |acc, (i, on)| acc | (u8::from(*on) << i))
+                })
+                .collect();
+            out.push(packed.len() as u8);
+            out.extend_from_slice(&packed);
         }
         Op::WriteRegisters(addr, values) => {
             out.extend_from_slice(&addr.to_be_bytes());
@@ -107,6 +122,7 @@ pub fn decode_response(op: &Op, pdu: &[u8]) -> Answer {
         Op::WriteCoil(addr, on) => echo(pdu, *addr, coil_word(*on)),
         Op::WriteRegister(addr, v) => echo(pdu, *addr, *v),
         Op::WriteRegisters(addr, values) => echo(pdu, *addr, values.len() as u16),
+        Op::WriteCoils(addr, bits) => echo(pdu, *addr, bits.len() as u16),
     }
 }
 
@@ -152,6 +168,21 @@ mod tests {
             Answer::Ok(OpResult::Bits(vec![
                 true, false, true, false, false, false, false, false, true
             ]))
+        );
+        // FC15, the specification's example: 10 coils from 19 = CD 01.
+        let coils = Op::WriteCoils(
+            19,
+            [1, 0, 1, 1, 0, 0, 1, 1, 1, 0]
+                .iter()
+                .map(|b| *b == 1)
+                .collect(),
+        );
+        out.clear();
+        encode_request(&coils, &mut out);
+        assert_eq!(out, [15, 0, 19, 0, 10, 2, 0xCD, 0x01]);
+        assert_eq!(
+            decode_response(&coils, &[15, 0, 19, 0, 10]),
+            Answer::Ok(OpResult::Written)
         );
         let w = Op::WriteCoil(0xAC, true);
         assert_eq!(

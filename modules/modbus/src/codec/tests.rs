@@ -11,6 +11,7 @@ fn point(t: DataType, bo: Order, wo: Order) -> Point {
         length: (t == DataType::String).then_some(3),
         byte_order: None,
         word_order: None,
+        write_multiple: None,
         scale: None,
         offset: None,
         scale_point: None,
@@ -28,6 +29,7 @@ fn point(t: DataType, bo: Order, wo: Order) -> Point {
         spec,
         byte_order: bo,
         word_order: wo,
+        write_multiple: false,
         scale_index: None,
     }
 }
@@ -139,7 +141,7 @@ fn bad_writes_are_errors() {
     assert!(matches!(
         encode(
             &point(DataType::String, Order::Big, Order::Big),
-            &json!("x")
+            &json!(["x"])
         ),
         Err(EncodeError::Type { .. })
     ));
@@ -166,4 +168,44 @@ fn hand_written_json_matches_serde_json() {
         let parsed: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert_eq!(parsed, r.to_json(), "{out}");
     }
+}
+
+#[test]
+fn strings_encode_padded_in_every_order_and_round_trip() {
+    for (bo, wo) in [
+        (Order::Big, Order::Big),
+        (Order::Little, Order::Big),
+        (Order::Big, Order::Little),
+        (Order::Little, Order::Little),
+    ] {
+        let p = point(DataType::String, bo, wo);
+        for text in ["SN-42", "", "abcdef"] {
+            let Ok(WriteValue::Registers(regs)) = encode(&p, &json!(text)) else {
+                panic!("{text} not encoded");
+            };
+            assert_eq!(regs.len(), 3);
+            assert_eq!(
+                decode_raw(&p, &regs),
+                Reading::Text(text.into()),
+                "{bo:?} {wo:?}"
+            );
+        }
+        assert!(matches!(
+            encode(&p, &json!("abcdefg")),
+            Err(EncodeError::TooLong {
+                bytes: 7,
+                room: 6,
+                ..
+            })
+        ));
+        assert!(matches!(
+            encode(&p, &json!(5)),
+            Err(EncodeError::Type { .. })
+        ));
+    }
+    let big = point(DataType::String, Order::Big, Order::Big);
+    assert_eq!(
+        encode(&big, &json!("AB")).unwrap(),
+        WriteValue::Registers(vec![0x4142, 0, 0])
+    );
 }

@@ -94,6 +94,9 @@ pub struct PointSpec {
     /// Word order override for this point.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub word_order: Option<Order>,
+    /// Override of the map's `writeMultiple`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_multiple: Option<bool>,
     /// Multiplier applied to the raw value (value = raw × scale + offset).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scale: Option<f64>,
@@ -157,6 +160,10 @@ pub struct MapSpec {
     /// Default word order.
     #[serde(default)]
     pub word_order: Order,
+    /// Write with FC15/FC16 even a single coil or register, for devices that do not
+    /// implement FC5/FC6.
+    #[serde(default)]
+    pub write_multiple: bool,
     /// Points by name (names become telemetry fields).
     pub points: BTreeMap<String, PointSpec>,
 }
@@ -172,6 +179,8 @@ pub struct Point {
     pub byte_order: Order,
     /// Effective word order.
     pub word_order: Order,
+    /// Writes use FC15/FC16 even for one coil or register.
+    pub write_multiple: bool,
     /// Registers (or bits) the point spans.
     pub width: u16,
     /// Index of the scale-factor point, if any.
@@ -291,12 +300,6 @@ fn validate(spec: MapSpec, path: &str) -> Result<DeviceMap, ConfigErrors> {
                 "Only coils and holding registers can be written.",
             ));
         }
-        if p.writable && p.data_type == DataType::String {
-            issues.push(ConfigIssue::new(
-                at(name, "writable"),
-                "String points cannot be written.",
-            ));
-        }
         if let Some(s) = p.scale
             && (s == 0.0 || !s.is_finite())
         {
@@ -317,6 +320,7 @@ fn validate(spec: MapSpec, path: &str) -> Result<DeviceMap, ConfigErrors> {
             name: name.clone(),
             byte_order: p.byte_order.unwrap_or(spec.byte_order),
             word_order: p.word_order.unwrap_or(spec.word_order),
+            write_multiple: p.write_multiple.unwrap_or(spec.write_multiple),
             width,
             scale_index: None,
             spec: p.clone(),
