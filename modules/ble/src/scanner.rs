@@ -11,7 +11,7 @@ use btleplug::api::{
     Central, CentralEvent, Manager as _, Peripheral as _, PeripheralProperties, ScanFilter,
 };
 use btleplug::platform::{Adapter, Manager};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use serde_json::{Map, Value, json};
 use tracing::{info, warn};
 use uuid::Uuid;
@@ -196,9 +196,7 @@ pub type Writers =
 /// Scans until `cx.shutdown`, following configuration changes (which restart the scan and
 /// the GATT devices); retries every 10 s when BlueZ or the adapter is missing.
 pub async fn run(mut cx: ModuleContext<BleConfig>, writers: Writers) {
-    let mut last_sent: HashMap<String, (Value, Instant)> = HashMap::new();
-    let mut presence = Presence::default();
-    let mut memory: HashMap<String, crate::report::Memory> = HashMap::new();
+    let mut seen = Seen::default();
     loop {
         let adapter = match adapter().await {
             Ok(a) => a,
@@ -289,101 +287,141 @@ pub async fn run(mut cx: ModuleContext<BleConfig>, writers: Writers) {
                 },
                 _ = sweep.tick() => {
                     let config: Arc<BleConfig> = cx.config.borrow().clone();
-                    for (id, seen) in presence.sweep(&config, Instant::now()) {
-                        report_presence(&cx, &id, seen, None).await;
+                    for (id, present) in seen.presence.sweep(&config, Instant::now()) {
+                        report_presence(&cx, &id, present, None).await;
                     }
                     continue;
                 }
             };
-            let id = match event {
-                CentralEvent::StateUpdate(state) => {
-                    let on = matches!(state, btleplug::api::CentralState::PoweredOn);
-                    if on {
-                        info!("The Bluetooth adapter is powered on.");
-                    } else {
-                        warn!(
-                            ?state,
-                            "The Bluetooth adapter is powered off; waiting for it."
-                        );
+            // BlueZ signals each changed property and btleplug makes an event of each:
+            // take what is already queued and fetch each device's properties once.
+            let mut ids: Vec<btleplug::platform::PeripheralId> = Vec::new();
+            let mut next = Some(event);
+            while let Some(event) = next.take() {
+                match event {
+                    CentralEvent::StateUpdate(state) => {
+                        let on = matches!(state, btleplug::api::CentralState::PoweredOn);
+                        if on {
+                            info!("The Bluetooth adapter is powered on.");
+                        } else {
+                            warn!(
+                                ?state,
+                                "The Bluetooth adapter is powered off; waiting for it."
+                            );
+                        }
+                        cx.reporter.report(json!({"bluetooth": {"state": if on { "scanning" } else { "adapterOff" }, "error": null}}));
                     }
-                    cx.reporter.report(json!({"bluetooth": {"state": if on { "scanning" } else { "adapterOff" }, "error": null}}));
-                    continue;
+                    CentralEvent::DeviceDiscovered(id)
+                    | CentralEvent::DeviceUpdated(id)
+                    | CentralEvent::ManufacturerDataAdvertisement { id, .. }
+                    | CentralEvent::ServiceDataAdvertisement { id, .. }
+                        if !ids.contains(&id) =>
+                    {
+                        ids.push(id);
+                    }
+                    _ => {}
                 }
-                CentralEvent::DeviceDiscovered(id)
-                | CentralEvent::DeviceUpdated(id)
-                | CentralEvent::ManufacturerDataAdvertisement { id, .. }
-                | CentralEvent::ServiceDataAdvertisement { id, .. } => id,
-                _ => continue,
-            };
-            let Ok(peripheral) = adapter.peripheral(&id).await else {
-                continue;
-            };
-            let Ok(Some(props)) = peripheral.properties().await else {
-                continue;
-            };
-            let config: Arc<BleConfig> = cx.config.borrow().clone();
-            let address = props.address.to_string().to_ascii_uppercase();
-            let device = config.devices.get(&address);
-            let (device_id, decoded, min_interval) = match device {
-                Some(d) => match d.custom.as_ref().map_or_else(
-                    || decode(&d.map, &props, d.bind_key.as_ref()),
-                    |m| decode_custom(m, &props),
-                ) {
-                    Ok(dec) => (d.id.clone(), dec, d.min_interval_ms),
-                    Err(DecodeError::NotThisFormat(_)) => continue,
-                    Err(e) => {
-                        warn!(device = %d.id, error = %e, "Advertisement not decoded.");
-                        continue;
-                    }
-                },
-                None if config.discovery.enabled => {
-                    let maps = crate::config::discovery_maps(&config.discovery);
-                    match maps.iter().find_map(|m| decode(m, &props, None).ok()) {
-                        Some(dec) => (
-                            format!("ble-{}", address.replace(':', "").to_ascii_lowercase()),
-                            dec,
-                            0,
-                        ),
-                        None => continue,
-                    }
+                if ids.len() < 256 {
+                    next = events.next().now_or_never().flatten();
                 }
-                None => continue,
-            };
-            let body = body(&decoded, &props);
-            // Unchanged advertisements (BlueZ repeats them) are not sent again within the interval.
-            let now = Instant::now();
-            let min = Duration::from_millis(min_interval.max(1000));
-            if let Some((prev, at)) = last_sent.get(&device_id)
-                && (*prev == body && now.duration_since(*at) < min
-                    || now.duration_since(*at) < Duration::from_millis(min_interval))
-            {
-                continue;
             }
-            last_sent.insert(device_id.clone(), (body.clone(), now));
-            if presence.saw(&device_id, now) {
-                report_presence(&cx, &device_id, true, Some(&props)).await;
-            }
-            // Discovered devices have no report settings: every change is sent.
-            let default_report = crate::report::Report::default();
-            let report = device.map_or(&default_report, |d| &d.report);
-            let selected = memory.entry(device_id.clone()).or_default().select(
-                report,
-                body.as_object().unwrap_or(&Map::new()),
-                now,
-            );
-            if selected.is_empty() {
-                continue;
-            }
-            let body = Value::Object(selected);
-            let msg = Message::json("telemetry", &body)
-                .for_device(&device_id)
-                .with_property("format", decoded.format);
-            if cx.telemetry.send(msg).await.is_err() {
-                return;
+            for id in ids {
+                if advert(&cx, &adapter, &id, &mut seen).await.is_err() {
+                    return;
+                }
             }
         }
         gatt_stop.cancel();
         stop_scanning(&adapter, monitor).await;
         info!("Restarting the scan.");
     }
+}
+
+/// What the scan remembers between advertisements.
+#[derive(Debug, Default)]
+struct Seen {
+    last_sent: HashMap<String, (Value, Instant)>,
+    presence: Presence,
+    memory: HashMap<String, crate::report::Memory>,
+}
+
+/// The telemetry channel has closed (shutdown).
+struct Closed;
+
+/// Decodes and forwards the current advertisement of one device.
+async fn advert(
+    cx: &ModuleContext<BleConfig>,
+    adapter: &Adapter,
+    id: &btleplug::platform::PeripheralId,
+    seen: &mut Seen,
+) -> Result<(), Closed> {
+    let Seen {
+        last_sent,
+        presence,
+        memory,
+    } = seen;
+    let Ok(peripheral) = adapter.peripheral(id).await else {
+        return Ok(());
+    };
+    let Ok(Some(props)) = peripheral.properties().await else {
+        return Ok(());
+    };
+    let config: Arc<BleConfig> = cx.config.borrow().clone();
+    let address = props.address.to_string().to_ascii_uppercase();
+    let device = config.devices.get(&address);
+    let (device_id, decoded, min_interval) = match device {
+        Some(d) => match d.custom.as_ref().map_or_else(
+            || decode(&d.map, &props, d.bind_key.as_ref()),
+            |m| decode_custom(m, &props),
+        ) {
+            Ok(dec) => (d.id.clone(), dec, d.min_interval_ms),
+            Err(DecodeError::NotThisFormat(_)) => return Ok(()),
+            Err(e) => {
+                warn!(device = %d.id, error = %e, "Advertisement not decoded.");
+                return Ok(());
+            }
+        },
+        None if config.discovery.enabled => {
+            let maps = crate::config::discovery_maps(&config.discovery);
+            match maps.iter().find_map(|m| decode(m, &props, None).ok()) {
+                Some(dec) => (
+                    format!("ble-{}", address.replace(':', "").to_ascii_lowercase()),
+                    dec,
+                    0,
+                ),
+                None => return Ok(()),
+            }
+        }
+        None => return Ok(()),
+    };
+    let body = body(&decoded, &props);
+    // Unchanged advertisements (BlueZ repeats them) are not sent again within the interval.
+    let now = Instant::now();
+    let min = Duration::from_millis(min_interval.max(1000));
+    if let Some((prev, at)) = last_sent.get(&device_id)
+        && (*prev == body && now.duration_since(*at) < min
+            || now.duration_since(*at) < Duration::from_millis(min_interval))
+    {
+        return Ok(());
+    }
+    last_sent.insert(device_id.clone(), (body.clone(), now));
+    if presence.saw(&device_id, now) {
+        report_presence(cx, &device_id, true, Some(&props)).await;
+    }
+    // Discovered devices have no report settings: every change is sent.
+    let default_report = crate::report::Report::default();
+    let report = device.map_or(&default_report, |d| &d.report);
+    let selected = memory.entry(device_id.clone()).or_default().select(
+        report,
+        body.as_object().unwrap_or(&Map::new()),
+        now,
+    );
+    if selected.is_empty() {
+        return Ok(());
+    }
+    let body = Value::Object(selected);
+    let msg = Message::json("telemetry", &body)
+        .for_device(&device_id)
+        .with_property("format", decoded.format);
+    cx.telemetry.send(msg).await.map_err(|_| Closed)
 }
