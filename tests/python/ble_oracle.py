@@ -1,7 +1,7 @@
-"""Decodes advertisements with independent parsers (bthome-ble, ruuvitag-ble), the
-decoders Home Assistant uses, for comparison with ours. Input: a JSON file of cases
-[{"format": "bthome"|"ruuvi", "mac": "AA:BB:..", "hex": "..."}]; output: one JSON line per
-case with the parser's values."""
+"""Decodes advertisements with independent parsers (bthome-ble, ruuvitag-ble, the
+decoders Home Assistant uses, and bleparser from ble_monitor) for comparison with ours.
+Input: a JSON file of cases [{"format": "bthome"|"ruuvi"|"pvvx"|"atc1441"|"ibeacon",
+"mac": "AA:BB:..", "hex": "..."}]; output: a JSON array with each parser's values."""
 import json
 import sys
 import time
@@ -41,11 +41,18 @@ def plain(v):
 out = []
 for case in json.load(open(sys.argv[1])):
     data = bytes.fromhex(case["hex"])
-    if case["format"] == "pvvx":
+    mac = bytes.fromhex(case["mac"].replace(":", ""))
+    if case["format"] in ("pvvx", "atc1441"):
         # bleparser (the ble_monitor parser) takes whole AD structures: length, 0x16, UUID.
         ad = bytes([len(data) + 3, 0x16, 0x1A, 0x18]) + data
-        sensor, _ = BleParser().parse_advertisement(bytes.fromhex(case["mac"].replace(":", "")), -60, None, None, "", [ad], [])
+        sensor, _ = BleParser().parse_advertisement(mac, -60, None, None, "", [ad], [])
         out.append({k: plain(v) for k, v in (sensor or {}).items()})
+        continue
+    if case["format"] == "ibeacon":
+        # Manufacturer data AD structure: length, 0xFF, Apple's company id, payload.
+        ad = bytes([len(data) + 3, 0xFF, 0x4C, 0x00]) + data
+        sensor, _ = BleParser().parse_advertisement(mac, -60, None, None, "", [], [ad])
+        out.append({k: plain(v) for k, v in (sensor or {}).items() if k != "tracker_id"})
         continue
     if case["format"] == "bthome":
         update = BTHomeBluetoothDeviceData().update(Info(case["mac"], service_data={uuid16(0xFCD2): data}))

@@ -1,12 +1,13 @@
 //! Our BLE advertisement decoders against independent decoders we did not write
-//! (bthome-ble and ruuvitag-ble from PyPI, used by Home Assistant) on the same bytes,
+//! (bthome-ble and ruuvitag-ble from PyPI, used by Home Assistant; bleparser from
+//! ble_monitor for pvvx, ATC1441 and iBeacon) on the same bytes,
 //! including a few hundred randomly generated valid payloads.
 
 #![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
 
 use std::time::Duration;
 
-use bridge_ble::adverts::{decode_bthome, decode_pvvx, decode_ruuvi};
+use bridge_ble::adverts::{decode_bthome, decode_ibeacon, decode_pvvx, decode_ruuvi};
 use bridge_e2e::run_python;
 use serde_json::{Value, json};
 
@@ -105,12 +106,19 @@ fn numbers(values: impl Iterator<Item = Value>) -> Vec<f64> {
     v
 }
 
+fn mac_text(mac: &[u8]) -> String {
+    mac.iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 #[tokio::test]
-async fn bthome_and_ruuvi_match_independent_decoders() {
+async fn advert_decoders_match_independent_decoders() {
     let mut rng = Rng(0x1234_5678_9ABC_DEF1);
     let mac = [0x54, 0x48, 0xE6, 0x8F, 0x80, 0xA5];
     let mut cases = Vec::new();
@@ -172,12 +180,28 @@ async fn bthome_and_ruuvi_match_independent_decoders() {
             rng.next() as u8 & 0x0F,
         ]);
         pvvx.push(decode_pvvx(&p).unwrap().values);
-        let mac_text = mac
-            .iter()
-            .map(|b| format!("{b:02X}"))
-            .collect::<Vec<_>>()
-            .join(":");
-        cases.push(json!({"format": "pvvx", "mac": mac_text, "hex": hex(&p)}));
+        cases.push(json!({"format": "pvvx", "mac": mac_text(&mac), "hex": hex(&p)}));
+    }
+    // Random ATC1441-format payloads (13 bytes, big endian, MAC in order).
+    let mut atc = Vec::new();
+    for _ in 0..50 {
+        let mac: Vec<u8> = (0..6).map(|_| rng.next() as u8).collect();
+        let mut p = mac.clone();
+        let temp = (rng.next() % 800) as i16 - 200;
+        p.extend_from_slice(&temp.to_be_bytes());
+        p.extend([(rng.next() % 100) as u8, (rng.next() % 101) as u8]);
+        p.extend_from_slice(&(2000 + (rng.next() % 1500) as u16).to_be_bytes());
+        p.push(rng.next() as u8);
+        atc.push(decode_pvvx(&p).unwrap().values);
+        cases.push(json!({"format": "atc1441", "mac": mac_text(&mac), "hex": hex(&p)}));
+    }
+    // Random iBeacon frames (Apple manufacturer data after the company id).
+    let mut beacons = Vec::new();
+    for _ in 0..50 {
+        let mut p = vec![0x02, 0x15];
+        p.extend((0..21).map(|_| rng.next() as u8));
+        beacons.push(decode_ibeacon(&p).unwrap().values);
+        cases.push(json!({"format": "ibeacon", "mac": "C0:FF:EE:00:00:05", "hex": hex(&p)}));
     }
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("cases.json");
@@ -221,6 +245,31 @@ async fn bthome_and_ruuvi_match_independent_decoders() {
         );
         assert_eq!(mine["battery"], other["battery"], "{mine:?} {other}");
         assert_eq!(mine["counter"], other["packet"], "{mine:?} {other}");
+    }
+    let base = ours.len() + ruuvi.len() + pvvx.len();
+    for (k, mine) in atc.iter().enumerate() {
+        let other = &theirs[base + k];
+        assert_eq!(other["firmware"], "ATC (Atc1441)", "{other}");
+        for (a, b) in [
+            ("temperature", "temperature"),
+            ("humidity", "humidity"),
+            ("battery", "battery"),
+            ("batteryVoltage", "voltage"),
+            ("counter", "packet"),
+        ] {
+            assert_eq!(mine[a].as_f64(), other[b].as_f64(), "{a}: {mine:?} {other}");
+        }
+    }
+    for (k, mine) in beacons.iter().enumerate() {
+        let other = &theirs[base + atc.len() + k];
+        assert_eq!(
+            mine["uuid"].as_str().map(|u| u.replace('-', "")).as_deref(),
+            other["uuid"].as_str(),
+            "{mine:?} {other}"
+        );
+        assert_eq!(mine["major"], other["major"], "{mine:?} {other}");
+        assert_eq!(mine["minor"], other["minor"], "{mine:?} {other}");
+        assert_eq!(mine["txPower"], other["measured power"], "{mine:?} {other}");
     }
     for (j, mine) in ruuvi.iter().enumerate() {
         let other = &theirs[ours.len() + j];
