@@ -216,6 +216,16 @@ pub async fn run(mut cx: ModuleContext<BleConfig>, writers: Writers) {
         // say why and scan actively rather than not at all.
         let (monitor, fallback) = match current.scan.mode {
             ScanMode::Passive => {
+                let gatt: Vec<&str> = current
+                    .devices
+                    .values()
+                    .filter(|d| d.is_gatt())
+                    .map(|d| d.id.as_str())
+                    .collect();
+                if !gatt.is_empty() {
+                    // Monitors match advertisement content, not addresses.
+                    warn!(devices = ?gatt, "Passive scanning does not look for GATT devices: they connect only if BlueZ already knows them (paired or seen by an earlier active scan).");
+                }
                 match crate::monitor::bus::register(&crate::monitor::patterns(&current)).await {
                     Ok(m) => (Some(m), None),
                     Err(e) => {
