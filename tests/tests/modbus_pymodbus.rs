@@ -232,6 +232,16 @@ async fn tcp_all_tables_types_orders_two_units_and_writes() {
         assert_eq!(status, want, "{req} → {body}");
         assert!(body.to_string().contains(text), "{req} → {body}");
     }
+    // Audit trail of writes that reached the device (the last was the refused `ghost`).
+    let reported = reported_until(&sim.hub, "edge-gw/modbus", T, |r| {
+        r["lastWrite"]["dev-a"]["point"] == "ghost"
+    })
+    .await;
+    let last = &reported["lastWrite"]["dev-a"];
+    assert!(
+        last["result"].as_str().unwrap().contains("exception 2") && last["value"] == 1,
+        "{last}"
+    );
     // The function codes the server saw: FC5/FC6 by default, FC15/FC16 with writeMultiple.
     let seen = std::fs::read_to_string(&request_log).unwrap();
     for (line, what) in [

@@ -24,6 +24,8 @@ use crate::simulator;
 pub struct Modbus {
     devices: RwLock<BTreeMap<String, Arc<DeviceEntry>>>,
     stats: RwLock<BTreeMap<String, Arc<PollStats>>>,
+    /// The module twin's reporter (set when the module runs), for the write audit trail.
+    reporter: std::sync::OnceLock<bridge_core::runtime::Reporter>,
 }
 
 impl Modbus {
@@ -87,6 +89,7 @@ impl Protocol for Modbus {
     }
 
     async fn run(self: Arc<Self>, mut cx: ModuleContext<ModbusConfig>) {
+        let _ignored = self.reporter.set(cx.reporter.clone());
         let mut running = Running {
             identity: None,
             buses: HashMap::new(),
@@ -329,7 +332,22 @@ impl Modbus {
                 ),
             );
         };
-        match entry.write(index, value).await {
+        let written = entry.write(index, value).await;
+        if !matches!(
+            &written,
+            Err(WriteError::ReadOnly(_) | WriteError::Value(_))
+        ) {
+            // Audit trail: every write that went to the device, in the log and the twin.
+            let result = match &written {
+                Ok(()) => "ok".to_owned(),
+                Err(e) => e.to_string(),
+            };
+            info!(device = %id, point, %value, %result, "Write.");
+            if let Some(r) = self.reporter.get() {
+                r.report(json!({"lastWrite": {id: {"point": point, "value": value, "result": result, "at": bridge_core::time::rfc3339_now()}}}));
+            }
+        }
+        match written {
             Ok(()) => {}
             Err(WriteError::Bus(e)) => return bus_error(&e),
             Err(e) => return MethodResponse::error(400, e.to_string()),
