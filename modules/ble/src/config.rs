@@ -264,6 +264,7 @@ pub fn parse(doc: &Value) -> Result<BleConfig, ConfigErrors> {
                 format!("{address} is configured twice."),
             ));
         }
+        issues.extend(d.report.issues(&format!("{path}.report")));
         if d.poll_interval_ms < 100 {
             issues.push(ConfigIssue::new(
                 format!("{path}.pollIntervalMs"),

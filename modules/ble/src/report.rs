@@ -1,41 +1,14 @@
-//! Report-on-change for BLE telemetry, pure: a field is sent when it changed by more than
-//! the deadband (any change for non-numbers) or has been silent for `maxSilenceMs`.
-//! Signal fields (`rssi`, `txPower`) ride along but never trigger a message.
+//! Report-on-change for BLE telemetry, pure: the shared rules of
+//! [`bridge_core::report`] per field; signal fields (`rssi`, `txPower`) ride along but
+//! never trigger a message.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-/// Per-device report settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct Report {
-    /// Send only changed fields.
-    #[serde(default)]
-    pub on_change: bool,
-    /// Absolute deadband for numeric fields.
-    #[serde(default)]
-    pub deadband: f64,
-    /// Send a field at least this often, ms.
-    #[serde(default = "default_silence")]
-    pub max_silence_ms: u64,
-}
-
-const fn default_silence() -> u64 {
-    300_000
-}
-
-impl Default for Report {
-    fn default() -> Self {
-        Self {
-            on_change: false,
-            deadband: 0.0,
-            max_silence_ms: default_silence(),
-        }
-    }
-}
+use bridge_core::report::Change;
+pub use bridge_core::report::Report;
 
 const SIGNAL: &[&str] = &["rssi", "txPower"];
 
@@ -54,22 +27,19 @@ impl Memory {
         if !report.on_change {
             return body.clone();
         }
-        let silence = Duration::from_millis(report.max_silence_ms);
         let mut out = Map::new();
         for (k, v) in body.iter().filter(|(k, _)| !SIGNAL.contains(&k.as_str())) {
-            let send = match self.0.get(k) {
-                None => true,
-                Some((prev, at)) => {
-                    now.duration_since(*at) >= silence
-                        || match (prev.as_f64(), v.as_f64()) {
-                            (Some(a), Some(b)) => {
-                                (a - b).abs() > report.deadband
-                                    || (report.deadband == 0.0 && a != b)
-                            }
-                            _ => prev != v,
-                        }
-                }
+            let (change, since) = match self.0.get(k) {
+                None => (Change::First, Duration::ZERO),
+                Some((prev, at)) => (
+                    match (prev.as_f64(), v.as_f64()) {
+                        (Some(a), Some(b)) => Change::Numeric(a, b),
+                        _ => Change::Other { same: prev == v },
+                    },
+                    now.duration_since(*at),
+                ),
             };
+            let send = report.send(k, change, since);
             if send {
                 self.0.insert(k.clone(), (v.clone(), now));
                 out.insert(k.clone(), v.clone());
@@ -101,6 +71,7 @@ mod tests {
             on_change: true,
             deadband: 0.5,
             max_silence_ms: 10_000,
+            ..Report::default()
         };
         let mut m = Memory::default();
         let t0 = Instant::now();

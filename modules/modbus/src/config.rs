@@ -121,38 +121,8 @@ impl Connection {
     }
 }
 
-/// Report-on-change settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct Report {
-    /// Send a point only when it changed by more than its deadband (or stayed silent too long).
-    #[serde(default)]
-    pub on_change: bool,
-    /// Absolute deadband for every numeric point.
-    #[serde(default)]
-    pub deadband: f64,
-    /// Per-point deadbands overriding `deadband`.
-    #[serde(default)]
-    pub point_deadbands: BTreeMap<String, f64>,
-    /// Send a point at least this often even if unchanged, in ms.
-    #[serde(default = "default_max_silence")]
-    pub max_silence_ms: u64,
-}
-
-const fn default_max_silence() -> u64 {
-    300_000
-}
-
-impl Default for Report {
-    fn default() -> Self {
-        Self {
-            on_change: false,
-            deadband: 0.0,
-            point_deadbands: BTreeMap::new(),
-            max_silence_ms: default_max_silence(),
-        }
-    }
-}
+/// Report-on-change settings (shared with the other modules).
+pub use bridge_core::report::Report;
 
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
@@ -411,6 +381,7 @@ pub fn parse(doc: &Value) -> Result<ModbusConfig, ConfigErrors> {
 }
 
 fn check_device(dev: &RawDevice, path: &str, issues: &mut Vec<ConfigIssue>) {
+    issues.extend(dev.report.issues(&format!("{path}.report")));
     let mut bad =
         |field: &str, msg: &str| issues.push(ConfigIssue::new(format!("{path}.{field}"), msg));
     if dev.poll_interval_ms < 10 {
@@ -421,9 +392,6 @@ fn check_device(dev: &RawDevice, path: &str, issues: &mut Vec<ConfigIssue>) {
     }
     if !(1..=125).contains(&dev.max_registers_per_read) {
         bad("maxRegistersPerRead", "maxRegistersPerRead must be 1-125.");
-    }
-    if dev.report.deadband < 0.0 || dev.report.point_deadbands.values().any(|d| *d < 0.0) {
-        bad("report", "Deadbands cannot be negative.");
     }
     match &dev.connection {
         Connection::Rtu {

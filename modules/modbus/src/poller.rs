@@ -19,6 +19,7 @@ use tracing::{info, warn};
 use crate::codec::Reading;
 use crate::config::Report;
 use crate::device::DeviceEntry;
+use bridge_core::report::Change;
 
 /// Counters for benchmarks and health.
 #[derive(Debug, Default)]
@@ -37,7 +38,7 @@ pub struct PollStats {
     pub max_lateness_us: AtomicU64,
 }
 
-/// Report-on-change with deadband and maximum silence, pure.
+/// Report-on-change memory of one device: what was last sent and when, pure.
 #[derive(Debug, Default)]
 pub struct ChangeFilter {
     last: HashMap<String, (Reading, Instant)>,
@@ -54,27 +55,24 @@ impl ChangeFilter {
         if !report.on_change {
             return values;
         }
-        let silence = Duration::from_millis(report.max_silence_ms);
         values
             .into_iter()
             .filter(|(name, value)| {
-                let deadband = report
-                    .point_deadbands
-                    .get(name)
-                    .copied()
-                    .unwrap_or(report.deadband);
-                let send = match self.last.get(name) {
-                    None => true,
-                    Some((prev, at)) => {
-                        now.duration_since(*at) >= silence
-                            || match (prev.as_f64(), value.as_f64()) {
-                                (Some(a), Some(b)) if !matches!(value, Reading::Bool(_)) => {
-                                    (a - b).abs() > deadband || (deadband == 0.0 && a != b)
-                                }
-                                _ => prev != value,
+                let (change, since) = match self.last.get(name) {
+                    None => (Change::First, Duration::ZERO),
+                    Some((prev, at)) => (
+                        match (prev.as_f64(), value.as_f64()) {
+                            (Some(a), Some(b)) if !matches!(value, Reading::Bool(_)) => {
+                                Change::Numeric(a, b)
                             }
-                    }
+                            _ => Change::Other {
+                                same: prev == value,
+                            },
+                        },
+                        now.duration_since(*at),
+                    ),
                 };
+                let send = report.send(name, change, since);
                 if send {
                     self.last.insert(name.clone(), (value.clone(), now));
                 }
@@ -287,6 +285,7 @@ mod tests {
             deadband: 0.5,
             point_deadbands: [("p".to_string(), 2.0)].into(),
             max_silence_ms: 10_000,
+            ..Report::default()
         };
         let mut f = ChangeFilter::default();
         let t0 = Instant::now();

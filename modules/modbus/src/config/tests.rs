@@ -39,7 +39,8 @@ fn every_problem_is_reported_with_its_path() {
         "e": {"map": "xy-md02", "connection": {"type": "tcp", "host": "h"}, "points": ["temperature", "nope"]},
         "bad id!": {"map": "xy-md02", "connection": {"type": "tcp", "host": "h"}},
         "f": {"map": "xy-md02", "connection": {"type": "rtu", "port": "/dev/x", "baudRate": 19200}},
-        "g": {"map": {"name": "inline", "points": {"v": {"table": "holding", "address": 70000, "type": "u16"}}}, "connection": {"type": "tcp", "host": "h"}}
+        "g": {"map": {"name": "inline", "points": {"v": {"table": "holding", "address": 70000, "type": "u16"}}}, "connection": {"type": "tcp", "host": "h"}},
+        "h": {"map": "xy-md02", "connection": {"type": "tcp", "host": "h"}, "report": {"onChange": true, "deadbandPercent": -1, "minIntervalMs": 9000, "maxSilenceMs": 1000, "pointDeadbands": {"nope": 1}}}
     }, "maps": {"m": {"name": "m", "points": {}}}}));
     for expected in [
         "devices.a.map",
@@ -52,6 +53,9 @@ fn every_problem_is_reported_with_its_path() {
         "devices.f.connection",
         "devices.g.map.points.v.address",
         "maps.m.points",
+        "devices.h.report.deadbandPercent",
+        "devices.h.report.minIntervalMs",
+        "devices.h.report.pointDeadbands.nope",
     ] {
         assert!(
             p.iter().any(|x| x == expected),
