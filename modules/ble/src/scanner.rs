@@ -211,6 +211,8 @@ pub async fn run(mut cx: ModuleContext<BleConfig>, writers: Writers) {
             }
         };
         let events = adapter.events().await;
+        // Handles belong to this adapter session.
+        seen.peripherals.clear();
         let current: Arc<BleConfig> = cx.config.borrow_and_update().clone();
         // Passive: a BlueZ advertisement monitor instead of discovery; when BlueZ cannot,
         // say why and scan actively rather than not at all.
@@ -353,7 +355,12 @@ struct Seen {
     last_sent: HashMap<String, (Value, Instant)>,
     presence: Presence,
     memory: HashMap<String, crate::report::Memory>,
+    /// Peripheral handles: looking one up is a D-Bus round trip of its own.
+    peripherals: HashMap<btleplug::platform::PeripheralId, btleplug::platform::Peripheral>,
 }
+
+/// Bound on cached peripheral handles (phones rotate random addresses).
+const MAX_PERIPHERALS: usize = 4096;
 
 /// The telemetry channel has closed (shutdown).
 struct Closed;
@@ -369,11 +376,24 @@ async fn advert(
         last_sent,
         presence,
         memory,
+        peripherals,
     } = seen;
-    let Ok(peripheral) = adapter.peripheral(id).await else {
-        return Ok(());
+    let peripheral = match peripherals.get(id) {
+        Some(p) => p.clone(),
+        None => {
+            let Ok(p) = adapter.peripheral(id).await else {
+                return Ok(());
+            };
+            if peripherals.len() >= MAX_PERIPHERALS {
+                peripherals.clear();
+            }
+            peripherals.insert(id.clone(), p.clone());
+            p
+        }
     };
     let Ok(Some(props)) = peripheral.properties().await else {
+        // Gone, or a handle from an earlier BlueZ session: look it up afresh next time.
+        peripherals.remove(id);
         return Ok(());
     };
     let config: Arc<BleConfig> = cx.config.borrow().clone();
