@@ -264,6 +264,19 @@ impl Hub {
         })
     }
 
+    /// Publishes raw bytes on `topic` to a connected identity, bypassing the twin model:
+    /// for testing how clients take malformed input. False when `id` is not connected.
+    pub fn publish_raw(&self, id: &str, topic: &str, payload: &[u8]) -> bool {
+        let tx = self.lock().connections.get(id).map(|c| c.tx.clone());
+        tx.is_some_and(|tx| {
+            tx.send(ConnCmd::Publish {
+                topic: topic.to_owned(),
+                payload: payload.to_vec(),
+            })
+            .is_ok()
+        })
+    }
+
     /// Merges a desired patch into the twin, bumps `$version`, and pushes the patch to
     /// the identity if it is connected and subscribed (edgeHub does not queue these).
     pub fn set_desired(&self, id: &str, patch: &Value) -> u64 {

@@ -109,6 +109,28 @@ async fn twin_methods_inputs_and_telemetry_round_trip() {
     .unwrap();
     assert_eq!(d.doc, json!({"devices": {"b": 2}, "extra": true}));
 
+    // Malformed patches (not JSON; JSON but not an object, with a higher $version) are
+    // ignored: neither the document nor its version moves, so the next real patch applies.
+    for (version, body) in [(4, &b"{not json"[..]), (99, b"[1,2]"), (98, b"\"text\"")] {
+        let topic = format!("$iothub/twin/PATCH/properties/desired/?$version={version}");
+        assert!(sim.hub.publish_raw("edge-gw/bridge", &topic, body));
+    }
+    sim.hub
+        .set_desired("edge-gw/bridge", &json!({"extra": false}));
+    let d = tokio::time::timeout(
+        T,
+        desired.wait_for(|d| d.as_ref().is_some_and(|d| d.version >= 4)),
+    )
+    .await
+    .unwrap()
+    .unwrap()
+    .clone()
+    .unwrap();
+    assert_eq!(
+        (d.version, d.doc),
+        (4, json!({"devices": {"b": 2}, "extra": false}))
+    );
+
     // Reported patch, acknowledged by the hub.
     session
         .report_and_wait(json!({"status": {"ok": true}}), T)

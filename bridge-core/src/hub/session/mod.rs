@@ -491,6 +491,10 @@ impl Driver {
                 self.on_twin_response(conn, status, &rid, payload)
             }
             Incoming::DesiredPatch { version } => match serde_json::from_slice::<Value>(payload) {
+                // IoT Hub sends objects; anything else would replace the whole document.
+                Ok(patch) if !patch.is_object() => {
+                    warn!("Ignoring a desired-properties patch that is not a JSON object.")
+                }
                 Ok(patch) if conn.twin_get.is_some() || self.desired.is_none() => {
                     conn.early_patches.push((patch, version))
                 }
