@@ -14,6 +14,7 @@ pub mod dps;
 pub mod forwarder;
 pub mod hub;
 pub mod identity;
+pub mod metrics;
 pub mod report;
 pub mod runtime;
 pub mod spool;

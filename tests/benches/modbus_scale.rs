@@ -179,6 +179,7 @@ async fn measure(n: usize, port: u16) {
         hub_port: 8883,
         spool_dir: None,
         spool_max_mb: 64,
+        metrics: None,
         log: "warn".into(),
     };
     let stop = CancellationToken::new();

@@ -343,6 +343,18 @@ pub async fn run_modbus_against(
     dir: &Path,
     config_file: Option<PathBuf>,
 ) -> Result<tokio_util::sync::CancellationToken> {
+    run_modbus_with_metrics(sim, module, key, dir, config_file, None).await
+}
+
+/// [`run_modbus_against`], also serving Prometheus metrics on `metrics`.
+pub async fn run_modbus_with_metrics(
+    sim: &Sim,
+    module: &str,
+    key: &str,
+    dir: &Path,
+    config_file: Option<PathBuf>,
+    metrics: Option<std::net::SocketAddr>,
+) -> Result<tokio_util::sync::CancellationToken> {
     let ca = write_ca(sim, dir)?;
     let args = bridge_core::runtime::CommonArgs {
         config: config_file,
@@ -356,6 +368,7 @@ pub async fn run_modbus_against(
         hub_port: sim.tls_addr.port(),
         spool_dir: None,
         spool_max_mb: 16,
+        metrics,
         log: "info".into(),
     };
     let stop = tokio_util::sync::CancellationToken::new();

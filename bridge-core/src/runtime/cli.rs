@@ -50,6 +50,10 @@ pub struct CommonArgs {
     /// Largest spool size in MiB; past it the oldest messages are dropped and counted.
     #[arg(long, global = true, default_value_t = 64)]
     pub spool_max_mb: u64,
+    /// Serve Prometheus metrics at `http://ADDR/metrics` (e.g. `0.0.0.0:9600` for the IoT
+    /// Edge metrics-collector). Off if unset.
+    #[arg(long, global = true, env = "EDGE_BRIDGE_METRICS")]
+    pub metrics: Option<std::net::SocketAddr>,
     /// Log filter (`info`, `debug`, `bridge_modbus=debug`, …).
     #[arg(long, global = true, env = "RUST_LOG", default_value = "info")]
     pub log: String,

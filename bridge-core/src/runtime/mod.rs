@@ -48,6 +48,9 @@ pub trait Protocol: Send + Sync + 'static {
         MethodRouter::new()
     }
 
+    /// Adds the module's own samples to a metrics scrape (see `--metrics`).
+    fn metrics(&self, _out: &mut crate::metrics::Exposition) {}
+
     /// Runs until `cx.shutdown`, following `cx.config` changes.
     fn run(self: Arc<Self>, cx: ModuleContext<Self::Config>) -> impl Future<Output = ()> + Send;
 }
@@ -116,6 +119,9 @@ pub enum RuntimeError {
     /// The CA file could not be read.
     #[error("The CA file {0} could not be read.")]
     CaFile(String),
+    /// The metrics address could not be bound.
+    #[error("Cannot serve metrics on {0}: {1}")]
+    Metrics(std::net::SocketAddr, String),
 }
 
 /// The tokio runtime module binaries run on: single-threaded. Field I/O is waiting, not
@@ -282,6 +288,16 @@ pub async fn run_module<P: Protocol>(
         reporter.clone(),
         protocol_stop.clone(),
     );
+    if let Some(addr) = args.metrics {
+        let collector = core_metrics(
+            protocol.clone(),
+            forwarder.stats.clone(),
+            session.as_ref().map(HubSession::state),
+        );
+        crate::metrics::serve(addr, collector, protocol_stop.clone())
+            .await
+            .map_err(|e| RuntimeError::Metrics(addr, e.to_string()))?;
+    }
 
     // Configuration: file, twin, or the demo.
     let (cand_tx, mut cand_rx) = mpsc::channel::<Candidate>(8);
@@ -446,4 +462,56 @@ async fn shutdown_signal() {
 #[cfg(not(unix))]
 async fn shutdown_signal() {
     let _ignored = tokio::signal::ctrl_c().await;
+}
+
+/// The runtime's own samples (upstream, spool), then the protocol's.
+fn core_metrics<P: Protocol>(
+    protocol: Arc<P>,
+    spool: watch::Receiver<crate::spool::SpoolStats>,
+    hub: Option<watch::Receiver<crate::hub::ConnState>>,
+) -> crate::metrics::Collector {
+    use crate::metrics::Kind::{Counter, Gauge};
+    Arc::new(move |out: &mut crate::metrics::Exposition| {
+        let name = protocol.name();
+        out.sample(
+            "edgebridge_up",
+            Gauge,
+            "The module is running.",
+            &[("module", name)],
+            1.0,
+        );
+        if let Some(hub) = &hub {
+            let connected = matches!(*hub.borrow(), crate::hub::ConnState::Connected { .. });
+            out.sample(
+                "edgebridge_hub_connected",
+                Gauge,
+                "1 while the MQTT session to edgeHub is connected.",
+                &[],
+                f64::from(u8::from(connected)),
+            );
+        }
+        let s = *spool.borrow();
+        out.sample(
+            "edgebridge_spool_pending_messages",
+            Gauge,
+            "Messages waiting for the upstream's acknowledgement.",
+            &[],
+            s.pending as f64,
+        );
+        out.sample(
+            "edgebridge_spool_pending_bytes",
+            Gauge,
+            "Size of the waiting messages.",
+            &[],
+            s.pending_bytes as f64,
+        );
+        out.sample(
+            "edgebridge_spool_dropped_total",
+            Counter,
+            "Messages dropped because the spool was full.",
+            &[],
+            s.dropped as f64,
+        );
+        protocol.metrics(out);
+    })
 }

@@ -75,6 +75,50 @@ impl Protocol for Modbus {
         demo_config()
     }
 
+    fn metrics(&self, out: &mut bridge_core::metrics::Exposition) {
+        use bridge_core::metrics::Kind::{Counter, Gauge};
+        let stats = self.stats();
+        type Field = fn(&PollStats) -> &std::sync::atomic::AtomicU64;
+        let series: [(&str, _, &str, Field); 5] = [
+            (
+                "edgebridge_modbus_device_online",
+                Gauge,
+                "1 while the device answers.",
+                |s| &s.online,
+            ),
+            (
+                "edgebridge_modbus_polls_total",
+                Counter,
+                "Completed poll cycles.",
+                |s| &s.polls,
+            ),
+            (
+                "edgebridge_modbus_poll_failures_total",
+                Counter,
+                "Poll cycles that reached no device.",
+                |s| &s.failures,
+            ),
+            (
+                "edgebridge_modbus_requests_total",
+                Counter,
+                "Modbus requests sent.",
+                |s| &s.requests,
+            ),
+            (
+                "edgebridge_modbus_values_total",
+                Counter,
+                "Values published.",
+                |s| &s.values,
+            ),
+        ];
+        for (name, kind, help, field) in series {
+            for (id, s) in &stats {
+                let v = field(s).load(std::sync::atomic::Ordering::Relaxed);
+                out.sample(name, kind, help, &[("device", id)], v as f64);
+            }
+        }
+    }
+
     fn methods(self: &Arc<Self>) -> MethodRouter {
         let (r, w) = (self.clone(), self.clone());
         MethodRouter::new()
@@ -146,6 +190,10 @@ impl Modbus {
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&id);
             if !config.devices.contains_key(&id) {
+                self.stats
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&id);
                 info!(device = %id, "Device removed.");
                 cx.reporter
                     .report(json!({"deviceHealth": {id.clone(): null}, "deviceFacts": {id: null}}));

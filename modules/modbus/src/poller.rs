@@ -36,6 +36,8 @@ pub struct PollStats {
     pub lateness_us: AtomicU64,
     /// Largest start lateness in µs.
     pub max_lateness_us: AtomicU64,
+    /// 1 while the device answers, 0 when offline.
+    pub online: AtomicU64,
 }
 
 /// Report-on-change memory of one device: what was last sent and when, pure.
@@ -240,6 +242,7 @@ pub async fn run(
                 next = now + device.poll_interval;
             }
         }
+        stats.online.store(u64::from(h.online), Ordering::Relaxed);
         let changed_state = previous.as_ref().map(|p| p.online) != Some(h.online);
         if changed_state {
             if h.online {
