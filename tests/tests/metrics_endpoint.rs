@@ -109,6 +109,15 @@ async fn metrics_parse_with_the_reference_parser() {
     assert!(
         sample(
             &families,
+            "edgebridge_modbus_poll_seconds_total",
+            Some("meter-1")
+        )
+        .unwrap()
+            > 0.0
+    );
+    assert!(
+        sample(
+            &families,
             "edgebridge_modbus_poll_failures_total",
             Some("ghost")
         )

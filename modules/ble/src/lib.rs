@@ -30,6 +30,7 @@ use serde_json::{Value, json};
 #[derive(Debug, Default)]
 pub struct Ble {
     writers: scanner::Writers,
+    counters: Arc<scanner::Counters>,
 }
 
 impl Protocol for Ble {
@@ -47,6 +48,26 @@ impl Protocol for Ble {
         json!({"discovery": {"enabled": true}})
     }
 
+    fn metrics(&self, out: &mut bridge_core::metrics::Exposition) {
+        use bridge_core::metrics::Kind::Counter;
+        use std::sync::atomic::Ordering::Relaxed;
+        let c = &self.counters;
+        out.sample(
+            "edgebridge_ble_advertisements_total",
+            Counter,
+            "Advertisements decoded.",
+            &[],
+            c.decoded.load(Relaxed) as f64,
+        );
+        out.sample(
+            "edgebridge_ble_messages_total",
+            Counter,
+            "Advertisement telemetry messages sent.",
+            &[],
+            c.messages.load(Relaxed) as f64,
+        );
+    }
+
     fn methods(self: &Arc<Self>) -> MethodRouter {
         let (w, r) = (self.writers.clone(), self.writers.clone());
         MethodRouter::new()
@@ -61,7 +82,7 @@ impl Protocol for Ble {
     }
 
     async fn run(self: Arc<Self>, cx: ModuleContext<Self::Config>) {
-        scanner::run(cx, self.writers.clone()).await;
+        scanner::run(cx, self.writers.clone(), self.counters.clone()).await;
     }
 }
 

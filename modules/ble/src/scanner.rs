@@ -195,8 +195,11 @@ pub type Writers =
 
 /// Scans until `cx.shutdown`, following configuration changes (which restart the scan and
 /// the GATT devices); retries every 10 s when BlueZ or the adapter is missing.
-pub async fn run(mut cx: ModuleContext<BleConfig>, writers: Writers) {
-    let mut seen = Seen::default();
+pub async fn run(mut cx: ModuleContext<BleConfig>, writers: Writers, counters: Arc<Counters>) {
+    let mut seen = Seen {
+        counters,
+        ..Seen::default()
+    };
     loop {
         let adapter = match adapter().await {
             Ok(a) => a,
@@ -355,12 +358,23 @@ struct Seen {
     last_sent: HashMap<String, (Value, Instant)>,
     presence: Presence,
     memory: HashMap<String, crate::report::Memory>,
+    /// Metrics counters.
+    counters: Arc<Counters>,
     /// Peripheral handles: looking one up is a D-Bus round trip of its own.
     peripherals: HashMap<btleplug::platform::PeripheralId, btleplug::platform::Peripheral>,
 }
 
 /// Bound on cached peripheral handles (phones rotate random addresses).
 const MAX_PERIPHERALS: usize = 4096;
+
+/// Module-wide counters for metrics.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Advertisements decoded.
+    pub decoded: std::sync::atomic::AtomicU64,
+    /// Telemetry messages sent from advertisements.
+    pub messages: std::sync::atomic::AtomicU64,
+}
 
 /// The telemetry channel has closed (shutdown).
 struct Closed;
@@ -377,6 +391,7 @@ async fn advert(
         presence,
         memory,
         peripherals,
+        counters,
     } = seen;
     let peripheral = match peripherals.get(id) {
         Some(p) => p.clone(),
@@ -424,6 +439,9 @@ async fn advert(
         }
         None => return Ok(()),
     };
+    counters
+        .decoded
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let body = body(&decoded, &props);
     // Unchanged advertisements (BlueZ repeats them) are not sent again within the interval.
     let now = Instant::now();
@@ -453,5 +471,8 @@ async fn advert(
     let msg = Message::json("telemetry", &body)
         .for_device(&device_id)
         .with_property("format", decoded.format);
+    counters
+        .messages
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     cx.telemetry.send(msg).await.map_err(|_| Closed)
 }

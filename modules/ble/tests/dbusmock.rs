@@ -125,12 +125,22 @@ impl Bus {
 
     /// Runs bridge-ble on this bus; returns the child and a channel of stdout JSON lines.
     fn module(&self, config: &Value) -> (Child, mpsc::Receiver<Value>, PathBuf) {
+        self.module_with(config, &[])
+    }
+
+    /// [`Bus::module`] with extra command-line arguments.
+    fn module_with(
+        &self,
+        config: &Value,
+        extra: &[String],
+    ) -> (Child, mpsc::Receiver<Value>, PathBuf) {
         let cfg = self.dir.path().join("config.json");
         std::fs::write(&cfg, config.to_string()).unwrap();
         let log = self.dir.path().join("module.log");
         let mut child = Command::new(env!("CARGO_BIN_EXE_bridge-ble"))
             .args(["--upstream", "stdout", "--config"])
             .arg(&cfg)
+            .args(extra)
             .env("DBUS_SYSTEM_BUS_ADDRESS", &self.address)
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
@@ -753,13 +763,20 @@ fn passive_scan_registers_a_monitor_instead_of_discovering() {
     let bus = Bus::start(true);
     bus.mock_call("AddAdapter", "ss", vec!["hci0".into(), "host".into()]);
     bus.mock_call("AddMonitorManager", "s", vec!["hci0".into()]);
-    let (mut child, rx, log) = bus.module(&json!({
-        "scan": {"mode": "passive"},
-        "devices": {
-            "thermo-1": {"address": "C0:FF:EE:00:00:01", "map": "bthome-v2"},
-            "ruuvi-1": {"address": "C0:FF:EE:00:00:02", "map": "ruuvi-rawv2"}
-        }
-    }));
+    let metrics = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let (mut child, rx, log) = bus.module_with(
+        &json!({
+            "scan": {"mode": "passive"},
+            "devices": {
+                "thermo-1": {"address": "C0:FF:EE:00:00:01", "map": "bthome-v2"},
+                "ruuvi-1": {"address": "C0:FF:EE:00:00:02", "map": "ruuvi-rawv2"}
+            }
+        }),
+        &["--metrics".into(), metrics.to_string()],
+    );
     let mock_log = bus.dir.path().join("mock.log");
     let read_log = || std::fs::read_to_string(&mock_log).unwrap_or_default();
     wait_for(Duration::from_secs(20), || {
@@ -831,6 +848,27 @@ fn passive_scan_registers_a_monitor_instead_of_discovering() {
     );
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("passive"), "{text}");
+    // Metrics: the advertisements decoded and the messages sent are counted.
+    let scrape = {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(metrics).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    let value = |name: &str| -> f64 {
+        scrape
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing:\n{scrape}"))
+    };
+    assert!(
+        value("edgebridge_ble_advertisements_total ") >= 3.0,
+        "{scrape}"
+    );
+    assert!(value("edgebridge_ble_messages_total ") >= 3.0, "{scrape}");
+    assert_eq!(value("edgebridge_up{module=\"bridge-ble\"} "), 1.0);
     let _ = child.kill();
     let _ = child.wait();
 }

@@ -117,6 +117,16 @@ impl Protocol for Modbus {
                 out.sample(name, kind, help, &[("device", id)], v as f64);
             }
         }
+        for (id, s) in &stats {
+            let us = s.poll_us.load(std::sync::atomic::Ordering::Relaxed);
+            out.sample(
+                "edgebridge_modbus_poll_seconds_total",
+                Counter,
+                "Time spent polling (divide by polls for the mean round trip).",
+                &[("device", id)],
+                us as f64 / 1e6,
+            );
+        }
     }
 
     fn methods(self: &Arc<Self>) -> MethodRouter {

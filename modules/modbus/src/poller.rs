@@ -38,6 +38,8 @@ pub struct PollStats {
     pub max_lateness_us: AtomicU64,
     /// 1 while the device answers, 0 when offline.
     pub online: AtomicU64,
+    /// Time spent in poll cycles (all requests and waits), µs.
+    pub poll_us: AtomicU64,
 }
 
 /// Report-on-change memory of one device: what was last sent and when, pure.
@@ -151,7 +153,11 @@ pub async fn run(
             .max_lateness_us
             .fetch_max(late.as_micros() as u64, Ordering::Relaxed);
         let polled_at = SystemTime::now();
+        let started = Instant::now();
         let outcome = entry.read(&device.wanted).await;
+        stats
+            .poll_us
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         stats.polls.fetch_add(1, Ordering::Relaxed);
         stats
             .requests
