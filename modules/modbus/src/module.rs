@@ -457,15 +457,23 @@ async fn start_device(
         ));
     }
     loop {
-        let task = tokio::spawn(poller::run(
+        let mut task = tokio::spawn(poller::run(
             entry.clone(),
             route.telemetry.clone(),
             route.reporter.clone(),
             route.own_twin,
             stats.clone(),
-            token.clone(),
         ));
-        match task.await {
+        // The poll task is stopped by aborting it, so it never polls the token itself.
+        let ended = tokio::select! {
+            _ = token.cancelled() => {
+                task.abort();
+                let _ignored = task.await;
+                break;
+            }
+            ended = &mut task => ended,
+        };
+        match ended {
             Err(e) if e.is_panic() && !token.is_cancelled() => {
                 tracing::error!(device = %id, "The poll task panicked; restarting it in 1 s.");
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;

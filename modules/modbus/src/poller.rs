@@ -13,7 +13,6 @@ use bridge_core::runtime::Reporter;
 use bridge_core::time::rfc3339;
 use bridge_core::upstream::Backoff;
 use serde_json::{Map, Value, json};
-use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::codec::Reading;
@@ -106,7 +105,8 @@ impl Health {
     }
 }
 
-/// Runs the poll loop of one device until `shutdown`.
+/// Runs the poll loop of one device until its task is aborted (it holds no cancellation
+/// token: polling one on every cycle cost several percent of CPU at 2000 devices).
 /// `own_twin`: the device has its own identity, so health and facts go to its own twin
 /// (`health`, `facts`) instead of the module's (`deviceHealth.<id>`, `deviceFacts.<id>`).
 pub async fn run(
@@ -115,7 +115,6 @@ pub async fn run(
     reporter: Reporter,
     own_twin: bool,
     stats: Arc<PollStats>,
-    shutdown: CancellationToken,
 ) {
     let device = &entry.device;
     let id = device.id.clone();
@@ -135,16 +134,12 @@ pub async fn run(
     let slots = (device.poll_interval.as_millis() / slot.as_millis()).max(1) as u64;
     let phase = slot * (hash(&id) % slots) as u32;
     let mut next = tokio::time::Instant::now() + phase;
-    // Made once, not per cycle (each fresh future registers a waiter).
-    let cancelled = shutdown.cancelled();
+    // One timer entry, re-armed each cycle.
     let tick = tokio::time::sleep_until(next);
-    tokio::pin!(cancelled, tick);
+    tokio::pin!(tick);
     loop {
         tick.as_mut().reset(next);
-        tokio::select! {
-            _ = &mut cancelled => return,
-            _ = &mut tick => {}
-        }
+        (&mut tick).await;
         let late = tokio::time::Instant::now().saturating_duration_since(next);
         stats
             .lateness_us

@@ -135,20 +135,14 @@ pub fn spawn_bus(
     shutdown: CancellationToken,
 ) -> BusHandle {
     let (tx, mut rx) = mpsc::channel::<Job>(256);
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let mut link: Option<Link> = None;
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
         let mut retry_at = Instant::now();
         let mut last_frame = Instant::now();
         let gap = connection.frame_gap();
-        // Made once, not per request (each fresh future registers a waiter).
-        let cancelled = shutdown.cancelled();
-        tokio::pin!(cancelled);
         loop {
-            let job = tokio::select! {
-                _ = &mut cancelled => return,
-                job = rx.recv() => match job { Some(j) => j, None => return },
-            };
+            let Some(job) = rx.recv().await else { return };
             if job.reply.is_closed() {
                 continue;
             }
@@ -212,6 +206,11 @@ pub fn spawn_bus(
             }
             let _ignored = job.reply.send(result);
         }
+    });
+    // Stopped by aborting the task, so the request loop never polls the token itself.
+    tokio::spawn(async move {
+        shutdown.cancelled().await;
+        task.abort();
     });
     BusHandle { tx }
 }
