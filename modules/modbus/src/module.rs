@@ -79,53 +79,56 @@ impl Protocol for Modbus {
         use bridge_core::metrics::Kind::{Counter, Gauge};
         let stats = self.stats();
         type Field = fn(&PollStats) -> &std::sync::atomic::AtomicU64;
-        let series: [(&str, _, &str, Field); 5] = [
+        // (name, kind, help, counter, unit scale)
+        let series: [(&str, _, &str, Field, f64); 6] = [
             (
                 "edgebridge_modbus_device_online",
                 Gauge,
                 "1 while the device answers.",
                 |s| &s.online,
+                1.0,
             ),
             (
                 "edgebridge_modbus_polls_total",
                 Counter,
                 "Completed poll cycles.",
                 |s| &s.polls,
+                1.0,
             ),
             (
                 "edgebridge_modbus_poll_failures_total",
                 Counter,
                 "Poll cycles that reached no device.",
                 |s| &s.failures,
+                1.0,
             ),
             (
                 "edgebridge_modbus_requests_total",
                 Counter,
                 "Modbus requests sent.",
                 |s| &s.requests,
+                1.0,
             ),
             (
                 "edgebridge_modbus_values_total",
                 Counter,
                 "Values published.",
                 |s| &s.values,
+                1.0,
             ),
-        ];
-        for (name, kind, help, field) in series {
-            for (id, s) in &stats {
-                let v = field(s).load(std::sync::atomic::Ordering::Relaxed);
-                out.sample(name, kind, help, &[("device", id)], v as f64);
-            }
-        }
-        for (id, s) in &stats {
-            let us = s.poll_us.load(std::sync::atomic::Ordering::Relaxed);
-            out.sample(
+            (
                 "edgebridge_modbus_poll_seconds_total",
                 Counter,
                 "Time spent polling (divide by polls for the mean round trip).",
-                &[("device", id)],
-                us as f64 / 1e6,
-            );
+                |s| &s.poll_us,
+                1e-6,
+            ),
+        ];
+        for (name, kind, help, field, scale) in series {
+            for (id, s) in &stats {
+                let v = field(s).load(std::sync::atomic::Ordering::Relaxed);
+                out.sample(name, kind, help, &[("device", id)], v as f64 * scale);
+            }
         }
     }
 

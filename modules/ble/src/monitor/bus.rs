@@ -87,9 +87,10 @@ pub async fn register(patterns: &[Pattern]) -> Result<Registration, MonitorError
         let lost = resource.await;
         warn!(error = %lost, "The D-Bus connection of the advertisement monitor ended.");
     });
-    let registration = |adapter| Registration {
+    // Built at once so every early return below drops it, aborting the connection task.
+    let mut registration = Registration {
         conn: conn.clone(),
-        adapter,
+        adapter: Path::from("/"),
         io,
     };
     let root = Proxy::new("org.bluez", "/", CALL_TIMEOUT, conn.clone());
@@ -97,15 +98,12 @@ pub async fn register(patterns: &[Pattern]) -> Result<Registration, MonitorError
         .method_call(OBJECT_MANAGER, "GetManagedObjects", ())
         .await
         .map_err(|e| MonitorError::Bus(e.to_string()))?;
-    let Some(adapter) = objects
+    registration.adapter = objects
         .into_iter()
         .filter(|(_, ifaces)| ifaces.contains_key(MANAGER_IFACE))
         .map(|(path, _)| path)
         .min()
-    else {
-        drop(registration(Path::from("/")));
-        return Err(MonitorError::Unsupported);
-    };
+        .ok_or(MonitorError::Unsupported)?;
     let wire: Vec<(u8, u8, Vec<u8>)> = patterns
         .iter()
         .map(|p| (p.start, p.ad_type, p.content.clone()))
@@ -119,12 +117,11 @@ pub async fn register(patterns: &[Pattern]) -> Result<Registration, MonitorError
             true
         }),
     );
-    let registration = registration(adapter);
     let proxy = Proxy::new(
         "org.bluez",
         registration.adapter.clone(),
         CALL_TIMEOUT,
-        conn.clone(),
+        conn,
     );
     let registered: Result<(), _> = proxy
         .method_call(MANAGER_IFACE, "RegisterMonitor", (Path::from(APP),))
