@@ -6,22 +6,6 @@ use bridge_core::config::{ConfigErrors, ConfigIssue, from_value};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// Advertisement decoders a device (or discovery) can use.
-pub const ADVERT_MAPS: &[&str] = &[
-    "bthome-v2",
-    "ruuvi-rawv2",
-    "xiaomi-pvvx",
-    "ibeacon",
-    "eddystone",
-];
-/// GATT maps (connect, read, subscribe).
-pub const GATT_MAPS: &[&str] = &[
-    "ble-battery",
-    "ble-heart-rate",
-    "ble-environmental-sensing",
-    "ble-device-information",
-];
-
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 enum MapRef {
@@ -118,7 +102,11 @@ struct RawConfig {
 /// Eddystone are left out by default: phones and tags everywhere send them).
 pub fn discovery_maps(discovery: &Discovery) -> Vec<&str> {
     if discovery.maps.is_empty() {
-        vec!["bthome-v2", "ruuvi-rawv2", "xiaomi-pvvx"]
+        crate::adverts::FORMATS
+            .iter()
+            .filter(|f| f.discover_by_default)
+            .map(|f| f.name)
+            .collect()
     } else {
         discovery.maps.iter().map(String::as_str).collect()
     }
@@ -187,13 +175,14 @@ fn parse_key(text: &str) -> Option<[u8; 16]> {
 }
 
 fn check_map(name: &str, path: String, issues: &mut Vec<ConfigIssue>) {
-    if !ADVERT_MAPS.contains(&name) && !GATT_MAPS.contains(&name) {
+    if crate::adverts::format(name).is_none() && crate::gatt::map(name).is_none() {
+        let adverts: Vec<&str> = crate::adverts::FORMATS.iter().map(|f| f.name).collect();
         issues.push(ConfigIssue::new(
             path,
             format!(
                 "Unknown device map '{name}'. Known: {}, {}.",
-                ADVERT_MAPS.join(", "),
-                GATT_MAPS.join(", ")
+                adverts.join(", "),
+                crate::gatt::names().collect::<Vec<_>>().join(", ")
             ),
         ));
     }
@@ -391,13 +380,17 @@ mod map_files {
                 assert_eq!(uuids, expected, "{name}");
             } else {
                 assert!(
-                    ADVERT_MAPS.contains(&name.as_str()),
+                    crate::adverts::format(&name).is_some(),
                     "{name} has no decoder"
                 );
             }
             names.push(name);
         }
-        for n in ADVERT_MAPS.iter().chain(GATT_MAPS) {
+        for n in crate::adverts::FORMATS
+            .iter()
+            .map(|f| f.name)
+            .chain(crate::gatt::names())
+        {
             assert!(names.iter().any(|x| x == n), "no map file for {n}");
         }
     }

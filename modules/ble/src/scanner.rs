@@ -46,31 +46,25 @@ mod tests {
     }
 }
 
-fn uuid16(short: u16) -> Uuid {
-    Uuid::from_u128(0x0000_0000_0000_1000_8000_0080_5F9B_34FB | (u128::from(short) << 96))
+/// The advertisement as decoders see it.
+pub fn advert_of(props: &PeripheralProperties) -> adverts::Advert<'_> {
+    adverts::Advert {
+        address: props.address.into_inner(),
+        local_name: props.local_name.as_deref(),
+        manufacturer_data: &props.manufacturer_data,
+        service_data: &props.service_data,
+        services: &props.services,
+    }
 }
 
-/// Decodes an advertisement with the named map.
+/// Decodes an advertisement with the named format of the registry.
 pub fn decode(
     map: &str,
     props: &PeripheralProperties,
     bind_key: Option<&[u8; 16]>,
 ) -> Result<Decoded, DecodeError> {
-    let svc = |u: u16| props.service_data.get(&uuid16(u));
-    let mfg = |c: u16| props.manufacturer_data.get(&c);
-    let missing = DecodeError::NotThisFormat("advertised");
-    match map {
-        "bthome-v2" => adverts::decode_bthome(
-            svc(adverts::BTHOME_UUID16).ok_or(missing)?,
-            props.address.into_inner(),
-            bind_key,
-        ),
-        "ruuvi-rawv2" => adverts::decode_ruuvi(mfg(adverts::RUUVI_COMPANY_ID).ok_or(missing)?),
-        "xiaomi-pvvx" => adverts::decode_pvvx(svc(adverts::ENVIRONMENTAL_UUID16).ok_or(missing)?),
-        "ibeacon" => adverts::decode_ibeacon(mfg(adverts::APPLE_COMPANY_ID).ok_or(missing)?),
-        "eddystone" => adverts::decode_eddystone(svc(adverts::EDDYSTONE_UUID16).ok_or(missing)?),
-        _ => Err(DecodeError::NotThisFormat("known")),
-    }
+    let format = adverts::format(map).ok_or(DecodeError::NotThisFormat("known"))?;
+    (format.decode)(&advert_of(props), bind_key.map(<[u8; 16]>::as_slice))
 }
 
 /// Decodes a map-driven advertisement map.

@@ -48,17 +48,22 @@ fn manufacturer(company: u16, rest: &[u8]) -> Pattern {
     }
 }
 
-/// The pattern of a bundled advertisement decoder.
-pub fn decoder_pattern(map: &str) -> Option<Pattern> {
-    Some(match map {
-        "bthome-v2" => service16(adverts::BTHOME_UUID16),
-        "xiaomi-pvvx" => service16(adverts::ENVIRONMENTAL_UUID16),
-        "eddystone" => service16(adverts::EDDYSTONE_UUID16),
-        "ruuvi-rawv2" => manufacturer(adverts::RUUVI_COMPANY_ID, &[]),
-        // Apple's company id is on many adverts; the iBeacon type and length narrow it.
-        "ibeacon" => manufacturer(adverts::APPLE_COMPANY_ID, &[0x02, 0x15]),
-        _ => return None,
-    })
+/// The pattern of one registry match.
+fn match_pattern(m: &adverts::Match) -> Pattern {
+    match *m {
+        adverts::Match::Service16(u) => service16(u),
+        adverts::Match::Service128(u) => Pattern {
+            start: 0,
+            ad_type: AD_SERVICE_DATA_128,
+            content: u.to_le_bytes().to_vec(),
+        },
+        adverts::Match::Manufacturer(company, rest) => manufacturer(company, rest),
+    }
+}
+
+/// The patterns of a bundled advertisement format.
+pub fn decoder_patterns(map: &str) -> Vec<Pattern> {
+    adverts::format(map).map_or_else(Vec::new, |f| f.matches.iter().map(match_pattern).collect())
 }
 
 /// The pattern of a map-driven advertisement map.
@@ -93,11 +98,11 @@ pub fn patterns(config: &BleConfig) -> Vec<Pattern> {
     let mut out: Vec<Pattern> = config
         .devices
         .values()
-        .filter_map(|d| match &d.custom {
-            Some(m) => custom_pattern(m),
-            None => decoder_pattern(&d.map),
+        .flat_map(|d| match &d.custom {
+            Some(m) => custom_pattern(m).into_iter().collect(),
+            None => decoder_patterns(&d.map),
         })
-        .chain(discovery.into_iter().filter_map(decoder_pattern))
+        .chain(discovery.into_iter().flat_map(decoder_patterns))
         .collect();
     out.sort();
     out.dedup();
