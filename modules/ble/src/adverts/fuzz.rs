@@ -82,6 +82,12 @@ fn every_registered_format(data: &[u8], key: &[u8; 16], pick: u64) {
                 Match::Service128(u) => {
                     svc.insert(uuid::Uuid::from_u128(u), data.to_vec());
                 }
+                Match::LocalName(_) => {
+                    mfg.insert(
+                        u16::from_le_bytes([pick as u8, (pick >> 8) as u8]),
+                        data.to_vec(),
+                    );
+                }
                 Match::Manufacturer(company, prefix) => {
                     let mut v = prefix.to_vec();
                     v.extend_from_slice(data);
@@ -96,9 +102,13 @@ fn every_registered_format(data: &[u8], key: &[u8; 16], pick: u64) {
                 service_data: &svc,
                 services: &[],
             };
-            let _ = (format.decode)(&ad, Some(key));
-            let _ = (format.decode)(&ad, None);
-            let _ = (format.decode)(&ad, Some(&key[..7]));
+            // The right-size key, none, and one of the wrong size, in turn.
+            let key: Option<&[u8]> = match pick % 3 {
+                0 => Some(key),
+                1 => None,
+                _ => Some(&key[..7]),
+            };
+            let _ = (format.decode)(&ad, key);
         }
     }
 }

@@ -5,10 +5,16 @@
 mod advert;
 mod bthome;
 mod eddystone;
+pub mod govee;
 mod ibeacon;
+pub mod inkbird;
 mod pvvx;
+pub mod qingping;
+pub mod raw;
 mod registry;
 mod ruuvi;
+pub mod switchbot;
+pub mod thermobeacon;
 pub mod xiaomi;
 
 use std::collections::BTreeMap;

@@ -16,6 +16,8 @@ pub enum Match {
     Service128(u128),
     /// Manufacturer data of a company id whose value starts with these bytes.
     Manufacturer(u16, &'static [u8]),
+    /// A local name starting with this (for formats without a fixed company id).
+    LocalName(&'static str),
 }
 
 /// Whether a format takes a per-device key (`bindKey`).
@@ -54,7 +56,7 @@ macro_rules! doc {
 }
 
 use KeyKind::{None as NoKey, Optional};
-use Match::{Manufacturer as Mfg, Service16 as Svc16};
+use Match::{LocalName as Name, Manufacturer as Mfg, Service16 as Svc16};
 
 /// Every advertisement format, one line each.
 #[rustfmt::skip]
@@ -66,6 +68,13 @@ pub static FORMATS: &[Format] = &[
     Format { name: "ibeacon", matches: &[Mfg(0x004C, &[0x02, 0x15])], decode: ibeacon, doc: doc!("ibeacon"), discover_by_default: false, key: NoKey },
     Format { name: "eddystone", matches: &[Svc16(0xFEAA)], decode: eddystone, doc: doc!("eddystone"), discover_by_default: false, key: NoKey },
     Format { name: "xiaomi-mibeacon", matches: &[Svc16(0xFE95)], decode: super::xiaomi::decode, doc: doc!("xiaomi-mibeacon"), discover_by_default: true, key: Optional },
+    Format { name: "govee", matches: &[Mfg(0xEC88, &[]), Mfg(0x0001, &[]), Mfg(0x8801, &[]), Name("GVH5"), Name("Govee_"), Name("GV5")], decode: super::govee::decode, doc: doc!("govee"), discover_by_default: true, key: NoKey },
+    Format { name: "switchbot", matches: &[Svc16(0xFD3D), Svc16(0x0D00)], decode: super::switchbot::decode, doc: doc!("switchbot"), discover_by_default: true, key: NoKey },
+    Format { name: "inkbird", matches: &[Name("sps"), Name("tps"), Name("iBBQ"), Name("xBBQ"), Name("ITH-"), Name("IBS-P02B")], decode: super::inkbird::decode, doc: doc!("inkbird"), discover_by_default: false, key: NoKey },
+    Format { name: "qingping", matches: &[Svc16(0xFDCD)], decode: super::qingping::decode, doc: doc!("qingping"), discover_by_default: true, key: NoKey },
+    Format { name: "thermobeacon", matches: &[Mfg(0x0010, &[]), Mfg(0x0011, &[]), Mfg(0x0014, &[]), Mfg(0x0015, &[]), Mfg(0x0018, &[]), Mfg(0x001B, &[]), Mfg(0x0030, &[])], decode: super::thermobeacon::decode, doc: doc!("thermobeacon"), discover_by_default: false, key: NoKey },
+    // Not a decoder: the device's data as hex (opt-in per device, or discovery.raw).
+    Format { name: "raw", matches: &[], decode: super::raw::decode, doc: doc!("raw"), discover_by_default: false, key: NoKey },
 ];
 
 /// The format of a map name.

@@ -16,6 +16,8 @@ use crate::config::BleConfig;
 const AD_SERVICE_DATA_16: u8 = 0x16;
 /// AD type: service data with a 128-bit UUID.
 const AD_SERVICE_DATA_128: u8 = 0x21;
+/// AD type: complete local name.
+const AD_COMPLETE_NAME: u8 = 0x09;
 /// AD type: manufacturer-specific data.
 const AD_MANUFACTURER: u8 = 0xFF;
 
@@ -58,6 +60,12 @@ fn match_pattern(m: &adverts::Match) -> Pattern {
             content: u.to_le_bytes().to_vec(),
         },
         adverts::Match::Manufacturer(company, rest) => manufacturer(company, rest),
+        // Complete local name; a shortened one is cut from its end, so its start matches too.
+        adverts::Match::LocalName(prefix) => Pattern {
+            start: 0,
+            ad_type: AD_COMPLETE_NAME,
+            content: prefix.as_bytes().to_vec(),
+        },
     }
 }
 
