@@ -80,9 +80,48 @@ pub struct Discovery {
     /// On or off.
     #[serde(default)]
     pub enabled: bool,
-    /// Decoders to try (default: all advertisement decoders but iBeacon/Eddystone).
+    /// Decoders to try (default: the registry's formats marked for discovery).
     #[serde(default)]
     pub maps: Vec<String>,
+    /// Devices no decoder recognises, forwarded raw (hex) when they match a filter.
+    #[serde(default)]
+    pub raw: RawDiscovery,
+}
+
+/// Raw discovery: unknown devices whose advertisement carries one of these company ids
+/// or service UUIDs are forwarded as `ble-<address>` with their data as hex.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawDiscovery {
+    /// On or off (off by default: phones and tags everywhere advertise).
+    #[serde(default)]
+    pub enabled: bool,
+    /// Manufacturer-data company ids to forward (e.g. 2409 for SwitchBot's 0x0969).
+    #[serde(default)]
+    pub company_ids: Vec<u16>,
+    /// Service-data UUIDs to forward: `fd3d` (16-bit) or a full UUID.
+    #[serde(default)]
+    pub service_uuids: Vec<String>,
+}
+
+impl RawDiscovery {
+    /// The service UUIDs, parsed (invalid ones were refused by [`parse`]).
+    pub fn uuids(&self) -> Vec<uuid::Uuid> {
+        self.service_uuids
+            .iter()
+            .filter_map(|u| parse_uuid(u))
+            .collect()
+    }
+}
+
+/// A service UUID: 4 hex digits (16-bit, on the Bluetooth base UUID) or in full.
+pub fn parse_uuid(text: &str) -> Option<uuid::Uuid> {
+    if text.len() == 4 {
+        return u16::from_str_radix(text, 16)
+            .ok()
+            .map(crate::adverts::uuid16);
+    }
+    uuid::Uuid::parse_str(text).ok()
 }
 
 #[derive(Debug, Deserialize)]
@@ -96,6 +135,8 @@ struct RawConfig {
     discovery: Discovery,
     #[serde(default)]
     maps: BTreeMap<String, Value>,
+    #[serde(default)]
+    keys_file: Option<String>,
 }
 
 /// The decoders discovery tries: the configured ones, or the default set (iBeacon and
@@ -121,7 +162,8 @@ pub struct Device {
     pub address: String,
     /// Decoder name.
     pub map: String,
-    /// BTHome bind key.
+    /// The device's key (`bindKey`, or its entry in the keys file), for formats that
+    /// encrypt.
     pub bind_key: Option<[u8; 16]>,
     /// Publish at most once per this many ms (0 = every changed advertisement).
     pub min_interval_ms: u64,
@@ -151,6 +193,13 @@ pub struct BleConfig {
     pub scan: Scan,
     /// Discovery.
     pub discovery: Discovery,
+    /// Keys file entries by MAC address, for discovered devices.
+    pub keys_by_address: BTreeMap<String, [u8; 16]>,
+}
+
+/// Whether `text` is a Bluetooth address `AA:BB:CC:DD:EE:FF` (either case).
+pub fn is_address(text: &str) -> bool {
+    parse_address(text).is_some()
 }
 
 fn parse_address(text: &str) -> Option<String> {
@@ -160,18 +209,6 @@ fn parse_address(text: &str) -> Option<String> {
             .iter()
             .all(|p| p.len() == 2 && u8::from_str_radix(p, 16).is_ok()))
     .then(|| text.to_ascii_uppercase())
-}
-
-fn parse_key(text: &str) -> Option<[u8; 16]> {
-    let bytes: Vec<u8> = (0..text.len())
-        .step_by(2)
-        .filter_map(|i| {
-            text.get(i..i + 2)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-        })
-        .collect();
-    (text.len() == 32).then_some(())?;
-    bytes.try_into().ok()
 }
 
 fn check_map(name: &str, path: String, issues: &mut Vec<ConfigIssue>) {
@@ -192,6 +229,13 @@ fn check_map(name: &str, path: String, issues: &mut Vec<ConfigIssue>) {
 pub fn parse(doc: &Value) -> Result<BleConfig, ConfigErrors> {
     let raw: RawConfig = from_value(doc, "")?;
     let mut issues = Vec::new();
+    let file_keys = match &raw.keys_file {
+        Some(path) => crate::keys::load(path).unwrap_or_else(|e| {
+            issues.extend(e);
+            BTreeMap::new()
+        }),
+        None => BTreeMap::new(),
+    };
     let mut custom_maps = BTreeMap::new();
     for (name, doc) in &raw.maps {
         match crate::custom::parse(doc, &format!("maps.{name}")) {
@@ -235,8 +279,11 @@ pub fn parse(doc: &Value) -> Result<BleConfig, ConfigErrors> {
             },
         };
         let bind_key = match &d.bind_key {
-            None => None,
-            Some(k) => match parse_key(k) {
+            None => file_keys
+                .get(id)
+                .or_else(|| file_keys.get(&address))
+                .copied(),
+            Some(k) => match crate::keys::parse_hex(k) {
                 Some(k) => Some(k),
                 None => {
                     issues.push(ConfigIssue::new(
@@ -247,6 +294,15 @@ pub fn parse(doc: &Value) -> Result<BleConfig, ConfigErrors> {
                 }
             },
         };
+        let takes_key = custom.is_none()
+            && crate::adverts::format(&map_name)
+                .is_some_and(|f| f.key != crate::adverts::KeyKind::None);
+        if d.bind_key.is_some() && !takes_key {
+            issues.push(ConfigIssue::new(
+                format!("{path}.bindKey"),
+                format!("The map '{map_name}' is never encrypted and takes no bindKey."),
+            ));
+        }
         if devices.contains_key(&address) {
             issues.push(ConfigIssue::new(
                 format!("{path}.address"),
@@ -288,10 +344,23 @@ pub fn parse(doc: &Value) -> Result<BleConfig, ConfigErrors> {
     for (i, m) in raw.discovery.maps.iter().enumerate() {
         check_map(m, format!("discovery.maps[{i}]"), &mut issues);
     }
+    for (i, u) in raw.discovery.raw.service_uuids.iter().enumerate() {
+        if parse_uuid(u).is_none() {
+            issues.push(ConfigIssue::new(
+                format!("discovery.raw.serviceUuids[{i}]"),
+                "Service UUIDs are 4 hex digits (fd3d) or a full UUID.",
+            ));
+        }
+    }
+    let keys_by_address = file_keys
+        .into_iter()
+        .filter(|(k, _)| is_address(k))
+        .collect();
     let config = BleConfig {
         devices,
         scan: raw.scan,
         discovery: raw.discovery,
+        keys_by_address,
     };
     if config.scan.mode == ScanMode::Passive
         && issues.is_empty()
@@ -334,6 +403,43 @@ mod tests {
             "discovery.maps[0]",
         ] {
             assert!(paths.contains(&p), "{p} not in {paths:?}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod key_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn keys_from_config_or_file_only_where_a_format_encrypts() {
+        let e = parse(&json!({"devices": {"p": {"address": "C0:FF:EE:00:00:01", "map": "xiaomi-pvvx", "bindKey": "231d39c1d7cc1ab1aee224cd096db932"}}})).unwrap_err();
+        assert_eq!(e.0[0].path, "devices.p.bindKey");
+        assert!(!e.0[0].message.contains("231d"), "the key is not echoed");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("keys.json");
+        std::fs::write(&file, r#"{"lywsd": "814aac74c4f17632442131e5d4542a6a", "A4:C1:38:00:00:09": "00000000000000000000000000000009"}"#).unwrap();
+        let c = parse(&json!({"keysFile": file.to_str().unwrap(), "devices": {
+            "lywsd": {"address": "A4:C1:38:00:00:01", "map": "xiaomi-mibeacon"},
+            "own": {"address": "A4:C1:38:00:00:02", "map": "xiaomi-mibeacon", "bindKey": "231d39c1d7cc1ab1aee224cd096db932"}
+        }, "discovery": {"enabled": true, "maps": ["xiaomi-mibeacon", "govee", "switchbot"],
+            "raw": {"enabled": true, "companyIds": [2409], "serviceUuids": ["fd3d"]}}}))
+        .unwrap();
+        assert_eq!(c.devices["A4:C1:38:00:00:01"].bind_key.unwrap()[0], 0x81);
+        assert_eq!(c.devices["A4:C1:38:00:00:02"].bind_key.unwrap()[0], 0x23);
+        assert_eq!(c.keys_by_address["A4:C1:38:00:00:09"][15], 9);
+        assert_eq!(
+            c.discovery.raw.uuids(),
+            vec![crate::adverts::uuid16(0xFD3D)]
+        );
+        let e = parse(&json!({"keysFile": "/nonexistent.json"})).unwrap_err();
+        assert_eq!(e.0[0].path, "keysFile");
+        let e = parse(&json!({"discovery": {"raw": {"serviceUuids": ["xyz"]}}})).unwrap_err();
+        assert_eq!(e.0[0].path, "discovery.raw.serviceUuids[0]");
+        // Every registry name is a valid discovery map and device map.
+        for f in crate::adverts::FORMATS {
+            parse(&json!({"devices": {"d": {"address": "C0:FF:EE:00:00:01", "map": f.name}}, "discovery": {"maps": [f.name]}})).unwrap();
         }
     }
 }

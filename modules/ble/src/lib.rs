@@ -14,6 +14,7 @@ pub mod connection;
 pub mod custom;
 pub mod deploy;
 pub mod gatt;
+pub mod keys;
 pub mod models;
 pub mod monitor;
 pub mod report;
@@ -46,6 +47,10 @@ impl Protocol for Ble {
 
     fn demo_config(&self) -> Value {
         json!({"discovery": {"enabled": true}})
+    }
+
+    fn redact(&self, reported: &mut Value) {
+        keys::redact(reported);
     }
 
     fn metrics(&self, out: &mut bridge_core::metrics::Exposition) {

@@ -354,6 +354,10 @@ struct Seen {
     memory: HashMap<String, crate::report::Memory>,
     /// Metrics counters.
     counters: Arc<Counters>,
+    /// The last packet id (frame counter) per device, to drop repeated readings.
+    packet_ids: HashMap<String, u32>,
+    /// The key problem last reported per device (`encrypted`, `decryption failed`).
+    decode_errors: HashMap<String, &'static str>,
     /// Peripheral handles: looking one up is a D-Bus round trip of its own.
     peripherals: HashMap<btleplug::platform::PeripheralId, btleplug::platform::Peripheral>,
 }
@@ -370,6 +374,60 @@ pub struct Counters {
     pub messages: std::sync::atomic::AtomicU64,
 }
 
+/// What discovery makes of an unconfigured device: the first listed decoder that
+/// recognises it (with its key from the keys file, by address), else raw data when raw
+/// discovery's filter matches.
+fn discover(config: &BleConfig, address: &str, props: &PeripheralProperties) -> Option<Decoded> {
+    let key = config.keys_by_address.get(address);
+    let maps = crate::config::discovery_maps(&config.discovery);
+    if let Some(dec) = maps.iter().find_map(|m| decode(m, props, key).ok()) {
+        return Some(dec);
+    }
+    let raw = &config.discovery.raw;
+    let wanted = raw.enabled
+        && (raw
+            .company_ids
+            .iter()
+            .any(|c| props.manufacturer_data.contains_key(c))
+            || raw
+                .uuids()
+                .iter()
+                .any(|u| props.service_data.contains_key(u)));
+    wanted
+        .then(|| adverts::raw::decode(&advert_of(props), None).ok())
+        .flatten()
+}
+
+/// Reports a device's key problem (or its end) in `deviceHealth.<id>.error` and on the
+/// `status` output, once per change. Keys themselves are never logged.
+async fn decode_health(
+    cx: &ModuleContext<BleConfig>,
+    last: &mut HashMap<String, &'static str>,
+    id: &str,
+    error: Option<&'static str>,
+) {
+    if last.get(id).copied() == error {
+        return;
+    }
+    match error {
+        Some(e) => {
+            warn!(device = %id, error = e, "Advertisement not decoded: check the device's bindKey.");
+            last.insert(id.to_owned(), e);
+        }
+        None => {
+            last.remove(id);
+        }
+    }
+    let at = bridge_core::time::rfc3339_now();
+    cx.reporter
+        .report(json!({"deviceHealth": {id: {"error": error, "errorAt": at}}}));
+    let body = json!({"deviceId": id, "error": error, "at": at});
+    let _ignored = cx
+        .telemetry
+        .send(Message::json("status", &body).for_device(id))
+        .await;
+}
+
 /// The telemetry channel has closed (shutdown).
 struct Closed;
 
@@ -380,13 +438,7 @@ async fn advert(
     id: &btleplug::platform::PeripheralId,
     seen: &mut Seen,
 ) -> Result<(), Closed> {
-    let Seen {
-        last_sent,
-        presence,
-        memory,
-        peripherals,
-        counters,
-    } = seen;
+    let peripherals = &mut seen.peripherals;
     let peripheral = match peripherals.get(id) {
         Some(p) => p.clone(),
         None => {
@@ -413,26 +465,50 @@ async fn advert(
             || decode(&d.map, &props, d.bind_key.as_ref()),
             |m| decode_custom(m, &props),
         ) {
-            Ok(dec) => (d.id.clone(), dec, d.min_interval_ms),
+            Ok(dec) => {
+                decode_health(cx, &mut seen.decode_errors, &d.id, None).await;
+                (d.id.clone(), dec, d.min_interval_ms)
+            }
             Err(DecodeError::NotThisFormat(_)) => return Ok(()),
             Err(e) => {
-                warn!(device = %d.id, error = %e, "Advertisement not decoded.");
+                // Key trouble is the device's health; other errors are a bad frame.
+                let health = match e {
+                    DecodeError::Encrypted => Some("encrypted"),
+                    DecodeError::Decrypt => Some("decryption failed"),
+                    _ => None,
+                };
+                if health.is_some() {
+                    decode_health(cx, &mut seen.decode_errors, &d.id, health).await;
+                } else {
+                    warn!(device = %d.id, error = %e, "Advertisement not decoded.");
+                }
                 return Ok(());
             }
         },
-        None if config.discovery.enabled => {
-            let maps = crate::config::discovery_maps(&config.discovery);
-            match maps.iter().find_map(|m| decode(m, &props, None).ok()) {
-                Some(dec) => (
-                    format!("ble-{}", address.replace(':', "").to_ascii_lowercase()),
-                    dec,
-                    0,
-                ),
-                None => return Ok(()),
-            }
-        }
+        None if config.discovery.enabled => match discover(&config, &address, &props) {
+            Some(dec) => (
+                format!("ble-{}", address.replace(':', "").to_ascii_lowercase()),
+                dec,
+                0,
+            ),
+            None => return Ok(()),
+        },
         None => return Ok(()),
     };
+    // A repeat of the same reading (same packet id or frame counter) is not sent again.
+    if let Some(id) = decoded.packet_id {
+        if seen.packet_ids.get(&device_id) == Some(&id) {
+            return Ok(());
+        }
+        seen.packet_ids.insert(device_id.clone(), id);
+    }
+    let Seen {
+        last_sent,
+        presence,
+        memory,
+        counters,
+        ..
+    } = seen;
     counters
         .decoded
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

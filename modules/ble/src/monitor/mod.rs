@@ -76,15 +76,20 @@ pub fn decoder_patterns(map: &str) -> Vec<Pattern> {
 
 /// The pattern of a map-driven advertisement map.
 fn custom_pattern(map: &crate::custom::AdvertMap) -> Option<Pattern> {
-    // Bluetooth base UUID 0000xxxx-0000-1000-8000-00805f9b34fb: advertised in 16 bits.
-    const BASE: u128 = 0x0000_0000_0000_1000_8000_0080_5F9B_34FB;
-    const SHORT: u128 = 0xFFFF_u128 << 96;
     if let Some(company) = map.source.manufacturer_id {
         return Some(manufacturer(company, &[]));
     }
     let uuid = uuid::Uuid::parse_str(map.source.service_uuid.as_deref()?).ok()?;
+    Some(uuid_pattern(uuid))
+}
+
+/// The service-data pattern of a UUID (16 bits when on the base UUID).
+fn uuid_pattern(uuid: uuid::Uuid) -> Pattern {
+    // Bluetooth base UUID 0000xxxx-0000-1000-8000-00805f9b34fb: advertised in 16 bits.
+    const BASE: u128 = 0x0000_0000_0000_1000_8000_0080_5F9B_34FB;
+    const SHORT: u128 = 0xFFFF_u128 << 96;
     let value = uuid.as_u128();
-    Some(if value & !SHORT == BASE {
+    if value & !SHORT == BASE {
         service16((value >> 96) as u16)
     } else {
         Pattern {
@@ -92,7 +97,7 @@ fn custom_pattern(map: &crate::custom::AdvertMap) -> Option<Pattern> {
             ad_type: AD_SERVICE_DATA_128,
             content: value.to_le_bytes().to_vec(),
         }
-    })
+    }
 }
 
 /// Every pattern the configuration needs: its advertisement devices and discovery's
@@ -112,6 +117,11 @@ pub fn patterns(config: &BleConfig) -> Vec<Pattern> {
         })
         .chain(discovery.into_iter().flat_map(decoder_patterns))
         .collect();
+    let raw = &config.discovery.raw;
+    if config.discovery.enabled && raw.enabled {
+        out.extend(raw.company_ids.iter().map(|c| manufacturer(*c, &[])));
+        out.extend(raw.uuids().into_iter().map(uuid_pattern));
+    }
     out.sort();
     out.dedup();
     out
