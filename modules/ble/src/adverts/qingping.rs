@@ -48,8 +48,8 @@ fn object(out: &mut Decoded, id: u8, v: &[u8], event: bool) {
         }
         (0x02, 1) => out.put("battery", if v[0] == 0xFF { 100 } else { v[0] }),
         (0x04, 1) => {
-            // 0 closed, 1 open, 2 left open (as qingping-ble reads it).
-            out.put("doorClosed", matches!(v[0], 0 | 2));
+            // 0 open, 1 closed, 2 left open (as qingping-ble reads it).
+            out.put("doorOpen", matches!(v[0], 0 | 2));
             out.put("doorLeftOpen", v[0] == 2);
         }
         (0x07, 2) => out.put("pressure", round(f64::from(u16le(v, 0)) / 10.0, 1)),

@@ -33,7 +33,7 @@ fn model(type_byte: u8) -> Option<&'static str> {
     let t = type_byte & 0x7F;
     TYPES
         .iter()
-        .find(|(b, _)| *b == t || (t.is_ascii_uppercase() && *b == t.to_ascii_lowercase()))
+        .find(|(b, _)| b.eq_ignore_ascii_case(&t))
         .map(|(_, m)| *m)
 }
 

@@ -52,8 +52,9 @@ pub fn decode(ad: &Advert<'_>, _key: Option<&[u8]>) -> Result<Decoded, DecodeErr
     }
     let mut out = Decoded::new(NAME);
     out.put("model", format!("ThermoBeacon type {company}"));
-    out.put("temperature", round(temp, 2));
-    out.put("humidity", round(hum, 2));
+    // Sixteenths are exact in four decimals.
+    out.put("temperature", round(temp, 4));
+    out.put("humidity", round(hum, 4));
     out.put("batteryVoltage", round(f64::from(mv) / 1000.0, 3));
     out.put("battery", battery(mv).round() as u8);
     out.put("button", d[3] & 0x80 != 0);
