@@ -150,9 +150,16 @@ fn object(out: &mut Decoded, model: &str, id: u16, v: &[u8]) {
         (0x4A01, 1..) => out.put("batteryLow", v[0] != 0),
         (0x4804 | 0x4A12, 1..) => match v[0] {
             1 => out.put("opening", true),
-            2 => out.put("opening", false),
+            2 => {
+                out.put("opening", false);
+                out.put("doorLeftOpen", false);
+            }
             _ => {}
         },
+        (0x4A1A, 1..) if v[0] == 1 => {
+            out.put("opening", true);
+            out.put("doorLeftOpen", true);
+        }
         _ => {}
     }
 }
