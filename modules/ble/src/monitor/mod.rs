@@ -172,4 +172,23 @@ mod tests {
         let short = crate::custom::parse(&json!({"name": "env", "source": {"serviceUuid": "0000181a-0000-1000-8000-00805f9b34fb"}, "fields": {"t": {"offset": 0, "type": "u8"}}}), "m").unwrap();
         assert_eq!(custom_pattern(&short), Some(service16(0x181A)));
     }
+
+    #[test]
+    fn registry_patterns_names_and_raw_discovery() {
+        let govee = decoder_patterns("govee");
+        assert!(govee.contains(&manufacturer(0xEC88, &[])));
+        assert!(govee.contains(&Pattern {
+            start: 0,
+            ad_type: AD_COMPLETE_NAME,
+            content: b"GVH5".to_vec()
+        }));
+        assert!(decoder_patterns("raw").is_empty());
+        let config = crate::config::parse(&json!({"discovery": {"enabled": true, "maps": ["switchbot"],
+            "raw": {"enabled": true, "companyIds": [0x5678], "serviceUuids": ["fd3d", "12345678-1234-5678-1234-56789abcdef0"]}}}))
+        .unwrap();
+        let p = patterns(&config);
+        assert!(p.contains(&service16(0xFD3D)) && p.contains(&service16(0x0D00)));
+        assert!(p.contains(&manufacturer(0x5678, &[])));
+        assert!(p.iter().any(|x| x.ad_type == AD_SERVICE_DATA_128));
+    }
 }
