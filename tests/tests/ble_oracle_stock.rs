@@ -737,6 +737,7 @@ async fn stock_firmware_decoders_match_the_parsers_users_trust() {
     library_vectors("inkbird", "inkbird_ble", &mut cases);
     library_vectors("qingping", "qingping_ble", &mut cases);
     library_vectors("thermobeacon", "thermobeacon_ble", &mut cases);
+    library_vectors("switchbot", "pyswitchbot", &mut cases);
     govee_cases(&mut rng, &mut cases);
     switchbot_cases(&mut rng, &mut cases);
     inkbird_cases(&mut rng, &mut cases);
