@@ -13,7 +13,7 @@
 
 pub mod backoff;
 pub mod config;
-pub mod downstream;
+pub mod device;
 pub mod dps;
 pub mod forwarder;
 pub mod hub;
@@ -24,6 +24,7 @@ pub mod methods;
 pub mod metrics;
 pub mod mqtt;
 pub mod report;
+pub mod reporter;
 pub mod runtime;
 pub mod spool;
 pub mod text;

@@ -56,7 +56,11 @@ const RULES: &[(&str, &[&str], &str)] = &[
     ),
     (
         "modules",
-        &["bridge_core::hub", "bridge_core::upstream", "bridge_core::mqtt"],
+        &[
+            "bridge_core::hub",
+            "bridge_core::upstream",
+            "bridge_core::mqtt",
+        ],
         "modules reach the hub only through the runtime and its device routes",
     ),
 ];
@@ -122,7 +126,8 @@ fn layering_rules_hold() {
 
 #[test]
 fn the_checker_sees_a_violation() {
-    let text = "use crate::message::Message;\nuse crate::hub::HubSession;\n// crate::hub in a comment\n";
+    let text =
+        "use crate::message::Message;\nuse crate::hub::HubSession;\n// crate::hub in a comment\n";
     assert_eq!(
         violations(text, &["crate::hub"]),
         vec![(2, "use crate::hub::HubSession;")]

@@ -9,4 +9,3 @@ pub mod mqtt;
 pub mod stdout;
 
 pub use crate::link::{Link, LinkEnd, LinkEvent, Outbound, Upstream, UpstreamClosed, link};
-

@@ -9,10 +9,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::backoff::Backoff;
+use crate::identity::TrustRoots;
 use crate::link::{LinkEnd, LinkEvent};
 use crate::message::Message;
 use crate::mqtt::{Publisher, Tag, error_chain, tls};
-use crate::identity::TrustRoots;
 
 /// Where and how to publish.
 #[derive(Debug, Clone, PartialEq, Eq)]

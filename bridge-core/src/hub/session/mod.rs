@@ -416,7 +416,10 @@ impl Driver {
                     connects: self.connects,
                 });
                 for topic in topics::subscriptions(&self.credentials.identity) {
-                    let _ignored = conn.publisher.client().try_subscribe(topic, QoS::AtLeastOnce);
+                    let _ignored = conn
+                        .publisher
+                        .client()
+                        .try_subscribe(topic, QoS::AtLeastOnce);
                 }
                 self.request_twin(conn);
                 self.flush_reported(conn);
