@@ -18,6 +18,8 @@ Rules:
   - scale finite and non-zero; scalePoint names an i16 point of the same map
   - writable only on coil/holding; min <= max; min/max only on writable points
   - unit from UNITS below (or absent / "" for dimensionless values)
+  - README.md's "Bundled device maps" table lists every map (checked for the repository's own
+    directory only)
 """
 import json
 import math
@@ -174,6 +176,13 @@ def main():
     if not files:
         failures += 1
         print(f"no maps in {folder}")
+    if folder.resolve() == root.resolve():
+        readme = (root.parents[1] / "README.md").read_text(encoding="utf-8")
+        listed = set(re.findall(r"^\| `([a-z0-9-]+)` \|", readme, re.MULTILINE))
+        for f in files:
+            if f.stem not in listed:
+                failures += 1
+                print(f"{f.name}: not listed in README.md (section Device maps, table of bundled maps)")
     print(f"lint: {len(files)} maps, {sum(len(json.loads(f.read_text()).get('points', {})) for f in files)} points, {failures} problems")
     return 1 if failures else 0
 
