@@ -7,6 +7,7 @@ rule on every failure.
 Rules:
   - file name (without .json) == "name"; name, manufacturer, model, source, description non-empty
   - every point has a description; point names are identifiers (they become telemetry fields)
+    and not one of RESERVED (names the generated DTDL interface already uses)
   - addresses 0-65535 and address + register span <= 65536
   - register span = width of the type (u16/i16/bit 1, u32/i32/f32 2, u64/i64/f64 4,
     string `length` registers = ceil(characters / 2)); no two points of one table overlap,
@@ -54,6 +55,9 @@ UNITS = {
     "µS/cm": "soil and water conductivity", "mg/kg": "soil nutrients (N, P, K)", "pH": "soil and water pH",
 }
 
+# The DTDL interface generated per map (modules/modbus/src/models.rs) adds these contents.
+RESERVED = {"health", "read", "write"}
+
 WIDTH = {"bool": 1, "bit": 1, "u16": 1, "i16": 1, "u32": 2, "i32": 2, "f32": 2, "u64": 4, "i64": 4, "f64": 4}
 TABLES = {"coil", "discreteInput", "holding", "input"}
 BIT_TABLES = {"coil", "discreteInput"}
@@ -96,6 +100,8 @@ def lint(path):
         at = f"points.{name}"
         if not POINT.match(name) or name.endswith("_"):
             err(f"{at}: not a valid point name")
+        if name in RESERVED:
+            err(f"{at}: reserved name (the generated DTDL interface has its own '{name}')")
         if not isinstance(p, dict):
             err(f"{at}: not an object")
             continue
