@@ -19,7 +19,8 @@ use tracing::{info, warn};
 
 use crate::config::{ConfigErrors, ConfigIssue};
 use crate::forwarder::{ForwarderOptions, TelemetrySender, spawn_forwarder};
-use crate::hub::{HubSession, MethodRouter, SessionOptions, spawn_session};
+use crate::hub::{HubSession, SessionOptions, spawn_session};
+use crate::methods::MethodRouter;
 use crate::identity::{Credentials, HubIdentity, Signer, SymmetricKey, TrustRoots};
 use crate::spool::{Spool, SpoolOptions};
 use crate::upstream;

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::message::Message;
+use crate::message::Message;
 use crate::identity::HubIdentity;
 use crate::identity::encode::{percent_decode, percent_encode_all};
 

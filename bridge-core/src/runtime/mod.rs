@@ -22,7 +22,8 @@ pub use config_source::Candidate;
 use crate::config::ConfigErrors;
 use crate::downstream::DeviceHub;
 use crate::forwarder::{ForwarderOptions, TelemetrySender, spawn_forwarder};
-use crate::hub::{HubSession, MethodRouter, SessionOptions, spawn_session};
+use crate::hub::{HubSession, SessionOptions, spawn_session};
+use crate::methods::MethodRouter;
 use crate::identity::{
     ConnectionString, ConnectionStringError, Credentials, CredentialsError, EdgeEnvironment,
 };

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
 use bridge_core::config::ConfigErrors;
-use bridge_core::hub::{MethodResponse, MethodRouter};
+use bridge_core::methods::{MethodResponse, MethodRouter};
 use bridge_core::runtime::{ModuleContext, Protocol};
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;

@@ -8,10 +8,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use bridge_core::forwarder::TelemetrySender;
-use bridge_core::hub::Message;
+use bridge_core::message::Message;
 use bridge_core::runtime::Reporter;
 use bridge_core::time::rfc3339;
-use bridge_core::upstream::Backoff;
+use bridge_core::backoff::Backoff;
 use serde_json::{Map, Value, json};
 use tracing::{info, warn};
 
