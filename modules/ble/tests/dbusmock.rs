@@ -239,7 +239,7 @@ fn scans_decodes_discovers_and_follows_rssi() {
     assert_eq!(t["body"]["rssi"], -60);
     assert_eq!(t["output"], "telemetry");
     assert_eq!(t["properties"]["format"], "bthome-v2");
-    let seen = rx.expect("ruuvi-1", |b| b["state"] == "seen");
+    let seen = rx.expect("ruuvi-1", |b| b["state"] == "online");
     assert_eq!(seen["body"]["manufacturerIds"], json!([0x0499]));
     assert_eq!(seen["body"]["localName"], "sensor");
     let r = rx.expect("ruuvi-1", |b| b["temperature"] == 24.3);
@@ -395,7 +395,7 @@ fn gatt_reads_notifications_reconnects_and_errors() {
     bus.set_value(&battery, &[60]);
     rx.expect("bat-1", |b| b["battery"] == 60);
     // Notifications once connected and subscribed.
-    rx.expect("hr-1", |b| b["state"] == "connected");
+    rx.expect("hr-1", |b| b["state"] == "online" && b["link"] == "connected");
     bus.set_value(&heart, &[0x16, 72, 0x00, 0x04]);
     let hr = rx.expect("hr-1", |b| b["heartRate"] == 72);
     assert_eq!(hr["body"]["rrIntervals"], json!([1.0]));
@@ -417,7 +417,7 @@ fn gatt_reads_notifications_reconnects_and_errors() {
         .map(String::from)
         .to_vec(),
     );
-    rx.expect("hr-1", |b| b["state"] == "disconnected");
+    rx.expect("hr-1", |b| b["state"] == "offline" && b["link"] == "disconnected");
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         bus.set_value(&heart, &[0x16, 90, 0x00, 0x04]);
