@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bridge_core::hub::Message;
+use bridge_core::device::DeviceHealth;
+use bridge_core::message::Message;
 use bridge_core::runtime::ModuleContext;
 use btleplug::api::{
     Central, CentralEvent, Manager as _, Peripheral as _, PeripheralProperties, ScanFilter,
@@ -18,6 +19,7 @@ use uuid::Uuid;
 
 use crate::adverts::{self, DecodeError, Decoded};
 use crate::config::{BleConfig, ScanMode};
+use crate::routes::{Out, Routes};
 
 #[cfg(test)]
 mod tests {
@@ -132,34 +134,35 @@ impl Presence {
     }
 }
 
-async fn report_presence(
-    cx: &ModuleContext<BleConfig>,
-    id: &str,
-    seen: bool,
-    props: Option<&PeripheralProperties>,
-) {
-    let mut health = json!({"state": if seen { "seen" } else { "lost" }, "at": bridge_core::time::rfc3339_now()});
-    if let Some(p) = props {
-        // What the advertisement says about the device itself.
-        health["rssi"] = json!(p.rssi);
-        health["localName"] = json!(p.local_name);
-        health["txPower"] = json!(p.tx_power_level);
-        health["serviceUuids"] = json!(
-            p.services
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-        );
-        health["manufacturerIds"] = json!(p.manufacturer_data.keys().collect::<Vec<_>>());
+/// Presence of an advertising device as its health: online when heard (with what the
+/// advertisement says about the device), offline after [`LOST_AFTER`] of silence.
+fn presence_health(seen: bool, props: Option<&PeripheralProperties>) -> DeviceHealth {
+    let mut health = DeviceHealth::default();
+    if seen {
+        health.success(bridge_core::time::rfc3339_now(), None);
+    } else {
+        health.failure(format!("no advertisement for {} s", LOST_AFTER.as_secs()));
     }
-    cx.reporter
-        .report(json!({"deviceHealth": {id: health.clone()}}));
-    let mut body = health;
-    body["deviceId"] = json!(id);
-    let _ignored = cx
-        .telemetry
-        .send(Message::json("status", &body).for_device(id))
-        .await;
+    if let Some(p) = props {
+        let d = &mut health.detail;
+        d.insert("rssi".into(), json!(p.rssi));
+        d.insert("localName".into(), json!(p.local_name));
+        d.insert("txPower".into(), json!(p.tx_power_level));
+        d.insert(
+            "serviceUuids".into(),
+            json!(
+                p.services
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+            ),
+        );
+        d.insert(
+            "manufacturerIds".into(),
+            json!(p.manufacturer_data.keys().collect::<Vec<_>>()),
+        );
+    }
+    health
 }
 
 async fn adapter() -> Result<Adapter, String> {
@@ -194,7 +197,9 @@ pub async fn run(mut cx: ModuleContext<BleConfig>, writers: Writers, counters: A
         counters,
         ..Seen::default()
     };
+    let mut routes = Routes::new(cx.devices.clone(), writers.clone());
     loop {
+        routes.refresh();
         let adapter = match adapter().await {
             Ok(a) => a,
             Err(e) => {
@@ -272,8 +277,7 @@ pub async fn run(mut cx: ModuleContext<BleConfig>, writers: Writers, counters: A
             tokio::spawn(crate::connection::run(
                 adapter.clone(),
                 dev.clone(),
-                cx.telemetry.clone(),
-                cx.reporter.clone(),
+                routes.sink(&dev.id, &dev.map, &dev.writable).clone(),
                 slots.clone(),
                 rx,
                 gatt_stop.clone(),
@@ -297,7 +301,9 @@ pub async fn run(mut cx: ModuleContext<BleConfig>, writers: Writers, counters: A
                 _ = sweep.tick() => {
                     let config: Arc<BleConfig> = cx.config.borrow().clone();
                     for (id, present) in seen.presence.sweep(&config, Instant::now()) {
-                        report_presence(&cx, &id, present, None).await;
+                        if let Some(d) = config.devices.values().find(|d| d.id == id) {
+                            routes.sink(&id, &d.map, &d.writable).send(Out::Health(presence_health(present, None)));
+                        }
                     }
                     continue;
                 }
@@ -335,7 +341,10 @@ pub async fn run(mut cx: ModuleContext<BleConfig>, writers: Writers, counters: A
                 }
             }
             for id in ids {
-                if advert(&cx, &adapter, &id, &mut seen).await.is_err() {
+                if advert(&cx, &adapter, &id, &mut seen, &mut routes)
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -398,34 +407,34 @@ fn discover(config: &BleConfig, address: &str, props: &PeripheralProperties) -> 
         .flatten()
 }
 
-/// Reports a device's key problem (or its end) in `deviceHealth.<id>.error` and on the
-/// `status` output, once per change. Keys themselves are never logged.
-async fn decode_health(
-    cx: &ModuleContext<BleConfig>,
+/// Reports a device's key problem (or its end) as its health: heard (online), with
+/// `lastError` `encrypted` or `decryption failed`, once per change; through the device's
+/// route like every health (reported properties and the `status` output). Keys
+/// themselves are never logged. False when the route has closed (shutdown).
+fn decode_health(
+    routes: &mut Routes,
     last: &mut HashMap<String, &'static str>,
-    id: &str,
+    device: &crate::config::Device,
+    props: &PeripheralProperties,
     error: Option<&'static str>,
-) {
-    if last.get(id).copied() == error {
-        return;
+) -> bool {
+    if last.get(&device.id).copied() == error {
+        return true;
     }
     match error {
         Some(e) => {
-            warn!(device = %id, error = e, "Advertisement not decoded: check the device's bindKey.");
-            last.insert(id.to_owned(), e);
+            warn!(device = %device.id, error = e, "Advertisement not decoded: check the device's bindKey.");
+            last.insert(device.id.clone(), e);
         }
         None => {
-            last.remove(id);
+            last.remove(&device.id);
         }
     }
-    let at = bridge_core::time::rfc3339_now();
-    cx.reporter
-        .report(json!({"deviceHealth": {id: {"error": error, "errorAt": at}}}));
-    let body = json!({"deviceId": id, "error": error, "at": at});
-    let _ignored = cx
-        .telemetry
-        .send(Message::json("status", &body).for_device(id))
-        .await;
+    let mut health = presence_health(true, Some(props));
+    health.last_error = error.map(str::to_owned);
+    routes
+        .sink(&device.id, &device.map, &device.writable)
+        .send(Out::Health(health))
 }
 
 /// The telemetry channel has closed (shutdown).
@@ -437,6 +446,7 @@ async fn advert(
     adapter: &Adapter,
     id: &btleplug::platform::PeripheralId,
     seen: &mut Seen,
+    routes: &mut Routes,
 ) -> Result<(), Closed> {
     let peripherals = &mut seen.peripherals;
     let peripheral = match peripherals.get(id) {
@@ -460,13 +470,16 @@ async fn advert(
     let config: Arc<BleConfig> = cx.config.borrow().clone();
     let address = props.address.to_string().to_ascii_uppercase();
     let device = config.devices.get(&address);
+    let no_writable: &[crate::config::Writable] = &[];
     let (device_id, decoded, min_interval) = match device {
         Some(d) => match d.custom.as_ref().map_or_else(
             || decode(&d.map, &props, d.bind_key.as_ref()),
             |m| decode_custom(m, &props),
         ) {
             Ok(dec) => {
-                decode_health(cx, &mut seen.decode_errors, &d.id, None).await;
+                if !decode_health(routes, &mut seen.decode_errors, d, &props, None) {
+                    return Err(Closed);
+                }
                 (d.id.clone(), dec, d.min_interval_ms)
             }
             Err(DecodeError::NotThisFormat(_)) => return Ok(()),
@@ -478,7 +491,9 @@ async fn advert(
                     _ => None,
                 };
                 if health.is_some() {
-                    decode_health(cx, &mut seen.decode_errors, &d.id, health).await;
+                    if !decode_health(routes, &mut seen.decode_errors, d, &props, health) {
+                        return Err(Closed);
+                    }
                 } else {
                     warn!(device = %d.id, error = %e, "Advertisement not decoded.");
                 }
@@ -523,8 +538,11 @@ async fn advert(
         return Ok(());
     }
     last_sent.insert(device_id.clone(), (body.clone(), now));
-    if presence.saw(&device_id, now) {
-        report_presence(cx, &device_id, true, Some(&props)).await;
+    let map = device.map_or(decoded.format, |d| d.map.as_str());
+    let sink = routes.sink(&device_id, map, device.map_or(no_writable, |d| &d.writable));
+    if presence.saw(&device_id, now) && !sink.send(Out::Health(presence_health(true, Some(&props))))
+    {
+        return Err(Closed);
     }
     // Discovered devices have no report settings: every change is sent.
     let default_report = crate::report::Report::default();
@@ -538,11 +556,13 @@ async fn advert(
         return Ok(());
     }
     let body = Value::Object(selected);
-    let msg = Message::json("telemetry", &body)
-        .for_device(&device_id)
-        .with_property("format", decoded.format);
+    let msg = Message::json("telemetry", &body).with_property("format", decoded.format);
     counters
         .messages
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    cx.telemetry.send(msg).await.map_err(|_| Closed)
+    if sink.send(Out::Message(msg)) {
+        Ok(())
+    } else {
+        Err(Closed)
+    }
 }

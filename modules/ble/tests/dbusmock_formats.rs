@@ -214,9 +214,9 @@ fn bind_keys_repeats_and_raw_mode() {
     let ok = rx.expect("lywsd-ok", |b| b["temperature"] == 21.6);
     assert_eq!(ok["body"]["battery"], 87);
     assert_eq!(ok["body"]["encrypted"], true);
-    let wrong = rx.expect("lywsd-wrong", |b| b["error"] == "decryption failed");
+    let wrong = rx.expect("lywsd-wrong", |b| b["lastError"] == "decryption failed");
     assert_eq!(wrong["output"], "status");
-    let none = rx.expect("lywsd-nokey", |b| b["error"] == "encrypted");
+    let none = rx.expect("lywsd-nokey", |b| b["lastError"] == "encrypted");
     assert_eq!(none["output"], "status");
     let raw = rx.expect("tag", |b| b.get("manufacturerData").is_some());
     assert_eq!(raw["body"]["manufacturerData"], json!({"1234": "deadbeef"}));

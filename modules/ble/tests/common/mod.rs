@@ -1,8 +1,7 @@
-//! The dbusmock BlueZ harness shared by the end-to-end tests of the advertisement formats
-//! (the same harness as `dbusmock.rs`): a private D-Bus daemon with python-dbusmock's
-//! BlueZ, and the module binary as a child printing telemetry as JSON lines.
+//! Shared harness of the BLE end-to-end tests: a private D-Bus daemon with BlueZ's API
+//! served by python-dbusmock, and the module binary running against it.
 
-#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)] // test helpers
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -11,10 +10,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub const BTHOME: &str = "0000fcd2-0000-1000-8000-00805f9b34fb";
+pub const ENV_SENSING: &str = "0000181a-0000-1000-8000-00805f9b34fb";
+
 pub struct Bus {
     pub dir: tempfile::TempDir,
-    address: String,
-    children: Vec<Child>,
+    pub address: String,
+    pub children: Vec<Child>,
 }
 
 impl Drop for Bus {
@@ -103,6 +105,11 @@ impl Bus {
         out
     }
 
+    pub fn add_le(&self, address: &str, mfg: &[(u16, &[u8])], svc: &[(&str, &[u8])], rssi: i16) {
+        self.add_le_named(address, "sensor", mfg, svc, rssi);
+    }
+
+    /// [`Bus::add_le`] with a local name (some formats tell the model by it).
     pub fn add_le_named(
         &self,
         address: &str,
@@ -209,5 +216,64 @@ impl Lines {
                 return line;
             }
         }
+    }
+}
+
+pub const RUUVI: [u8; 24] = [
+    0x05, 0x12, 0xFC, 0x53, 0x94, 0xC3, 0x7C, 0x00, 0x04, 0xFF, 0xFC, 0x04, 0x0C, 0xAC, 0x36, 0x42,
+    0x00, 0xCD, 0xCB, 0xB8, 0x33, 0x4C, 0x88, 0x4F,
+];
+
+impl Bus {
+    pub fn object_call(&self, path: &str, method: &str, signature: &str, args: Vec<String>) {
+        let mut all = vec![
+            "call".into(),
+            "--".into(),
+            "org.bluez".into(),
+            path.into(),
+            "org.freedesktop.DBus.Mock".into(),
+            method.into(),
+            signature.into(),
+        ];
+        all.extend(args);
+        self.busctl(&all);
+    }
+
+    /// Sets a characteristic's value (a notification when it is subscribed).
+    pub fn set_value(&self, chrc: &str, value: &[u8]) {
+        let mut args = vec![
+            "org.bluez.GattCharacteristic1".to_owned(),
+            "1".into(),
+            "Value".into(),
+            "ay".into(),
+            value.len().to_string(),
+        ];
+        args.extend(value.iter().map(u8::to_string));
+        self.object_call(chrc, "UpdateProperties", "sa{sv}", args);
+    }
+
+    pub fn gatt(
+        &self,
+        dev: &str,
+        service: (u16, &str),
+        chrc: (u16, &str, &[&str], &[u8]),
+    ) -> String {
+        let svc = format!("{dev}/service{:04x}", service.0);
+        self.mock_call(
+            "AddGattService",
+            "sqs",
+            vec![dev.into(), service.0.to_string(), service.1.into()],
+        );
+        let mut args = vec![
+            svc.clone(),
+            chrc.0.to_string(),
+            chrc.1.into(),
+            chrc.2.len().to_string(),
+        ];
+        args.extend(chrc.2.iter().map(|s| (*s).to_owned()));
+        args.push(chrc.3.len().to_string());
+        args.extend(chrc.3.iter().map(u8::to_string));
+        self.mock_call("AddGattCharacteristic", "sqsasay", args);
+        format!("{svc}/char{:04x}", chrc.0)
     }
 }
