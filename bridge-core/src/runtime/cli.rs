@@ -92,6 +92,36 @@ impl<E: Subcommand> Cli<E> {
             })
     }
 
+    /// Arguments of the subcommands (the protocol's included) that reuse the id or the
+    /// long flag of a global option (`--log`, `--config`…): clap neither refuses nor
+    /// separates them and panics when such a command line is parsed, so a module's tests
+    /// assert this list is empty. Each as `SUBCOMMAND --FLAG`.
+    pub fn clashes(program: Program) -> Vec<String> {
+        fn walk(cmd: &clap::Command, global: &[(String, Option<String>)], out: &mut Vec<String>) {
+            for sub in cmd.get_subcommands() {
+                for arg in sub.get_arguments() {
+                    let (id, long) = (arg.get_id().as_str(), arg.get_long());
+                    if global
+                        .iter()
+                        .any(|(g, l)| g == id || (long.is_some() && l.as_deref() == long))
+                    {
+                        out.push(format!("{} --{}", sub.get_name(), long.unwrap_or(id)));
+                    }
+                }
+                walk(sub, global, out);
+            }
+        }
+        let command = Self::command_for(program);
+        let global: Vec<(String, Option<String>)> = command
+            .get_arguments()
+            .filter(|a| a.is_global_set())
+            .map(|a| (a.get_id().to_string(), a.get_long().map(str::to_owned)))
+            .collect();
+        let mut out = Vec::new();
+        walk(&command, &global, &mut out);
+        out
+    }
+
     /// Parses `args` (the first is the program path); `--help`, `--version` and usage
     /// errors come back as a `clap::Error` (`.exit()` prints it with the right status).
     pub fn try_parse_for<I, T>(program: Program, args: I) -> Result<Self, clap::Error>
@@ -230,6 +260,23 @@ mod tests {
         },
     }
 
+    /// Subcommands whose flags collide with the global ones.
+    #[derive(Debug, Subcommand)]
+    enum Clash {
+        /// Fetch.
+        Fetch {
+            /// Same id and flag as the global `--log`.
+            #[arg(long)]
+            log: bool,
+            /// Another id, the flag of the global `--upstream`.
+            #[arg(long = "upstream")]
+            source: String,
+            /// Fine.
+            #[arg(long)]
+            url: String,
+        },
+    }
+
     const PROGRAM: Program = Program {
         name: "bridge-test",
         version: "9.8.7",
@@ -247,6 +294,7 @@ mod tests {
     fn shared_subcommands_parse() {
         Cli::<Tool>::command_for(PROGRAM).debug_assert();
         Cli::<NoExtra>::command_for(PROGRAM).debug_assert();
+        assert!(Cli::<NoExtra>::clashes(PROGRAM).is_empty());
         assert!(cli::<NoExtra>(&[]).unwrap().command.is_none());
         let run = cli::<NoExtra>(&["run", "--config", "c.json"]).unwrap();
         assert!(matches!(run.command, Some(Command::Run)));
@@ -299,6 +347,11 @@ mod tests {
             cli::<Tool>(&["maps"]).unwrap().command,
             Some(Command::Maps)
         ));
+        assert!(Cli::<Tool>::clashes(PROGRAM).is_empty());
+        assert_eq!(
+            Cli::<Clash>::clashes(PROGRAM),
+            ["fetch --log", "fetch --upstream"]
+        );
         let help = Cli::<Tool>::command_for(PROGRAM).render_help().to_string();
         assert!(help.contains("scan") && help.contains("manifest"), "{help}");
         // Without extras the word is refused like any unknown subcommand.

@@ -85,5 +85,9 @@ mod tests {
             ble.deployment(&config).binds,
             ["/var/run/dbus:/var/run/dbus"]
         );
+        let program = bridge_core::runtime::commands::program(&ble);
+        type Cli = bridge_core::runtime::cli::Cli<<Ble as CommandLine>::Extra>;
+        Cli::command_for(program).debug_assert();
+        assert_eq!(Cli::clashes(program), Vec::<String>::new());
     }
 }

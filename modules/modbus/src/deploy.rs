@@ -102,4 +102,19 @@ mod tests {
         .unwrap();
         assert!(deployment(&tcp_only).devices.is_empty());
     }
+
+    /// The shared commands and options and bridge-modbus's own subcommands do not clash
+    /// (names, flags), whatever `Extra` holds.
+    #[test]
+    fn own_subcommands_fit_beside_the_shared_ones() {
+        use bridge_core::runtime::cli::Cli;
+        use bridge_core::runtime::commands::program;
+        let program = program(&Modbus::new());
+        Cli::<<Modbus as CommandLine>::Extra>::command_for(program).debug_assert();
+        assert_eq!(
+            Cli::<<Modbus as CommandLine>::Extra>::clashes(program),
+            Vec::<String>::new()
+        );
+        assert_eq!(program.name, "bridge-modbus");
+    }
 }
