@@ -282,6 +282,7 @@ pub fn parse(doc: &Value) -> Result<ModbusConfig, ConfigErrors> {
                 .get(name)
                 .cloned()
                 .or_else(|| bundled(name).and_then(Result::ok).map(Arc::new))
+                .or_else(|| crate::sunspec::placeholder(name))
             {
                 Some(m) => m,
                 None => {

@@ -8,6 +8,7 @@
 //! - [`device`], [`poller`]: reading/writing points; one poll task per device.
 //! - [`module`]: the `bridge-core` protocol: reconcile on config change, direct methods.
 //! - [`simulator`]: the built-in simulated device.
+//! - [`sunspec`]: SunSpec discovery and decoding (`"map": "sunspec"`).
 
 pub mod bus;
 pub mod codec;
@@ -21,5 +22,6 @@ pub mod module;
 pub mod plan;
 pub mod poller;
 pub mod simulator;
+pub mod sunspec;
 
 pub use module::{Modbus, demo_config};

@@ -79,7 +79,15 @@ fn main() -> Result<ExitCode> {
         }
         Command::Models { from } => Ok(match checked_config(&protocol, &from) {
             Some((cfg, _)) => {
-                print_json(&bridge_modbus::models::models(&cfg))?;
+                // SunSpec devices are described by the models they hold: discover them now.
+                let rt = bridge_core::runtime::module_runtime()?;
+                let (models, problems) = rt.block_on(bridge_modbus::sunspec::dtdl::models(&cfg));
+                for (device, problem) in problems {
+                    eprintln!(
+                        "{device}: SunSpec discovery failed ({problem}); its model has no telemetry."
+                    );
+                }
+                print_json(&models)?;
                 ExitCode::SUCCESS
             }
             None => ExitCode::from(2),

@@ -116,6 +116,9 @@ pub async fn run(
     own_twin: bool,
     stats: Arc<PollStats>,
 ) {
+    if crate::sunspec::is_sunspec(&entry.device.map) {
+        return crate::sunspec::poll::run(entry, telemetry, reporter, own_twin, stats).await;
+    }
     let device = &entry.device;
     let id = device.id.clone();
     let mut filter = ChangeFilter::default();
