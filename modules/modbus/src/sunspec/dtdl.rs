@@ -23,9 +23,10 @@ fn data_type(kind: PointType) -> DataType {
         | PointType::Enum16
         | PointType::Bitfield16
         | PointType::Pad => DataType::U16,
+        // DTDL's integer is 32-bit signed: unsigned 32-bit values need a long.
         PointType::Int32 => DataType::I32,
         PointType::Uint32 | PointType::Acc32 | PointType::Enum32 | PointType::Bitfield32 => {
-            DataType::U32
+            DataType::I64
         }
         PointType::Int64 => DataType::I64,
         PointType::Uint64 | PointType::Acc64 => DataType::U64,
