@@ -65,6 +65,26 @@ pub enum Connection {
         #[serde(default = "default_rtu_gap")]
         frame_gap_ms: u64,
     },
+    /// Modbus ASCII on a serial port (':' + hex + LRC + CR LF).
+    Ascii {
+        /// Serial device, e.g. `/dev/ttyUSB0`.
+        port: String,
+        /// Baud rate.
+        #[serde(default = "default_baud")]
+        baud_rate: u32,
+        /// Parity (the specification's default for ASCII is even).
+        #[serde(default = "default_ascii_parity")]
+        parity: Parity,
+        /// Data bits (7 or 8; ASCII normally uses 7).
+        #[serde(default = "default_ascii_data_bits")]
+        data_bits: u8,
+        /// Stop bits (1 or 2).
+        #[serde(default = "default_stop_bits")]
+        stop_bits: u8,
+        /// Silence between frames, in ms.
+        #[serde(default = "default_rtu_gap")]
+        frame_gap_ms: u64,
+    },
     /// RTU framing over TCP (serial-to-Ethernet converters).
     RtuOverTcp {
         /// Host name or IP address.
@@ -92,6 +112,12 @@ const fn default_parity() -> Parity {
 const fn default_data_bits() -> u8 {
     8
 }
+const fn default_ascii_parity() -> Parity {
+    Parity::Even
+}
+const fn default_ascii_data_bits() -> u8 {
+    7
+}
 const fn default_stop_bits() -> u8 {
     1
 }
@@ -106,6 +132,7 @@ impl Connection {
             Connection::Tcp { host, port, .. } => format!("tcp://{host}:{port}"),
             Connection::RtuOverTcp { host, port, .. } => format!("rtu+tcp://{host}:{port}"),
             Connection::Rtu { port, .. } => format!("rtu://{port}"),
+            Connection::Ascii { port, .. } => format!("ascii://{port}"),
             Connection::Simulated {} => format!("simulated://{device_id}"),
         }
     }
@@ -115,6 +142,7 @@ impl Connection {
         match self {
             Connection::Tcp { frame_gap_ms, .. }
             | Connection::Rtu { frame_gap_ms, .. }
+            | Connection::Ascii { frame_gap_ms, .. }
             | Connection::RtuOverTcp { frame_gap_ms, .. } => Duration::from_millis(*frame_gap_ms),
             Connection::Simulated {} => Duration::ZERO,
         }
@@ -396,6 +424,13 @@ fn check_device(dev: &RawDevice, path: &str, issues: &mut Vec<ConfigIssue>) {
     }
     match &dev.connection {
         Connection::Rtu {
+            baud_rate,
+            data_bits,
+            stop_bits,
+            port,
+            ..
+        }
+        | Connection::Ascii {
             baud_rate,
             data_bits,
             stop_bits,
