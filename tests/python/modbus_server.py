@@ -8,7 +8,8 @@ independently of the module's own codec:
                      "input": [...], "coils": [{"address": 0, "value": true}], "discrete": [...]}},
      "silent": [7],                                  # unit ids that never answer
      "stall": {"unit": 1, "address": 99, "seconds": 0.8},   # delay the first reply to this read
-     "requestLog": "/tmp/x.log"}                    # append "unit function address" per request
+     "requestLog": "/tmp/x.log",                    # append "unit function address" per request
+     "identity": {"VendorName": "Eastron", ...}}    # FC43/14 device identification (all units)
 
 Registers not listed are undefined: reading them gives exception 2 (illegal data address).
 Prints "ready" once listening.
@@ -112,15 +113,21 @@ async def main():
             time.sleep(stall["seconds"])  # blocks the server, as a hung device would
         return data
 
+    identity = None
+    if spec.get("identity"):
+        from pymodbus import ModbusDeviceIdentification
+        identity = ModbusDeviceIdentification(info_name=spec["identity"])
     if rtu:
-        server = ModbusSerialServer(devices, framer=FramerType.RTU, port=args.device, baudrate=9600, trace_packet=trace_packet)
+        server = ModbusSerialServer(devices, framer=FramerType.RTU, port=args.device, baudrate=9600, trace_packet=trace_packet,
+                                    identity=identity)
     elif ascii_mode:
         # 8N1: a pty carries bytes and emulates no parity, and pyserial's second
         # reconfiguration of a pty for 7E1 fails with EINVAL. ASCII frames are 7-bit text.
         server = ModbusSerialServer(devices, framer=FramerType.ASCII, port=args.device, baudrate=9600,
-                                    trace_packet=trace_packet)
+                                    trace_packet=trace_packet, identity=identity)
     else:
-        server = ModbusTcpServer(devices, address=("127.0.0.1", args.port), trace_packet=trace_packet)
+        server = ModbusTcpServer(devices, address=("127.0.0.1", args.port), trace_packet=trace_packet,
+                                 identity=identity)
     task = asyncio.create_task(server.serve_forever())
     await asyncio.sleep(0.3)
     print("ready", flush=True)

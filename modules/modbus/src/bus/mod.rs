@@ -36,6 +36,9 @@ pub enum Op {
     WriteCoils(u16, Vec<bool>),
     /// FC16.
     WriteRegisters(u16, Vec<u16>),
+    /// FC43/14 read device identification: read code (1 basic, 2 regular) and the first
+    /// object id.
+    ReadDeviceId(u8, u8),
 }
 
 /// A successful result.
@@ -47,6 +50,8 @@ pub enum OpResult {
     Registers(Vec<u16>),
     /// A write was confirmed.
     Written,
+    /// FC43/14: one response of device identification.
+    DeviceId(pdu::DeviceId),
 }
 
 /// A request failed. "The device said no" (`Exception`) is kept apart from "could not
