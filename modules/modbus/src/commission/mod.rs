@@ -92,6 +92,42 @@ pub use read::ReadArgs;
 pub use scan::ScanArgs;
 pub use write::WriteArgs;
 
+#[derive(Debug, clap::Parser)]
+#[command(name = "bridge-modbus")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Sub,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Sub {
+    Scan(ScanArgs),
+    Read(ReadArgs),
+    Write(WriteArgs),
+}
+
+/// Parses a command line (`scan ...`, `read ...`, `write ...`, without the program name),
+/// as main.rs would.
+pub fn parse(args: &[&str]) -> Result<Command, CommissionError> {
+    use clap::Parser;
+    let cli = Cli::try_parse_from(std::iter::once("bridge-modbus").chain(args.iter().copied()))
+        .map_err(|e| CommissionError::Usage(e.to_string()))?;
+    Ok(match cli.cmd {
+        Sub::Scan(a) => Command::Scan(a),
+        Sub::Read(a) => Command::Read(a),
+        Sub::Write(a) => Command::Write(a),
+    })
+}
+
+/// The process exit code for an error: 2 for bad arguments, 1 otherwise.
+pub fn exit_code(e: &CommissionError) -> u8 {
+    if matches!(e, CommissionError::Usage(_)) {
+        2
+    } else {
+        1
+    }
+}
+
 /// Runs one command to completion, writing to `out`.
 pub async fn run(cmd: &Command, out: &mut dyn Write) -> Result<(), CommissionError> {
     match cmd {
@@ -118,11 +154,7 @@ pub fn main(cmd: Command) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::from(if matches!(e, CommissionError::Usage(_)) {
-                2
-            } else {
-                1
-            })
+            ExitCode::from(exit_code(&e))
         }
     }
 }

@@ -2,7 +2,8 @@
 //! models, and which bundled maps plausibly fit.
 //!
 //! A unit is alive when it answers a one-register holding read at address 0 at all, an
-//! exception included. A bundled map plausibly fits when its first probe points (up to
+//! exception included (except a gateway's exceptions 10 and 11, which say the unit did
+//! not answer). A bundled map plausibly fits when its first probe points (up to
 //! six readable, published points in address order) all read without error and every
 //! value is plausible: within the point's `min`/`max` when the map gives them, within a
 //! physical range for common units (V 0-1000, A ±10000, Hz 0 or 40-70, °C -60-150,
@@ -187,8 +188,10 @@ pub async fn run(args: &ScanArgs, out: &mut dyn Write) -> Result<(), CommissionE
     let mut found = Vec::new();
     for unit in units {
         match s.bus.call(unit, Op::Read(Table::Holding, 0, 1), t).await {
+            // A gateway saying "path unavailable" or "target failed to respond" speaks
+            // for itself, not for the unit.
+            Err(BusError::Timeout(_) | BusError::Exception(10 | 11)) => continue,
             Ok(_) | Err(BusError::Exception(_)) => {}
-            Err(BusError::Timeout(_)) => continue,
             Err(e @ (BusError::Connect(_) | BusError::Closed)) => {
                 return Err(CommissionError::Bus { unit, error: e });
             }
