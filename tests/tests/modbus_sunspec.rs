@@ -28,6 +28,11 @@ async fn sim() -> Sim {
 
 /// The pymodbus server spec holding a pysunspec2-built image at `base`.
 pub async fn sunspec_spec(base: u16) -> Value {
+    sunspec_image(base).await.0
+}
+
+/// The server spec and the image's registers.
+async fn sunspec_image(base: u16) -> (Value, Vec<u16>) {
     let img = run_python(
         "sunspec_image.py",
         &["build", "--base", &base.to_string()],
@@ -43,7 +48,13 @@ pub async fn sunspec_spec(base: u16) -> Value {
         .enumerate()
         .map(|(i, v)| json!({"address": u64::from(base) + i as u64, "type": "u16", "value": v}))
         .collect();
-    json!({"units": {"1": {"holding": holding}}})
+    let regs = img["registers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u16)
+        .collect();
+    (json!({"units": {"1": {"holding": holding}}}), regs)
 }
 
 fn latest(messages: &[Recorded], device: &str, output: &str) -> Option<Value> {
@@ -229,6 +240,79 @@ async fn a_device_without_sunspec_is_a_clear_error() {
     assert_eq!(
         r["deviceHealth"]["plain"]["lastError"],
         "No SunSpec marker at 40000, 0 or 50000."
+    );
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn a_changed_model_list_is_rediscovered() {
+    init_tracing();
+    let (spec, regs) = sunspec_image(40000).await;
+    let server = PyModbus::tcp(&spec).await.unwrap();
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    sim.hub.set_desired(
+        "edge-gw/modbus",
+        &json!({"devices": {"pv": {"map": "sunspec", "pollIntervalMs": 200,
+            "connection": {"type": "tcp", "host": "127.0.0.1", "port": server.port}}}}),
+    );
+    let stop = run_modbus_against(&sim, "modbus", KEY, dir.path(), None)
+        .await
+        .unwrap();
+    let has_705 = |m: &[Recorded]| {
+        latest(m, "pv", "telemetry").is_some_and(|t| {
+            t.as_object()
+                .unwrap()
+                .keys()
+                .any(|k| k.starts_with("m705_"))
+        })
+    };
+    sim.hub
+        .wait_until(T, has_705)
+        .await
+        .expect("model 705 at first");
+    // Walk the chain in the image to the 705 model and turn it into the end marker, as a
+    // device reconfigured at run time would.
+    let mut at = 2usize;
+    while regs[at] != 705 {
+        at += 2 + usize::from(regs[at + 1]);
+    }
+    let target = format!("127.0.0.1:{}", server.port);
+    let address = (40000 + at).to_string();
+    let cmd = bridge_modbus::commission::parse(&[
+        "write",
+        "--tcp",
+        &target,
+        "--unit",
+        "1",
+        "--table",
+        "holding",
+        "--address",
+        &address,
+        "--value",
+        "65535",
+    ])
+    .unwrap();
+    bridge_modbus::commission::run(&cmd, &mut Vec::new())
+        .await
+        .unwrap();
+    let msgs = sim
+        .hub
+        .wait_until(T, |m| {
+            latest(m, "pv", "telemetry").is_some_and(|t| {
+                let o = t.as_object().unwrap();
+                !o.keys().any(|k| k.starts_with("m705_"))
+                    && o.keys().any(|k| k.starts_with("m124_"))
+            })
+        })
+        .await
+        .expect("telemetry without model 705 after the change");
+    let t = latest(&msgs, "pv", "telemetry").unwrap();
+    assert!(
+        t.as_object()
+            .unwrap()
+            .keys()
+            .any(|k| k.starts_with("m160_module_3_"))
     );
     stop.cancel();
 }
