@@ -147,6 +147,37 @@ async fn check_base(base: u16) {
         );
     }
 
+    // The read method: the same values, and a clear error for an absent point.
+    let absent = oracle["absent"][0].as_str().unwrap();
+    let (status, body) = sim
+        .hub
+        .invoke_method(
+            "edge-gw/modbus",
+            "read",
+            &json!({"deviceId": "pv", "points": ["m1_Mn", "m160_module_1_ID", absent]}),
+            T,
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["values"]["m1_Mn"], theirs["m1_Mn"]);
+    assert_eq!(
+        body["values"]["m160_module_1_ID"],
+        theirs["m160_module_1_ID"]
+    );
+    assert!(body["errors"][absent].is_string(), "{body}");
+    let (status, _) = sim
+        .hub
+        .invoke_method(
+            "edge-gw/modbus",
+            "write",
+            &json!({"deviceId": "pv", "point": "m1_DA", "value": 3}),
+            T,
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 400);
+
     // DTDL from the models found: parsed by Microsoft's parser; every telemetry field is
     // in the interface with a matching schema.
     let cfg = bridge_modbus::config::parse(&json!({"devices": {"pv": {"map": "sunspec",

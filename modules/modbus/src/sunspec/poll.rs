@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime};
 
 use bridge_core::forwarder::TelemetrySender;
-use bridge_core::hub::Message;
+use bridge_core::hub::{Message, MethodResponse};
 use bridge_core::runtime::Reporter;
 use bridge_core::time::rfc3339;
 use bridge_core::upstream::Backoff;
@@ -18,6 +18,7 @@ use tracing::{info, warn};
 use super::decode::decode_model;
 use super::defs::model_def;
 use super::discover::{Chain, Reader, SunSpecError};
+use crate::bus::BusError;
 use crate::codec::Reading;
 use crate::device::DeviceEntry;
 use crate::poller::{ChangeFilter, PollStats};
@@ -96,6 +97,40 @@ pub async fn read_all(
     Err(SunSpecError::BadChain(
         "the model list keeps changing".into(),
     ))
+}
+
+/// The `read` direct method for a SunSpec device: discovers and reads every model now;
+/// `points` (optional) selects names. 200 with `values` (facts included) or the error.
+pub async fn read_method(entry: &DeviceEntry, req: &Value) -> MethodResponse {
+    let d = &entry.device;
+    let mut reader = Reader::new(&entry.bus, d.unit_id, d.timeout, d.limits.max_registers);
+    let mut chain = None;
+    let decoded = match read_all(&mut reader, &mut chain).await {
+        Ok(decoded) => decoded,
+        Err(SunSpecError::Bus(BusError::Timeout(t))) => {
+            return MethodResponse::error(504, format!("No response within {t:?}."));
+        }
+        Err(e) => return MethodResponse::error(502, e.to_string()),
+    };
+    let wanted: Option<Vec<&str>> = req
+        .get("points")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect());
+    let mut values = decoded.facts;
+    values.extend(decoded.values.into_iter().map(|(k, v)| (k, v.to_json())));
+    values.retain(|k, _| wanted.as_ref().is_none_or(|w| w.contains(&k.as_str())));
+    let errors: Map<String, Value> = wanted
+        .iter()
+        .flatten()
+        .filter(|w| !values.contains_key(**w))
+        .map(|w| {
+            (
+                (*w).to_owned(),
+                json!("Not implemented by the device, or no such point."),
+            )
+        })
+        .collect();
+    MethodResponse::ok(json!({"values": values, "errors": errors}))
 }
 
 /// Runs the poll loop of a SunSpec device until its task is aborted.
