@@ -102,17 +102,19 @@ pub fn probe_points(map: &DeviceMap) -> Vec<usize> {
     idx
 }
 
+/// FC43/14 object names by id.
+const NAMES: [&str; 7] = [
+    "VendorName",
+    "ProductCode",
+    "MajorMinorRevision",
+    "VendorUrl",
+    "ProductName",
+    "ModelName",
+    "UserApplicationName",
+];
+
 /// Reads the device identification objects (regular, else basic); `None` if refused.
 async fn identification(s: &Session, unit: u8, t: Duration) -> Option<Value> {
-    const NAMES: [&str; 7] = [
-        "VendorName",
-        "ProductCode",
-        "MajorMinorRevision",
-        "VendorUrl",
-        "ProductName",
-        "ModelName",
-        "UserApplicationName",
-    ];
     for code in [2u8, 1] {
         let mut objects = serde_json::Map::new();
         let mut next = 0u8;
@@ -228,8 +230,10 @@ pub async fn run(args: &ScanArgs, out: &mut dyn Write) -> Result<(), CommissionE
         .iter()
         .map(|u| {
             let ident = u["identification"].as_object().map_or("-".to_owned(), |o| {
-                o.values()
-                    .filter_map(Value::as_str)
+                NAMES
+                    .iter()
+                    .filter(|n| **n != "VendorUrl")
+                    .filter_map(|n| o.get(*n).and_then(Value::as_str))
                     .collect::<Vec<_>>()
                     .join(" ")
             });
