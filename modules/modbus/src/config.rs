@@ -333,7 +333,7 @@ pub fn parse(doc: &Value) -> Result<ModbusConfig, ConfigErrors> {
         };
         let before = issues.len();
         check_device(&dev, &path, &mut issues);
-        if let Connection::Rtu { port, .. } = &dev.connection {
+        if let Connection::Rtu { port, .. } | Connection::Ascii { port, .. } = &dev.connection {
             match serial.get(port) {
                 Some((other, conn)) if conn != &dev.connection => issues.push(ConfigIssue::new(
                     format!("{path}.connection"),

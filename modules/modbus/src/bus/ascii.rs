@@ -260,6 +260,41 @@ mod tests {
         assert!(garbage.len() <= MAX_FRAME + 1);
     }
 
+    #[test]
+    fn ascii_connections_default_to_7e1_and_share_ports_like_rtu() {
+        use crate::config::{Connection, Parity, parse};
+        use serde_json::json;
+        let cfg = parse(&json!({"devices": {"a": {"map": "xy-md02", "connection": {"type": "ascii", "port": "/dev/ttyS1"}}}})).unwrap();
+        assert_eq!(
+            cfg.devices["a"].connection,
+            Connection::Ascii {
+                port: "/dev/ttyS1".into(),
+                baud_rate: 9600,
+                parity: Parity::Even,
+                data_bits: 7,
+                stop_bits: 1,
+                frame_gap_ms: 5
+            }
+        );
+        assert_eq!(
+            cfg.devices["a"].connection.bus_key("a"),
+            "ascii:///dev/ttyS1"
+        );
+        let e = parse(&json!({"devices": {
+            "a": {"map": "xy-md02", "connection": {"type": "ascii", "port": "/dev/ttyS1"}},
+            "b": {"map": "xy-md02", "connection": {"type": "rtu", "port": "/dev/ttyS1"}},
+            "c": {"map": "xy-md02", "connection": {"type": "ascii", "port": "/dev/ttyS2", "dataBits": 6}, "unitId": 0}
+        }}))
+        .unwrap_err();
+        let paths: Vec<&str> = e.0.iter().map(|i| i.path.as_str()).collect();
+        assert!(paths.contains(&"devices.b.connection"), "{paths:?}");
+        assert!(
+            paths.contains(&"devices.c.connection.dataBits"),
+            "{paths:?}"
+        );
+        assert!(paths.contains(&"devices.c.unitId"), "{paths:?}");
+    }
+
     #[tokio::test]
     async fn late_reply_after_a_timeout_is_not_taken_for_the_next_answer() {
         let (client, mut server) = tokio::io::duplex(1024);

@@ -47,3 +47,23 @@ pub fn placeholder(name: &str) -> Option<Arc<DeviceMap>> {
         })
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn sunspec_devices_are_configured_by_map_name() {
+        let cfg = crate::config::parse(&json!({"devices": {"pv": {"map": "sunspec", "connection": {"type": "tcp", "host": "h"}}}})).unwrap();
+        let d = &cfg.devices["pv"];
+        assert!(super::is_sunspec(&d.map));
+        assert!(d.wanted.is_empty());
+        assert_eq!(
+            crate::config::model_id(&d.map),
+            "dtmi:edgebridge:modbus:sunspec;1"
+        );
+        // An inline map that happens to be called "sunspec" is an ordinary map.
+        let cfg = crate::config::parse(&json!({"devices": {"x": {"map": {"name": "sunspec", "points": {"a": {"table": "holding", "address": 0, "type": "u16"}}}, "connection": {"type": "tcp", "host": "h"}}}})).unwrap();
+        assert!(!super::is_sunspec(&cfg.devices["x"].map));
+    }
+}
