@@ -347,3 +347,47 @@ async fn a_changed_model_list_is_rediscovered() {
     );
     stop.cancel();
 }
+
+#[tokio::test]
+async fn a_model_the_device_refuses_does_not_hide_the_others() {
+    init_tracing();
+    let (mut spec, regs) = sunspec_image(40000).await;
+    // Leave a hole in model 802: reading it gives "illegal data address".
+    let mut at = 2usize;
+    while regs[at] != 802 {
+        at += 2 + usize::from(regs[at + 1]);
+    }
+    let hole = 40000 + at as u64 + 10;
+    spec["units"]["1"]["holding"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|e| e["address"].as_u64() != Some(hole));
+    let server = PyModbus::tcp(&spec).await.unwrap();
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    sim.hub.set_desired(
+        "edge-gw/modbus",
+        &json!({"devices": {"pv": {"map": "sunspec", "pollIntervalMs": 300,
+            "connection": {"type": "tcp", "host": "127.0.0.1", "port": server.port}}}}),
+    );
+    let stop = run_modbus_against(&sim, "modbus", KEY, dir.path(), None)
+        .await
+        .unwrap();
+    let msgs = sim
+        .hub
+        .wait_until(T, |m| latest(m, "pv", "telemetry").is_some())
+        .await
+        .expect("telemetry from the other models");
+    let t = latest(&msgs, "pv", "telemetry").unwrap();
+    let keys: Vec<&String> = t.as_object().unwrap().keys().collect();
+    assert!(!keys.iter().any(|k| k.starts_with("m802_")), "{keys:?}");
+    assert!(keys.iter().any(|k| k.starts_with("m124_")), "{keys:?}");
+    let r = reported_until(&sim.hub, "edge-gw/modbus", T, |r| {
+        r["deviceHealth"]["pv"]["state"] == "online"
+    })
+    .await;
+    assert_eq!(r["deviceHealth"]["pv"]["state"], "online");
+    let e = r["deviceHealth"]["pv"]["lastError"].as_str().unwrap_or_default();
+    assert!(e.starts_with("Model 802 at register") && e.contains("exception 2"), "{e}");
+    stop.cancel();
+}

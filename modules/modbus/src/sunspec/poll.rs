@@ -32,6 +32,8 @@ pub struct Decoded {
     pub facts: Map<String, Value>,
     /// Models in the chain without a bundled definition.
     pub unknown: Vec<u16>,
+    /// Models the device refused to read (with a Modbus exception), skipped this time.
+    pub refused: Vec<String>,
 }
 
 /// Decodes the registers of every model of `chain` (`blocks[i]` for `chain.models[i]`).
@@ -73,9 +75,15 @@ pub async fn read_all(
         let Some(c) = chain.as_ref() else { continue };
         let mut blocks = Vec::with_capacity(c.models.len());
         let mut failed = None;
+        let mut refused = Vec::new();
         for (i, m) in c.models.iter().enumerate() {
             match reader.read_model(m, i + 1 == c.models.len()).await {
                 Ok(regs) => blocks.push(regs),
+                // One model the device will not serve does not hide the others.
+                Err(SunSpecError::Bus(e @ BusError::Exception(_))) => {
+                    refused.push(format!("Model {} at register {}: {e}", m.id, m.address));
+                    blocks.push(Vec::new());
+                }
                 Err(e) => {
                     failed = Some(e);
                     break;
@@ -83,7 +91,15 @@ pub async fn read_all(
             }
         }
         match failed {
-            None => return Ok(decode_chain(c, &blocks)),
+            None if refused.len() == c.models.len() => {
+                *chain = None;
+                return Err(SunSpecError::BadChain(refused.join("; ")));
+            }
+            None => {
+                let mut decoded = decode_chain(c, &blocks);
+                decoded.refused = refused;
+                return Ok(decoded);
+            }
             Some(e @ SunSpecError::Changed(_)) if attempt == 0 => {
                 info!(error = %e, "SunSpec model list changed.");
                 *chain = None;
@@ -189,7 +205,7 @@ pub async fn run(
             Ok(decoded) => {
                 backoff.reset();
                 failures = 0;
-                last_error = None;
+                last_error = decoded.refused.first().cloned();
                 online = Some(true);
                 let polled_text = rfc3339(polled_at);
                 last_success = Some(polled_text.clone());
