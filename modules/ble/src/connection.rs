@@ -7,10 +7,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bridge_core::backoff::Backoff;
 use bridge_core::forwarder::TelemetrySender;
-use bridge_core::hub::Message;
+use bridge_core::message::Message;
 use bridge_core::runtime::Reporter;
-use bridge_core::upstream::Backoff;
 use btleplug::api::{Central, Characteristic, Peripheral as _, WriteType};
 use btleplug::platform::{Adapter, Peripheral};
 use futures::StreamExt;

@@ -22,7 +22,7 @@ pub mod scanner;
 use std::sync::Arc;
 
 use bridge_core::config::ConfigErrors;
-use bridge_core::hub::{MethodResponse, MethodRouter};
+use bridge_core::methods::{MethodResponse, MethodRouter};
 use bridge_core::runtime::{ModuleContext, Protocol};
 use serde_json::{Value, json};
 

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bridge_core::hub::Message;
+use bridge_core::message::Message;
 use bridge_core::runtime::ModuleContext;
 use btleplug::api::{
     Central, CentralEvent, Manager as _, Peripheral as _, PeripheralProperties, ScanFilter,

@@ -17,7 +17,6 @@ pub mod commission;
 pub mod config;
 pub mod deploy;
 pub mod device;
-mod identity;
 pub mod map;
 pub mod models;
 pub mod module;

@@ -1,17 +1,16 @@
-//! The poll loop of a SunSpec device: discover (again after any failure or a change of
-//! the model list), read every model, publish. Health, facts and the status output have
-//! the same shape as for map-based devices (`poller.rs`).
+//! The poll of a SunSpec device: discover (again after any failure or a change of the
+//! model list), read every model, publish; and its `read` method.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime};
 
-use bridge_core::forwarder::TelemetrySender;
-use bridge_core::hub::{Message, MethodResponse};
-use bridge_core::runtime::Reporter;
+use bridge_core::device::DeviceRoute;
+use bridge_core::device::poll::{Cycle, PollStats};
+use bridge_core::message::Message;
+use bridge_core::methods::MethodResponse;
 use bridge_core::time::rfc3339;
-use bridge_core::upstream::Backoff;
 use serde_json::{Map, Value, json};
 use tracing::{info, warn};
 
@@ -21,7 +20,7 @@ use super::discover::{Chain, Reader, SunSpecError};
 use crate::bus::BusError;
 use crate::codec::Reading;
 use crate::device::DeviceEntry;
-use crate::poller::{ChangeFilter, PollStats};
+use crate::poller::ChangeFilter;
 
 /// What one cycle read.
 #[derive(Debug, Default, PartialEq)]
@@ -149,133 +148,83 @@ pub async fn read_method(entry: &DeviceEntry, req: &Value) -> MethodResponse {
     MethodResponse::ok(json!({"values": values, "errors": errors}))
 }
 
-/// Runs the poll loop of a SunSpec device until its task is aborted.
-pub async fn run(
+/// The poll of a SunSpec device (the loop, schedule, backoff and health are
+/// `bridge_core::device::poll`; `crate::poller::ModbusPoll` hands SunSpec devices here).
+#[derive(Debug)]
+pub struct SunSpecPoll {
     entry: Arc<DeviceEntry>,
-    telemetry: TelemetrySender,
-    reporter: Reporter,
-    own_twin: bool,
+    route: DeviceRoute,
     stats: Arc<PollStats>,
-) {
-    let device = &entry.device;
-    let id = device.id.clone();
-    let mut chain: Option<Chain> = None;
-    let mut filter = ChangeFilter::default();
-    let mut backoff = Backoff::new(
-        device.poll_interval,
-        device.poll_interval.max(std::time::Duration::from_secs(60)),
-    );
-    let mut online: Option<bool> = None;
-    let mut failures = 0u32;
-    let mut last_success: Option<String> = None;
-    let mut last_error: Option<String>;
-    let mut facts_sent: Option<Map<String, Value>> = None;
-    let mut unknown_logged = false;
-    let mut next = tokio::time::Instant::now();
-    loop {
-        tokio::time::sleep_until(next).await;
-        let polled_at = SystemTime::now();
-        let started = Instant::now();
+    chain: Option<Chain>,
+    filter: ChangeFilter,
+    facts_sent: Option<Map<String, Value>>,
+    unknown_logged: bool,
+}
+
+impl SunSpecPoll {
+    /// Polls `entry`, publishing through `route`.
+    pub fn new(entry: Arc<DeviceEntry>, route: DeviceRoute, stats: Arc<PollStats>) -> Self {
+        Self {
+            entry,
+            route,
+            stats,
+            chain: None,
+            filter: ChangeFilter::default(),
+            facts_sent: None,
+            unknown_logged: false,
+        }
+    }
+
+    /// One cycle: discover if needed, read every model, publish.
+    pub async fn poll(&mut self, polled_at: SystemTime) -> Cycle {
+        let device = &self.entry.device;
         let mut reader = Reader::new(
-            &entry.bus,
+            &self.entry.bus,
             device.unit_id,
             device.timeout,
             device.limits.max_registers,
         );
-        let result = read_all(&mut reader, &mut chain).await;
-        stats
-            .poll_us
-            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-        stats.polls.fetch_add(1, Ordering::Relaxed);
-        stats
+        let result = read_all(&mut reader, &mut self.chain).await;
+        self.stats
             .requests
             .fetch_add(u64::from(reader.requests), Ordering::Relaxed);
-        let was = online;
-        match result {
-            Err(e) => {
-                stats.failures.fetch_add(1, Ordering::Relaxed);
-                failures += 1;
-                last_error = Some(e.to_string());
-                online = Some(false);
-                if !e.unreachable() && failures == 1 {
-                    warn!(device = %id, error = %e, "SunSpec device not usable.");
-                }
-                next = tokio::time::Instant::now() + backoff.next_delay();
+        let decoded = match result {
+            Ok(d) => d,
+            // Not SunSpec, or a broken chain: the device answers, but is not usable.
+            // Unreachable, or not SunSpec / a broken chain: offline with the reason.
+            Err(e) => return Cycle::Unreachable(e.to_string()),
+        };
+        if !decoded.unknown.is_empty() && !self.unknown_logged {
+            warn!(device = %device.id, models = ?decoded.unknown, "SunSpec models without a bundled definition are skipped.");
+            self.unknown_logged = true;
+        }
+        let values = self
+            .filter
+            .select(&device.report, decoded.values, Instant::now());
+        if !values.is_empty() {
+            let mut body = String::with_capacity(24 * values.len() + 2);
+            for (i, (name, value)) in values.iter().enumerate() {
+                body.push(if i == 0 { '{' } else { ',' });
+                body.push('"');
+                body.push_str(name);
+                body.push_str("\":");
+                value.write_json(&mut body);
             }
-            Ok(decoded) => {
-                backoff.reset();
-                failures = 0;
-                last_error = decoded.refused.first().cloned();
-                online = Some(true);
-                let polled_text = rfc3339(polled_at);
-                last_success = Some(polled_text.clone());
-                if !decoded.unknown.is_empty() && !unknown_logged {
-                    warn!(device = %id, models = ?decoded.unknown, "SunSpec models without a bundled definition are skipped.");
-                    unknown_logged = true;
-                }
-                let values = filter.select(&device.report, decoded.values, Instant::now());
-                if !values.is_empty() {
-                    let mut body = String::with_capacity(24 * values.len() + 2);
-                    for (i, (name, value)) in values.iter().enumerate() {
-                        body.push(if i == 0 { '{' } else { ',' });
-                        body.push('"');
-                        body.push_str(name);
-                        body.push_str("\":");
-                        value.write_json(&mut body);
-                    }
-                    body.push('}');
-                    stats
-                        .values
-                        .fetch_add(values.len() as u64, Ordering::Relaxed);
-                    let msg = Message::json_text("telemetry", body, polled_text).for_device(&id);
-                    if telemetry.send(msg).await.is_err() {
-                        return;
-                    }
-                }
-                if !decoded.facts.is_empty() && facts_sent.as_ref() != Some(&decoded.facts) {
-                    let facts = Value::Object(decoded.facts.clone());
-                    reporter.report(if own_twin {
-                        json!({"facts": facts})
-                    } else {
-                        json!({"deviceFacts": {id.clone(): facts}})
-                    });
-                    facts_sent = Some(decoded.facts);
-                }
-                next += device.poll_interval;
-                let now = tokio::time::Instant::now();
-                if next < now {
-                    next = now + device.poll_interval;
-                }
+            body.push('}');
+            self.stats
+                .values
+                .fetch_add(values.len() as u64, Ordering::Relaxed);
+            let msg = Message::json_text("telemetry", body, rfc3339(polled_at));
+            if self.route.send(msg).await.is_err() {
+                return Cycle::Stop;
             }
         }
-        let is_online = online == Some(true);
-        stats.online.store(u64::from(is_online), Ordering::Relaxed);
-        if was != online {
-            if is_online {
-                info!(device = %id, "Device online.");
-            } else {
-                warn!(device = %id, error = last_error.as_deref().unwrap_or(""), "Device offline.");
-            }
-            let health = json!({
-                "state": if is_online { "online" } else { "offline" },
-                "lastError": last_error,
-                "lastSuccess": last_success,
-                "consecutiveFailures": failures,
-            });
-            let mut status = health.clone();
-            status["deviceId"] = json!(id);
-            if telemetry
-                .send(Message::json("status", &status).for_device(&id))
-                .await
-                .is_err()
-            {
-                return;
-            }
-            reporter.report(if own_twin {
-                json!({"health": health})
-            } else {
-                json!({"deviceHealth": {id.clone(): health}})
-            });
+        if !decoded.facts.is_empty() && self.facts_sent.as_ref() != Some(&decoded.facts) {
+            self.route.facts(Value::Object(decoded.facts.clone()));
+            self.facts_sent = Some(decoded.facts);
+        }
+        Cycle::Answered {
+            error: decoded.refused.first().cloned(),
         }
     }
 }
