@@ -1,5 +1,5 @@
 //! Commissioning commands (`scan`, `read`, `write`) against pymodbus 3.16.1 over TCP and
-//! over a socat pty pair (RTU), with three unit ids on the bus: 1 a SunSpec device (image
+//! over socat pty pairs (RTU, and ASCII), with three unit ids on the bus: 1 a SunSpec device (image
 //! built by pysunspec2), 2 an Eastron SDM120 image (values encoded by Python's struct),
 //! 3 silent (its requests are never answered; pymodbus answers for ids absent from its
 //! context, so the server's `silent` list plays the dead device). The commands are parsed and run exactly
@@ -351,4 +351,21 @@ async fn commissioning_over_rtu() {
         .unwrap_err();
     assert_eq!(commission::exit_code(&e), 1);
     assert!(e.to_string().contains("Cannot connect"), "{e}");
+}
+
+#[tokio::test]
+async fn commissioning_over_ascii() {
+    init_tracing();
+    let server = PyModbus::ascii(&spec().await).await.unwrap();
+    let tty = server.client_tty.display().to_string();
+    exercise(&[
+        "--serial",
+        &tty,
+        "--ascii",
+        "--data-bits",
+        "7",
+        "--parity",
+        "even",
+    ])
+    .await;
 }
