@@ -387,7 +387,12 @@ async fn a_model_the_device_refuses_does_not_hide_the_others() {
     })
     .await;
     assert_eq!(r["deviceHealth"]["pv"]["state"], "online");
-    let e = r["deviceHealth"]["pv"]["lastError"].as_str().unwrap_or_default();
-    assert!(e.starts_with("Model 802 at register") && e.contains("exception 2"), "{e}");
+    let e = r["deviceHealth"]["pv"]["lastError"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        e.starts_with("Model 802 at register") && e.contains("exception 2"),
+        "{e}"
+    );
     stop.cancel();
 }

@@ -183,8 +183,9 @@ impl<'a> Reader<'a> {
     ) -> Result<Vec<u16>, SunSpecError> {
         let count = u32::from(m.len) + 2 + u32::from(with_end);
         let mut regs = match self.read(m.address, count).await {
-            // The device may not hold an end marker after its last model.
-            Err(SunSpecError::Bus(BusError::Exception(2))) if with_end => {
+            // The device may not hold an end marker after its last model (or may refuse
+            // a read that runs past it, whatever exception it picks).
+            Err(SunSpecError::Bus(BusError::Exception(_))) if with_end => {
                 self.read(m.address, count - 1).await?
             }
             r => r?,
