@@ -4,7 +4,6 @@
 
 use std::process::ExitCode;
 
-use bridge_core::runtime::NoExtra;
 use bridge_core::runtime::commands::CommandLine;
 use bridge_core::runtime::manifest::Deployment;
 use serde_json::Value;
@@ -16,10 +15,10 @@ use crate::config::{Connection, ModbusConfig};
 const DIALOUT_GID: &str = "20";
 
 impl CommandLine for Modbus {
-    type Extra = NoExtra;
+    type Extra = crate::commission::Command;
 
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
-    const ABOUT: &'static str = "Polls Modbus RTU, TCP and RTU-over-TCP devices through \
+    const ABOUT: &'static str = "Polls Modbus RTU, ASCII, TCP and RTU-over-TCP devices through \
         device maps and forwards typed telemetry per downstream device through Azure IoT \
         Edge (or an MQTT broker, or stdout)";
 
@@ -35,15 +34,29 @@ impl CommandLine for Modbus {
     }
 
     fn models(&self, config: &ModbusConfig) -> Value {
-        crate::models::models(config)
+        // SunSpec devices are described by the models they hold: discover them now.
+        let rt = match bridge_core::runtime::module_runtime() {
+            Ok(rt) => rt,
+            Err(e) => {
+                eprintln!("Cannot start the runtime for SunSpec discovery ({e}).");
+                return crate::models::models(config);
+            }
+        };
+        let (models, problems) = rt.block_on(crate::sunspec::dtdl::models(config));
+        for (device, problem) in problems {
+            eprintln!(
+                "{device}: SunSpec discovery failed ({problem}); its model has no telemetry."
+            );
+        }
+        models
     }
 
     fn deployment(&self, config: &ModbusConfig) -> Deployment {
         deployment(config)
     }
 
-    fn run_extra(&self, extra: NoExtra) -> ExitCode {
-        match extra {}
+    fn run_extra(&self, extra: crate::commission::Command) -> ExitCode {
+        crate::commission::main(extra)
     }
 }
 
@@ -54,7 +67,7 @@ pub fn deployment(config: &ModbusConfig) -> Deployment {
         .devices
         .values()
         .filter_map(|d| match &d.connection {
-            Connection::Rtu { port, .. } => Some(port.clone()),
+            Connection::Rtu { port, .. } | Connection::Ascii { port, .. } => Some(port.clone()),
             Connection::Tcp { .. } | Connection::RtuOverTcp { .. } | Connection::Simulated {} => {
                 None
             }
@@ -83,19 +96,22 @@ mod tests {
             "c": {"map": "eastron-sdm120", "connection": {"type": "rtu", "port": "/dev/ttyUSB0"}, "unitId": 3},
             "d": {"map": "eastron-sdm120", "connection": {"type": "tcp", "host": "h"}},
             "e": {"map": "eastron-sdm120", "connection": {"type": "rtuOverTcp", "host": "h", "port": 4001}},
-            "f": {"map": "eastron-sdm120", "connection": {"type": "simulated"}}
+            "f": {"map": "eastron-sdm120", "connection": {"type": "simulated"}},
+            "g": {"map": "eastron-sdm120", "connection": {"type": "ascii", "port": "/dev/ttyS2"}}
         }}))
         .unwrap();
         assert_eq!(
             deployment(&config),
             Deployment {
-                devices: ["/dev/ttyUSB0".to_owned(), "/dev/ttyUSB1".to_owned()].into(),
+                devices: ["/dev/ttyS2", "/dev/ttyUSB0", "/dev/ttyUSB1"]
+                    .map(str::to_owned)
+                    .into(),
                 group_add: vec!["20".into()],
                 spool_volume: Some("edge-bridge-modbus-spool".into()),
                 ..Deployment::default()
             }
         );
-        assert_eq!(Modbus::new().device_count(&config), 6);
+        assert_eq!(Modbus::new().device_count(&config), 7);
         let tcp_only = crate::config::parse(&json!({"devices": {
             "d": {"map": "eastron-sdm120", "connection": {"type": "tcp", "host": "h"}}
         }}))
