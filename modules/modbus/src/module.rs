@@ -325,6 +325,9 @@ impl Modbus {
         let Some(entry) = self.entry(id) else {
             return MethodResponse::error(404, format!("Unknown device '{id}'."));
         };
+        if crate::sunspec::is_sunspec(&entry.device.map) {
+            return crate::sunspec::poll::read_method(&entry, &req).await;
+        }
         let map = &entry.device.map;
         let wanted: Vec<usize> = match req.get("points") {
             None | Some(Value::Null) => entry.device.wanted.clone(),
@@ -384,6 +387,12 @@ impl Modbus {
         let Some(entry) = self.entry(id) else {
             return MethodResponse::error(404, format!("Unknown device '{id}'."));
         };
+        if crate::sunspec::is_sunspec(&entry.device.map) {
+            return MethodResponse::error(
+                400,
+                "Writes to SunSpec devices are not supported yet; read works.",
+            );
+        }
         let Some(index) = entry.device.map.index_of(point) else {
             return MethodResponse::error(
                 404,

@@ -55,23 +55,32 @@ pub struct ModbusPoll {
     stats: Arc<PollStats>,
     filter: ChangeFilter,
     facts_sent: Option<Value>,
+    /// SunSpec devices (`"map": "sunspec"`) are polled by discovery instead.
+    sunspec: Option<crate::sunspec::poll::SunSpecPoll>,
 }
 
 impl ModbusPoll {
     /// Polls `entry`, publishing through `route`.
     pub fn new(entry: Arc<DeviceEntry>, route: DeviceRoute, stats: Arc<PollStats>) -> Self {
+        let sunspec = crate::sunspec::is_sunspec(&entry.device.map).then(|| {
+            crate::sunspec::poll::SunSpecPoll::new(entry.clone(), route.clone(), stats.clone())
+        });
         Self {
             entry,
             route,
             stats,
             filter: ChangeFilter::default(),
             facts_sent: None,
+            sunspec,
         }
     }
 }
 
 impl Poll for ModbusPoll {
     async fn poll(&mut self, polled_at: SystemTime, _cx: &mut PollCx<'_>) -> Cycle {
+        if let Some(sunspec) = &mut self.sunspec {
+            return sunspec.poll(polled_at).await;
+        }
         let device = &self.entry.device;
         let outcome = self.entry.read(&device.wanted).await;
         self.stats
