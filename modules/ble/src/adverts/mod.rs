@@ -3,22 +3,36 @@
 //! error, never a panic (a fuzz test feeds them random bytes).
 
 mod advert;
+mod aranet;
+mod bluemaestro;
 mod bthome;
 mod eddystone;
 mod ibeacon;
+mod mopeka;
 mod pvvx;
 mod ruuvi;
+mod sensorpush;
+mod thermopro;
+mod tilt;
+mod victron;
 
 use std::collections::BTreeMap;
 
 use serde_json::Value;
 
 pub use advert::{Advert, DecodeFn, uuid16};
+pub use aranet::{ARANET_COMPANY_ID, decode as decode_aranet};
+pub use bluemaestro::{BLUEMAESTRO_COMPANY_ID, decode as decode_bluemaestro};
 pub use bthome::{BTHOME_UUID16, decode as decode_bthome};
 pub use eddystone::{EDDYSTONE_UUID16, decode as decode_eddystone};
 pub use ibeacon::{APPLE_COMPANY_ID, decode as decode_ibeacon};
+pub use mopeka::{MOPEKA_COMPANY_ID, MOPEKA_SERVICE_UUID16, decode as decode_mopeka};
 pub use pvvx::{ENVIRONMENTAL_UUID16, decode as decode_pvvx};
 pub use ruuvi::{RUUVI_COMPANY_ID, decode as decode_ruuvi};
+pub use sensorpush::{SENSORPUSH_HT1_UUID, SENSORPUSH_V2_UUID, decode as decode_sensorpush};
+pub use thermopro::{THERMOPRO_NAME_PREFIXES, decode as decode_thermopro};
+pub use tilt::{TILT_COMPANY_ID, decode as decode_tilt};
+pub use victron::{VICTRON_COMPANY_ID, decode as decode_victron};
 
 /// Named values decoded from one advertisement.
 #[derive(Debug, Clone, PartialEq, Default)]
