@@ -96,11 +96,13 @@ pub fn decode(ad: &Advert<'_>, _key: Option<&[u8]>) -> Result<Decoded, DecodeErr
         2 => (TC_X, 4),
         _ => return Err(DecodeError::Invalid(FORMAT, "unknown model number")),
     };
-    if d.len() != need {
-        return Err(DecodeError::Invalid(
-            FORMAT,
-            "frame length does not fit the model",
-        ));
+    // Frames carry at least the model's digits; longer ones (the TC.x sends 4 or 5 bytes)
+    // are read whole, as the reference does.
+    if d.len() < need {
+        return Err(DecodeError::Truncated {
+            need: need - 2,
+            got: rest.len(),
+        });
     }
     let packed = d[1..]
         .iter()
@@ -112,7 +114,7 @@ pub fn decode(ad: &Advert<'_>, _key: Option<&[u8]>) -> Result<Decoded, DecodeErr
         let count = ((max - min) / step + step / 2.0) as u64 + 1;
         modulus *= count;
         let n = (packed % modulus) / divisor;
-        let mut value = round(n as f64 * step + min, 2);
+        let mut value = round_half_even(n as f64 * step + min);
         if field == "pressure" {
             value /= 100.0; // Pa → hPa
         }
@@ -120,6 +122,12 @@ pub fn decode(ad: &Advert<'_>, _key: Option<&[u8]>) -> Result<Decoded, DecodeErr
         divisor *= count;
     }
     Ok(out)
+}
+
+/// Rounds to two decimals from the exact binary value, half to even, as Python's
+/// `round(x, 2)` does (`round()` would give 12.74 for 12.734999…, 0.01 off the reference).
+fn round_half_even(v: f64) -> f64 {
+    format!("{v:.2}").parse().unwrap_or(v)
 }
 
 #[cfg(test)]
