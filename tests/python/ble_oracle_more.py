@@ -36,13 +36,18 @@ from sensorpush_ble import SensorPushBluetoothDeviceData
 from thermopro_ble import ThermoProBluetoothDeviceData
 from tilt_ble import TiltBluetoothDeviceData
 from victron_ble.devices import (
+    AcCharger,
     BatteryMonitor,
     BatterySense,
     DcDcConverter,
     DcEnergyMeter,
     Inverter,
+    LynxSmartBMS,
+    OrionXS,
+    SmartBatteryProtect,
     SmartLithium,
     SolarCharger,
+    VEBus,
 )
 from victron_ble.exceptions import AdvertisementKeyMismatchError
 
@@ -266,11 +271,15 @@ def gen_mopeka():
 # ---------------------------------------------------------------- Victron
 VICTRON_CLASSES = {"BatteryMonitor": BatteryMonitor, "BatterySense": BatterySense,
                    "SolarCharger": SolarCharger, "DcDcConverter": DcDcConverter,
-                   "DcEnergyMeter": DcEnergyMeter, "Inverter": Inverter, "SmartLithium": SmartLithium}
+                   "DcEnergyMeter": DcEnergyMeter, "Inverter": Inverter, "SmartLithium": SmartLithium,
+                   "AcCharger": AcCharger, "SmartBatteryProtect": SmartBatteryProtect,
+                   "LynxSmartBMS": LynxSmartBMS, "VEBus": VEBus, "OrionXS": OrionXS}
 RECORD_TYPE = {"BatteryMonitor": 0x02, "BatterySense": 0x02, "SolarCharger": 0x01, "DcDcConverter": 0x04,
-               "DcEnergyMeter": 0x0D, "Inverter": 0x03, "SmartLithium": 0x05}
+               "DcEnergyMeter": 0x0D, "Inverter": 0x03, "SmartLithium": 0x05, "AcCharger": 0x08,
+               "SmartBatteryProtect": 0x09, "LynxSmartBMS": 0x0A, "VEBus": 0x0C, "OrionXS": 0x0F}
 MODEL_ID = {"BatteryMonitor": 0xA389, "BatterySense": 0xA3A4, "SolarCharger": 0xA042, "DcDcConverter": 0xA3C0,
-            "DcEnergyMeter": 0xA3A6, "Inverter": 0xA2A1, "SmartLithium": 0xA3E0}
+            "DcEnergyMeter": 0xA3A6, "Inverter": 0xA2A1, "SmartLithium": 0xA3E0, "AcCharger": 0xA339,
+            "SmartBatteryProtect": 0xA3B0, "LynxSmartBMS": 0xA3E5, "VEBus": 0xA3A0, "OrionXS": 0xA3F0}
 STATES = [0, 1, 2, 3, 4, 5, 6, 7, 9, 11, 245, 246, 247, 248, 249, 252, 0xFF]
 ERRORS = [0, 1, 2, 17, 18, 33, 38, 65, 116, 0xFF]
 ALARMS = [0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 4096, 8192]
@@ -324,6 +333,36 @@ def gen_record(kind):
         w.put(rng.choice(STATES), 8).put(rng.choice(ERRORS), 8).put(na(0.1, 0xFFFF, rng.randrange(800, 6000)), 16)
         w.put(na(0.1, 0x7FFF, rng.randrange(800, 6000)), 16).put(rng.choice(OFF_REASONS), 32)
         return w.bytes(10)
+    if kind == "AcCharger":
+        w.put(rng.choice(STATES), 8).put(rng.choice(ERRORS), 8)
+        for _ in range(3):
+            w.put(na(0.1, 0x1FFF, rng.randrange(1000, 6000)), 13).put(na(0.1, 0x7FF, rng.randrange(500)), 11)
+        w.put(na(0.1, 0x7F, rng.randrange(0x7F)), 7).put(na(0.1, 0x1FF, rng.randrange(400)), 9)
+        return w.bytes(13)
+    if kind == "SmartBatteryProtect":
+        w.put(rng.choice(STATES), 8).put(rng.choice([0, 1, 4, 0xFF]), 8).put(rng.choice(ERRORS), 8)
+        w.put(rng.choice(ALARMS), 16).put(rng.choice(ALARMS), 16).put(na(0.1, 0x7FFF, rng.randrange(800, 6000)), 16)
+        w.put(na(0.1, 0xFFFF, rng.randrange(800, 6000)), 16).put(rng.choice(OFF_REASONS), 32)
+        return w.bytes(15)
+    if kind == "LynxSmartBMS":
+        w.put(rng.randrange(256), 8).put(na(0.1, 0xFFFF, rng.randrange(65535)), 16)
+        w.put(na(0.1, 0x7FFF, rng.randrange(800, 6000)), 16).put(na(0.1, 0x7FFF, rng.randrange(-3000, 3000)), 16)
+        w.put(rng.randrange(65536), 16).put(rng.randrange(1 << 18), 18).put(rng.randrange(1001), 10)
+        w.put(na(0.1, 0xFFFFF, rng.randrange(100000)), 20).put(na(0.1, 0x7F, rng.randrange(0x7F)), 7)
+        return w.bytes(16)
+    if kind == "VEBus":
+        w.put(rng.choice(STATES), 8).put(na(0.1, 0xFF, rng.randrange(255)), 8)
+        w.put(na(0.1, 0x7FFF, rng.randrange(-3000, 3000)), 16).put(na(0.1, 0x3FFF, rng.randrange(800, 6000)), 14)
+        w.put(rng.randrange(4), 2).put(na(0.1, 0x3FFFF, rng.randrange(-5000, 5000)), 19)
+        w.put(na(0.1, 0x3FFFF, rng.randrange(-5000, 5000)), 19).put(rng.randrange(4), 2)
+        w.put(na(0.1, 0x7F, rng.randrange(0x7F)), 7).put(na(0.1, 0x7F, rng.randrange(101)), 7)
+        return w.bytes(13)
+    if kind == "OrionXS":
+        w.put(rng.choice(STATES), 8).put(rng.choice(ERRORS), 8)
+        for _ in range(4):
+            w.put(na(0.1, 0xFFFF, rng.randrange(5000)), 16)
+        w.put(rng.choice(OFF_REASONS), 32)
+        return w.bytes(14)
     # SmartLithium: cells inside the measurable range (0 and 0x7E mean out of range, ±inf there).
     w.put(rng.randrange(1 << 32), 32).put(rng.randrange(1 << 16), 16)
     for _ in range(8):
@@ -356,7 +395,20 @@ def victron_expected(kind, data, key):
              "ac_apparent_power": "acApparentPower", "ac_voltage": "acVoltage", "ac_current": "acCurrent",
              "input_voltage": "inputVoltage", "output_voltage": "outputVoltage", "off_reason": "offReason",
              "bms_flags": "bmsFlags", "error_flags": "errorFlags", "balancer_status": "balancerStatus",
-             "battery_temperature": "batteryTemperature", "meter_type": "meterType"}
+             "battery_temperature": "batteryTemperature", "meter_type": "meterType",
+             "output_voltage1": "outputVoltage1", "output_voltage2": "outputVoltage2",
+             "output_voltage3": "outputVoltage3", "output_current1": "outputCurrent1",
+             "output_current2": "outputCurrent2", "output_current3": "outputCurrent3",
+             "temperature": "temperature", "ac_current": "acCurrent", "output_state": "outputState",
+             "error_code": "chargerError", "alarm_reason": "alarm", "warning_reason": "warning",
+             "error_flags": "errorFlags", "io_status": "ioStatus", "alarm_flags": "alarmFlags",
+             "error": "vebusError", "ac_in_state": "acInState", "ac_in_power": "acInPower",
+             "ac_out_power": "acOutPower", "output_current": "outputCurrent", "input_current": "inputCurrent"}
+    if kind == "VEBus":
+        names["alarm"] = "alarmNotification"
+        names["battery_current"] = "batteryCurrent"
+    if kind == "LynxSmartBMS":
+        names["error_flags"] = "errorFlags"
     exp = {}
     for theirs, ours in names.items():
         if theirs in d:
@@ -404,8 +456,9 @@ def gen_victron():
             head = bytes([0x10, 0x02]) + MODEL_ID[v["class"]].to_bytes(2, "little") \
                 + bytes([RECORD_TYPE[v["class"]]]) + counter.to_bytes(2, "little") + key[:1]
             victron(v["class"], head + encrypt(key, counter, plain), key, v["source"] + " (encrypted here)")
-    for kind in ("BatteryMonitor", "SolarCharger", "Inverter", "DcDcConverter", "SmartLithium", "DcEnergyMeter"):
-        for _ in range(22):
+    for kind in ("BatteryMonitor", "SolarCharger", "Inverter", "DcDcConverter", "SmartLithium", "DcEnergyMeter",
+                 "AcCharger", "SmartBatteryProtect", "LynxSmartBMS", "VEBus", "OrionXS"):
+        for _ in range(14):
             key = bytes(rng.randrange(256) for _ in range(16))
             counter = rng.randrange(65536)
             head = bytes([0x10, 0x02]) + MODEL_ID[kind].to_bytes(2, "little") \

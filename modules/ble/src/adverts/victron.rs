@@ -5,7 +5,8 @@
 //! encrypted with AES-128-CTR under the per-device key from VictronConnect. Records are
 //! bit fields read from the least significant bit. Record types here: 0x01 solar charger,
 //! 0x02 battery monitor, 0x03 inverter, 0x04 DC-DC converter, 0x05 Smart Lithium,
-//! 0x0D DC energy meter. "Not available" markers leave the field out.
+//! 0x08 AC charger, 0x09 Smart BatteryProtect, 0x0A Lynx Smart BMS, 0x0C VE.Bus,
+//! 0x0D DC energy meter, 0x0F Orion XS. "Not available" markers leave the field out.
 
 use aes::Aes128;
 use aes::cipher::{BlockEncrypt, KeyInit, generic_array::GenericArray};
@@ -122,7 +123,12 @@ fn record(kind: u8) -> Option<(usize, RecordFn)> {
         0x03 => (11, inverter),
         0x04 => (10, dcdc_converter),
         0x05 => (16, smart_lithium),
+        0x08 => (13, ac_charger),
+        0x09 => (15, battery_protect),
+        0x0A => (16, lynx_bms),
+        0x0C => (13, vebus),
         0x0D => (11, dc_energy_meter),
+        0x0F => (14, orion_xs),
         _ => return None,
     })
 }
@@ -224,6 +230,113 @@ fn dc_energy_meter(r: &mut Bits<'_>, out: &mut Decoded) {
     out.put("auxMode", mode);
     put_aux(out, mode, aux);
     put_scaled(out, "current", r.signed(22).into(), 0x1F_FFFF, 0.001, 3);
+}
+
+fn put_error(out: &mut Decoded, name: &str, v: u32) {
+    if v != 0xFF {
+        out.put(name, v);
+    }
+}
+
+fn ac_charger(r: &mut Bits<'_>, out: &mut Decoded) {
+    put_state(out, r.unsigned(8));
+    put_error(out, "chargerError", r.unsigned(8));
+    for n in 1..=3 {
+        put_scaled(
+            out,
+            &format!("outputVoltage{n}"),
+            r.unsigned(13).into(),
+            0x1FFF,
+            0.01,
+            2,
+        );
+        put_scaled(
+            out,
+            &format!("outputCurrent{n}"),
+            r.unsigned(11).into(),
+            0x7FF,
+            0.1,
+            1,
+        );
+    }
+    let t = r.unsigned(7);
+    if t != 0x7F {
+        out.put("temperature", i64::from(t) - 40);
+    }
+    put_scaled(out, "acCurrent", r.unsigned(9).into(), 0x1FF, 0.1, 1);
+}
+
+fn battery_protect(r: &mut Bits<'_>, out: &mut Decoded) {
+    put_state(out, r.unsigned(8));
+    put_error(out, "outputState", r.unsigned(8));
+    put_error(out, "chargerError", r.unsigned(8));
+    out.put("alarm", r.unsigned(16));
+    out.put("warning", r.unsigned(16));
+    put_scaled(out, "inputVoltage", r.signed(16).into(), 0x7FFF, 0.01, 2);
+    put_scaled(out, "outputVoltage", r.unsigned(16).into(), 0xFFFF, 0.01, 2);
+    out.put("offReason", r.unsigned(32));
+}
+
+fn lynx_bms(r: &mut Bits<'_>, out: &mut Decoded) {
+    out.put("errorFlags", r.unsigned(8));
+    put_scaled(
+        out,
+        "remainingMinutes",
+        r.unsigned(16).into(),
+        0xFFFF,
+        1.0,
+        0,
+    );
+    put_scaled(out, "voltage", r.signed(16).into(), 0x7FFF, 0.01, 2);
+    put_scaled(out, "current", r.signed(16).into(), 0x7FFF, 0.1, 1);
+    out.put("ioStatus", r.unsigned(16));
+    out.put("alarmFlags", r.unsigned(18));
+    put_scaled(out, "stateOfCharge", r.unsigned(10).into(), 0x3FF, 0.1, 1);
+    // Unlike the battery monitor record, the Lynx BMS reports consumed Ah unsigned.
+    put_scaled(out, "consumedAh", r.unsigned(20).into(), 0xF_FFFF, 0.1, 1);
+    let t = r.unsigned(7);
+    if t != 0x7F {
+        out.put("batteryTemperature", i64::from(t) - 40);
+    }
+}
+
+fn vebus(r: &mut Bits<'_>, out: &mut Decoded) {
+    put_state(out, r.unsigned(8));
+    put_error(out, "vebusError", r.unsigned(8));
+    put_scaled(out, "batteryCurrent", r.signed(16).into(), 0x7FFF, 0.1, 1);
+    put_scaled(
+        out,
+        "batteryVoltage",
+        r.unsigned(14).into(),
+        0x3FFF,
+        0.01,
+        2,
+    );
+    let ac_in = r.unsigned(2);
+    if ac_in != 3 {
+        out.put("acInState", ac_in);
+    }
+    put_scaled(out, "acInPower", r.signed(19).into(), 0x3_FFFF, 1.0, 0);
+    put_scaled(out, "acOutPower", r.signed(19).into(), 0x3_FFFF, 1.0, 0);
+    let alarm = r.unsigned(2);
+    if alarm != 3 {
+        out.put("alarmNotification", alarm);
+    }
+    let t = r.unsigned(7);
+    if t != 0x7F {
+        out.put("batteryTemperature", i64::from(t) - 40);
+    }
+    put_scaled(out, "stateOfCharge", r.unsigned(7).into(), 0x7F, 1.0, 0);
+}
+
+fn orion_xs(r: &mut Bits<'_>, out: &mut Decoded) {
+    put_state(out, r.unsigned(8));
+    put_error(out, "chargerError", r.unsigned(8));
+    put_scaled(out, "outputVoltage", r.unsigned(16).into(), 0xFFFF, 0.01, 2);
+    put_scaled(out, "outputCurrent", r.unsigned(16).into(), 0xFFFF, 0.1, 1);
+    put_scaled(out, "inputVoltage", r.unsigned(16).into(), 0xFFFF, 0.01, 2);
+    put_scaled(out, "inputCurrent", r.unsigned(16).into(), 0xFFFF, 0.1, 1);
+    out.put("offReason", r.unsigned(32));
 }
 
 /// Decodes a Victron Instant Readout advertisement with the device's 16-byte key.
@@ -341,5 +454,19 @@ mod tests {
             run(&[0x11; 20], None),
             Err(DecodeError::NotThisFormat("Victron"))
         );
+    }
+
+    #[test]
+    fn ac_charger_test_vector() {
+        // victron-ble's Blue Smart IP22 charger vector and key (13-byte record).
+        let data = hex("100030a308f926c1b5170a0d2280335bf12d5ed083");
+        let key = hex("c129cf8f75c3fe5a1655b481e205fb7d");
+        let d = run(&data, Some(&key)).unwrap();
+        assert_eq!(d.values["deviceStateName"], json!("storage"));
+        assert_eq!(d.values["chargerError"], json!(0));
+        assert_eq!(d.values["outputVoltage1"], json!(13.49));
+        assert_eq!(d.values["outputCurrent1"], json!(0.4));
+        assert_eq!(d.values["temperature"], json!(21));
+        assert!(!d.values.contains_key("acCurrent") && !d.values.contains_key("outputCurrent2"));
     }
 }
