@@ -122,8 +122,10 @@ pub fn decode(ad: &Advert<'_>, _key: Option<&[u8]>) -> Result<Decoded, DecodeErr
     out.put("battery", byte(battery));
     out.put("measurementInterval", u16_at(interval));
     out.put("measurementAge", u16_at(interval + 2));
-    // The measurement counter follows the age where the frame has it.
-    if let Some(counter) = at(interval + 4) {
+    // Aranet2/Radiation/Radon frames end with a counter (the aranet4 package's
+    // `counter`). The Aranet4's byte at that place is not documented, so it is not used:
+    // a wrong packet id would drop readings as repeats.
+    if let (false, Some(counter)) = (aranet4, at(interval + 4)) {
         out.packet_id = Some(u32::from(counter));
     }
     Ok(out)
@@ -164,7 +166,7 @@ mod tests {
             assert_eq!(d.values["humidity"], json!(53));
             assert_eq!(d.values["battery"], json!(12));
             assert_eq!(d.values["measurementInterval"], json!(60));
-            assert_eq!(d.packet_id, Some(0x55));
+            assert_eq!(d.packet_id, None);
         }
     }
 
@@ -175,6 +177,7 @@ mod tests {
         assert_eq!(d.values["temperature"], json!(20.45));
         assert_eq!(d.values["humidity"], json!(52.2));
         assert_eq!(d.values["battery"], json!(59));
+        assert_eq!(d.packet_id, Some(0x64));
         let rad = b"\x02!&\x04\x01\x00\xd03\x00\x00l`\x06\x00\x82\x00\x00c\x00,\x01X\x00r";
         let d = run(Some("Aranet\u{2622} 27DB3"), rad).unwrap();
         assert_eq!(d.values["radiationDoseRate"], json!(0.13));
