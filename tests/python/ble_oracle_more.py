@@ -212,13 +212,22 @@ def gen_bluemaestro():
             frame = head + (body[:2] if kind in (0x08, 0x0D) else body) + bytes(rng.randrange(256) for _ in range(2))
             if kind not in (0x08, 0x0D):
                 frame = frame[:12] + b"\x01\x00"  # the 14-byte frame Theengs knows
+            frame = frame[:len(frame) - rng.randrange(3)]  # down to no trailing byte
             bluemaestro(f"{rng.randrange(16**8):08X}", mac(), {0x0133: frame}, "generated")
     for kind in (0x29, 0x2A, 0x2B):
         for _ in range(12):
             frame = bytes([kind, rng.randrange(101)]) + bytes(rng.randrange(256) for _ in range(13))
             frame += struct.pack("<hhi", rng.randrange(-3000, 6000), rng.randrange(1, 10000),
-                                 rng.randrange(90000, 108000)) + b"\x00\x00"
+                                 rng.randrange(90000, 108000)) + b"\x00\x00"[:rng.randrange(3)]
+            frame = frame[:{0x29: 17, 0x2A: 19, 0x2B: 23}[kind] + rng.randrange(3)]
             bluemaestro("", mac(), {0x0133: frame}, "generated")
+
+
+    # One byte short of each layout: the reference refuses, so must we.
+    for kind, need in ((0x08, 8), (0x0D, 8), (0x16, 12), (0x17, 12), (0x1B, 12), (0x29, 17), (0x2A, 19),
+                       (0x2B, 23)):
+        frame = bytes([kind, 50]) + bytes(rng.randrange(256) for _ in range(need - 3))
+        bluemaestro("", mac(), {0x0133: frame}, "generated, truncated")
 
 
 # ---------------------------------------------------------------- Mopeka

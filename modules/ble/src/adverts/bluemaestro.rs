@@ -33,9 +33,9 @@ pub fn decode(ad: &Advert<'_>, _key: Option<&[u8]>) -> Result<Decoded, DecodeErr
     let be16 = |i: usize| i16::from_be_bytes([data[i], data[i + 1]]);
     let le16 = |i: usize| i16::from_le_bytes([data[i], data[i + 1]]);
     match kind {
-        // Original discs: the reference requires at least one byte past the last field.
+        // Original discs.
         0x08 | 0x0D | 0x16 | 0x17 | 0x1B => {
-            let need = if matches!(kind, 0x08 | 0x0D) { 9 } else { 13 };
+            let need = if matches!(kind, 0x08 | 0x0D) { 8 } else { 12 };
             take(data, 0, need)?;
             out.put("battery", data[1]);
             out.put("temperature", f64::from(be16(6)) / 10.0);
@@ -54,9 +54,9 @@ pub fn decode(ad: &Advert<'_>, _key: Option<&[u8]>) -> Result<Decoded, DecodeErr
         }
         0x29..=0x2B => {
             let need = match kind {
-                0x29 => 18,
-                0x2A => 20,
-                _ => 24,
+                0x29 => 17,
+                0x2A => 19,
+                _ => 23,
             };
             take(data, 0, need)?;
             out.put("battery", data[1]);
