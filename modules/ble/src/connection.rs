@@ -7,10 +7,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bridge_core::forwarder::TelemetrySender;
-use bridge_core::hub::Message;
-use bridge_core::runtime::Reporter;
-use bridge_core::upstream::Backoff;
+use bridge_core::backoff::Backoff;
+use bridge_core::device::DeviceHealth;
+use bridge_core::message::Message;
 use btleplug::api::{Central, Characteristic, Peripheral as _, WriteType};
 use btleplug::platform::{Adapter, Peripheral};
 use futures::StreamExt;
@@ -21,6 +20,7 @@ use tracing::{info, warn};
 
 use crate::config::Device;
 use crate::gatt::{self, Mode};
+use crate::routes::{Out, Sink};
 
 /// A request from the `write` or `read` method.
 #[derive(Debug)]
@@ -64,28 +64,30 @@ async fn timed<T, E: std::fmt::Display>(
     }
 }
 
-async fn status(
-    telemetry: &TelemetrySender,
-    reporter: &Reporter,
-    id: &str,
-    connected: bool,
-    error: Option<&str>,
-) {
-    let health = json!({"state": if connected { "connected" } else { "disconnected" }, "lastError": error, "at": bridge_core::time::rfc3339_now()});
-    reporter.report(json!({"deviceHealth": {id: health.clone()}}));
-    let mut body = health;
-    body["deviceId"] = json!(id);
-    let _ignored = telemetry
-        .send(Message::json("status", &body).for_device(id))
-        .await;
+/// The link's state as the device's health.
+fn status(sink: &Sink, connected: bool, error: Option<&str>) {
+    let mut health = DeviceHealth::default();
+    if connected {
+        health.success(bridge_core::time::rfc3339_now(), None);
+    } else {
+        health.failure(error.unwrap_or("disconnected").to_owned());
+    }
+    health.detail.insert(
+        "link".into(),
+        json!(if connected {
+            "connected"
+        } else {
+            "disconnected"
+        }),
+    );
+    sink.send(Out::Health(health));
 }
 
 /// Runs one GATT device until `stop`.
 pub async fn run(
     adapter: Adapter,
     dev: Device,
-    telemetry: TelemetrySender,
-    reporter: Reporter,
+    sink: Sink,
     slots: Arc<Semaphore>,
     mut writes: mpsc::Receiver<WriteCmd>,
     stop: CancellationToken,
@@ -107,8 +109,7 @@ pub async fn run(
             spec,
             keep_connected,
             poll,
-            &telemetry,
-            &reporter,
+            &sink,
             &mut writes,
             &stop,
         )
@@ -127,7 +128,7 @@ pub async fn run(
             Err(e) => {
                 let delay = backoff.next_delay();
                 warn!(device = %dev.id, error = %e, retry_in_ms = delay.as_millis() as u64, "GATT device unavailable.");
-                status(&telemetry, &reporter, &dev.id, false, Some(&e)).await;
+                status(&sink, false, Some(&e));
                 tokio::select! {
                     _ = stop.cancelled() => return,
                     _ = tokio::time::sleep(delay) => {}
@@ -144,8 +145,7 @@ async fn session(
     spec: &[(u16, Mode)],
     keep_connected: bool,
     poll: Duration,
-    telemetry: &TelemetrySender,
-    reporter: &Reporter,
+    sink: &Sink,
     writes: &mut mpsc::Receiver<WriteCmd>,
     stop: &CancellationToken,
 ) -> Result<(), String> {
@@ -173,7 +173,7 @@ async fn session(
         }
     }
     if !facts.is_empty() {
-        reporter.report(json!({"deviceFacts": {dev.id.clone(): facts}}));
+        sink.send(Out::Facts(Value::Object(facts)));
     }
     let mut notifications = timed("notifications", p.notifications()).await?;
     for (uuid, _) in spec.iter().filter(|(_, m)| *m == Mode::Notify) {
@@ -182,7 +182,7 @@ async fn session(
         }
     }
     info!(device = %dev.id, "GATT device connected.");
-    status(telemetry, reporter, &dev.id, true, None).await;
+    status(sink, true, None);
     let reads: Vec<(u16, Characteristic)> = spec
         .iter()
         .filter(|(_, m)| *m == Mode::Read)
@@ -205,7 +205,7 @@ async fn session(
                     }
                 }
                 if !body.is_empty() {
-                    send(telemetry, &dev.id, body).await;
+                    send(sink, body);
                 }
                 if !keep_connected {
                     let _ignored = p.disconnect().await;
@@ -216,7 +216,7 @@ async fn session(
                 Some(n) => {
                     if let Some(uuid) = short(&n.uuid) {
                         match gatt::decode(uuid, &n.value) {
-                            Ok(fields) => send(telemetry, &dev.id, fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()).await,
+                            Ok(fields) => send(sink, fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()),
                             Err(e) => warn!(device = %dev.id, error = %e, "Notification not decoded."),
                         }
                     }
@@ -245,14 +245,10 @@ async fn session(
     }
 }
 
-async fn send(telemetry: &TelemetrySender, id: &str, body: Map<String, Value>) {
-    let _ignored = telemetry
-        .send(
-            Message::json("telemetry", &Value::Object(body))
-                .for_device(id)
-                .with_property("format", "gatt"),
-        )
-        .await;
+fn send(sink: &Sink, body: Map<String, Value>) {
+    sink.send(Out::Message(
+        Message::json("telemetry", &Value::Object(body)).with_property("format", "gatt"),
+    ));
 }
 
 #[cfg(test)]

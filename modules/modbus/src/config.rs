@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bridge_core::config::{ConfigErrors, ConfigIssue, from_value};
-use bridge_core::downstream::{IdentityConfig, parse_identity};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -180,8 +179,6 @@ struct RawConfig {
     devices: BTreeMap<String, Value>,
     #[serde(default)]
     maps: BTreeMap<String, Value>,
-    #[serde(default)]
-    identity: Option<Value>,
 }
 
 /// A validated device.
@@ -214,8 +211,6 @@ pub struct ModbusConfig {
     pub devices: BTreeMap<String, Device>,
     /// Maps defined inline under `maps`.
     pub maps: BTreeMap<String, Arc<DeviceMap>>,
-    /// Module identity (default) or one IoT Hub device identity per field device.
-    pub identity: IdentityConfig,
 }
 
 /// The IoT Plug and Play model id announced for devices of a map.
@@ -241,16 +236,6 @@ pub fn valid_device_id(id: &str) -> bool {
 pub fn parse(doc: &Value) -> Result<ModbusConfig, ConfigErrors> {
     let raw: RawConfig = from_value(doc, "")?;
     let mut issues = Vec::new();
-    let identity = match &raw.identity {
-        None => IdentityConfig::default(),
-        Some(v) => match parse_identity(v, "identity") {
-            Ok(i) => i,
-            Err(e) => {
-                issues.extend(e.0);
-                IdentityConfig::default()
-            }
-        },
-    };
     let mut maps = BTreeMap::new();
     for (name, map_doc) in &raw.maps {
         match parse_map(map_doc, &format!("maps.{name}")) {
@@ -370,11 +355,7 @@ pub fn parse(doc: &Value) -> Result<ModbusConfig, ConfigErrors> {
         );
     }
     if issues.is_empty() {
-        Ok(ModbusConfig {
-            devices,
-            maps,
-            identity,
-        })
+        Ok(ModbusConfig { devices, maps })
     } else {
         Err(ConfigErrors(issues))
     }

@@ -14,7 +14,6 @@ pub mod codec;
 pub mod config;
 pub mod deploy;
 pub mod device;
-mod identity;
 pub mod map;
 pub mod models;
 pub mod module;

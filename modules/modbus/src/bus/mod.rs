@@ -9,7 +9,7 @@ pub mod tcp;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bridge_core::upstream::Backoff;
+use bridge_core::backoff::Backoff;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
