@@ -28,7 +28,7 @@ pub fn decode(ad: &Advert<'_>, _key: Option<&[u8]>) -> Result<Decoded, DecodeErr
     let data = ad
         .manufacturer(BLUEMAESTRO_COMPANY_ID)
         .ok_or(DecodeError::NotThisFormat("BlueMaestro"))?;
-    let kind = *take(data, 0, 1)?.first().unwrap_or(&0);
+    let kind = take(data, 0, 1)?[0];
     let mut out = Decoded::new(FORMAT);
     let be16 = |i: usize| i16::from_be_bytes([data[i], data[i + 1]]);
     let le16 = |i: usize| i16::from_le_bytes([data[i], data[i + 1]]);
