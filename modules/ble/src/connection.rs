@@ -7,13 +7,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bridge_core::backoff::Backoff;
+use std::pin::Pin;
+
 use bridge_core::device::DeviceHealth;
+use bridge_core::device::poll::{Cycle, HealthOut, Poll, PollCx, Schedule};
 use bridge_core::message::Message;
 use btleplug::api::{Central, Characteristic, Peripheral as _, WriteType};
 use btleplug::platform::{Adapter, Peripheral};
 use futures::StreamExt;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -64,91 +66,94 @@ async fn timed<T, E: std::fmt::Display>(
     }
 }
 
-/// The link's state as the device's health.
-fn status(sink: &Sink, connected: bool, error: Option<&str>) {
-    let mut health = DeviceHealth::default();
-    if connected {
-        health.success(bridge_core::time::rfc3339_now(), None);
-    } else {
-        health.failure(error.unwrap_or("disconnected").to_owned());
+impl HealthOut for Sink {
+    fn report<'a>(
+        &'a self,
+        health: &'a DeviceHealth,
+    ) -> Pin<Box<dyn Future<Output = bool> + Send + 'a>> {
+        Box::pin(std::future::ready(self.send(Out::Health(health.clone()))))
     }
-    health.detail.insert(
-        "link".into(),
-        json!(if connected {
-            "connected"
-        } else {
-            "disconnected"
-        }),
-    );
-    sink.send(Out::Health(health));
 }
 
-/// Runs one GATT device until `stop`.
+/// One GATT device as a polled device: each cycle takes a connection slot and runs a
+/// session (read-only devices read once and give the slot back; devices with
+/// notifications stay connected until the link drops).
+struct GattPoll {
+    adapter: Adapter,
+    dev: Device,
+    spec: &'static [(u16, Mode)],
+    keep_connected: bool,
+    sink: Sink,
+    slots: Arc<Semaphore>,
+    writes: mpsc::Receiver<WriteCmd>,
+    stop: CancellationToken,
+}
+
+impl Poll for GattPoll {
+    async fn poll(&mut self, _at: std::time::SystemTime, cx: &mut PollCx<'_>) -> Cycle {
+        let permit = tokio::select! {
+            () = self.stop.cancelled() => return Cycle::Stop,
+            p = self.slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return Cycle::Stop },
+        };
+        let outcome = session(self, cx).await;
+        drop(permit);
+        match outcome {
+            Ok(()) if self.stop.is_cancelled() => Cycle::Stop,
+            Ok(()) => Cycle::Answered { error: None },
+            Err(e) => {
+                warn!(device = %self.dev.id, error = %e, "GATT device unavailable.");
+                Cycle::Unreachable(e)
+            }
+        }
+    }
+}
+
+/// Runs one GATT device until `stop`: connection, backoff and health are the core's
+/// per-device poll loop.
 pub async fn run(
     adapter: Adapter,
     dev: Device,
     sink: Sink,
     slots: Arc<Semaphore>,
-    mut writes: mpsc::Receiver<WriteCmd>,
+    writes: mpsc::Receiver<WriteCmd>,
     stop: CancellationToken,
 ) {
     let Some(spec) = gatt::map(&dev.map) else {
         return;
     };
     let keep_connected = spec.iter().any(|(_, m)| *m == Mode::Notify);
-    let poll = Duration::from_millis(dev.poll_interval_ms);
-    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
-    loop {
-        let permit = tokio::select! {
-            _ = stop.cancelled() => return,
-            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-        };
-        let outcome = session(
-            &adapter,
-            &dev,
-            spec,
-            keep_connected,
-            poll,
-            &sink,
-            &mut writes,
-            &stop,
-        )
-        .await;
-        drop(permit);
-        match outcome {
-            Ok(()) if stop.is_cancelled() => return,
-            Ok(()) => {
-                backoff.reset();
-                // Read-only devices: the slot is free until the next read.
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(if keep_connected { Duration::from_millis(200) } else { poll }) => {}
-                }
-            }
-            Err(e) => {
-                let delay = backoff.next_delay();
-                warn!(device = %dev.id, error = %e, retry_in_ms = delay.as_millis() as u64, "GATT device unavailable.");
-                status(&sink, false, Some(&e));
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(delay) => {}
-                }
-            }
-        }
-    }
+    let schedule = Schedule {
+        interval: Duration::from_millis(dev.poll_interval_ms),
+        retry_after: Duration::from_secs(1),
+        max_backoff: Duration::from_secs(60),
+    };
+    let id = dev.id.clone();
+    let poll = GattPoll {
+        adapter,
+        dev,
+        spec,
+        keep_connected,
+        sink: sink.clone(),
+        slots,
+        writes,
+        stop,
+    };
+    bridge_core::device::poll::run(&id, sink, schedule, Arc::default(), poll).await;
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn session(
-    adapter: &Adapter,
-    dev: &Device,
-    spec: &[(u16, Mode)],
-    keep_connected: bool,
-    poll: Duration,
-    sink: &Sink,
-    writes: &mut mpsc::Receiver<WriteCmd>,
-    stop: &CancellationToken,
-) -> Result<(), String> {
+async fn session(g: &mut GattPoll, cx: &mut PollCx<'_>) -> Result<(), String> {
+    let GattPoll {
+        adapter,
+        dev,
+        spec,
+        keep_connected,
+        sink,
+        writes,
+        stop,
+        ..
+    } = g;
+    let (spec, keep_connected) = (*spec, *keep_connected);
+    let poll = Duration::from_millis(dev.poll_interval_ms);
     let p = find(adapter, &dev.address)
         .await
         .ok_or_else(|| format!("{} was not seen by the scan", dev.address))?;
@@ -182,7 +187,9 @@ async fn session(
         }
     }
     info!(device = %dev.id, "GATT device connected.");
-    status(sink, true, None);
+    if !cx.reached().await {
+        return Ok(());
+    }
     let reads: Vec<(u16, Characteristic)> = spec
         .iter()
         .filter(|(_, m)| *m == Mode::Read)

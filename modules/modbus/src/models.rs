@@ -178,7 +178,10 @@ mod schema_tests {
             .iter()
             .map(|n| schema_of(&map.points[map.index_of(n).unwrap()]))
             .collect();
-        assert_eq!(got, ["integer", "integer", "long", "long", "double", "double"]);
+        assert_eq!(
+            got,
+            ["integer", "integer", "long", "long", "double", "double"]
+        );
     }
 }
 
