@@ -293,6 +293,10 @@ mod tests {
             "{paths:?}"
         );
         assert!(paths.contains(&"devices.c.unitId"), "{paths:?}");
+        // The deployment manifest maps ASCII ports into the container like RTU ones.
+        let doc =
+            json!({"devices": {"a": {"connection": {"type": "ascii", "port": "/dev/ttyS1"}}}});
+        assert!(crate::deploy::serial_ports(&doc).contains("/dev/ttyS1"));
     }
 
     #[tokio::test]
