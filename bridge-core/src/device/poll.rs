@@ -2,6 +2,7 @@
 //! first poll at once, then on the device's slot; backoff while it is unreachable;
 //! health reported on every change; counters for metrics.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -9,6 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tracing::{info, warn};
 
 use super::{DeviceHealth, DeviceRoute};
+
 use crate::backoff::Backoff;
 
 /// Counters of one polled device, for metrics and benchmarks.
@@ -37,8 +39,56 @@ pub struct PollStats {
 pub struct Schedule {
     /// Poll period.
     pub interval: Duration,
+    /// First wait after the device could not be reached (doubling from there).
+    pub retry_after: Duration,
     /// Largest wait between attempts while the device is unreachable.
     pub max_backoff: Duration,
+}
+
+/// Where a polled device's health changes go: its route, or a module's own channel to
+/// it. Called only when the health changed.
+pub trait HealthOut: Send + Sync {
+    /// Reports `health`; false when the module is stopping.
+    fn report<'a>(
+        &'a self,
+        health: &'a DeviceHealth,
+    ) -> Pin<Box<dyn Future<Output = bool> + Send + 'a>>;
+}
+
+impl HealthOut for DeviceRoute {
+    fn report<'a>(
+        &'a self,
+        health: &'a DeviceHealth,
+    ) -> Pin<Box<dyn Future<Output = bool> + Send + 'a>> {
+        Box::pin(async move { self.health(health).await.is_ok() })
+    }
+}
+
+/// What a poll cycle can tell the loop before it ends.
+pub struct PollCx<'a> {
+    id: &'a str,
+    health: &'a mut DeviceHealth,
+    out: &'a dyn HealthOut,
+}
+
+impl std::fmt::Debug for PollCx<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PollCx")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PollCx<'_> {
+    /// The device is reachable now (a link came up and will stay up for a while):
+    /// reported at once when that is news. False when the module is stopping.
+    pub async fn reached(&mut self) -> bool {
+        if self.health.success(crate::time::rfc3339_now(), None) {
+            info!(device = %self.id, "Device online.");
+            return self.out.report(self.health).await;
+        }
+        true
+    }
 }
 
 /// What one poll cycle achieved.
@@ -58,7 +108,7 @@ pub enum Cycle {
 /// One device's poll: read it, publish what it said, say how it went.
 pub trait Poll: Send {
     /// One cycle; `at` is the poll time telemetry carries.
-    fn poll(&mut self, at: SystemTime) -> impl Future<Output = Cycle> + Send;
+    fn poll(&mut self, at: SystemTime, cx: &mut PollCx<'_>) -> impl Future<Output = Cycle> + Send;
 }
 
 /// Polls are spread over the interval in slots of this size, so a thousand devices do
@@ -92,15 +142,16 @@ fn hash(text: &str) -> u64 {
 /// Runs `poll` on `schedule` until the task is aborted or the module stops. Holds no
 /// cancellation token: polling one on every cycle cost several percent of CPU at 2000
 /// devices; the owner aborts the task instead.
-pub async fn run<P: Poll>(
-    route: DeviceRoute,
+pub async fn run<P: Poll, H: HealthOut>(
+    id: &str,
+    out: H,
     schedule: Schedule,
     stats: Arc<PollStats>,
     mut poll: P,
 ) {
-    let id = route.id().to_owned();
     let interval = schedule.interval.max(Duration::from_millis(1));
-    let mut backoff = Backoff::new(interval, interval.max(schedule.max_backoff));
+    let retry = schedule.retry_after.max(Duration::from_millis(1));
+    let mut backoff = Backoff::new(retry, retry.max(schedule.max_backoff));
     let mut health = DeviceHealth::default();
     let start = tokio::time::Instant::now();
     let mut next = start;
@@ -120,7 +171,12 @@ pub async fn run<P: Poll>(
             .fetch_max(late.as_micros() as u64, Ordering::Relaxed);
         let polled_at = SystemTime::now();
         let started = Instant::now();
-        let cycle = poll.poll(polled_at).await;
+        let mut cx = PollCx {
+            id,
+            health: &mut health,
+            out: &out,
+        };
+        let cycle = poll.poll(polled_at, &mut cx).await;
         stats
             .poll_us
             .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
@@ -135,7 +191,7 @@ pub async fn run<P: Poll>(
             Cycle::Answered { error } => {
                 backoff.reset();
                 next = if first {
-                    start + second_poll_after(phase(&id, interval), interval)
+                    start + second_poll_after(phase(id, interval), interval)
                 } else {
                     next + interval
                 };
@@ -157,7 +213,7 @@ pub async fn run<P: Poll>(
             } else {
                 warn!(device = %id, error = health.last_error.as_deref().unwrap_or(""), "Device offline.");
             }
-            if route.health(&health).await.is_err() {
+            if !out.report(&health).await {
                 return;
             }
         }

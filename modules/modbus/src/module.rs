@@ -476,16 +476,15 @@ async fn start_device(
     }
     let schedule = Schedule {
         interval: entry.device.poll_interval,
+        retry_after: entry.device.poll_interval,
         max_backoff: std::time::Duration::from_secs(60),
     };
     loop {
         let poll = ModbusPoll::new(entry.clone(), route.clone(), stats.clone());
-        let mut task = tokio::spawn(bridge_core::device::poll::run(
-            route.clone(),
-            schedule,
-            stats.clone(),
-            poll,
-        ));
+        let (task_id, task_route, task_stats) = (id.clone(), route.clone(), stats.clone());
+        let mut task = tokio::spawn(async move {
+            bridge_core::device::poll::run(&task_id, task_route, schedule, task_stats, poll).await;
+        });
         // The poll task is stopped by aborting it, so it never polls the token itself.
         let ended = tokio::select! {
             () = token.cancelled() => {

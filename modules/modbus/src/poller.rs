@@ -9,7 +9,7 @@ use std::time::{Instant, SystemTime};
 
 use bridge_core::device::DeviceRoute;
 pub use bridge_core::device::poll::PollStats;
-use bridge_core::device::poll::{Cycle, Poll};
+use bridge_core::device::poll::{Cycle, Poll, PollCx};
 use bridge_core::message::Message;
 use bridge_core::report::{Memory, Reportable};
 use bridge_core::time::rfc3339;
@@ -77,7 +77,7 @@ impl ModbusPoll {
 }
 
 impl Poll for ModbusPoll {
-    async fn poll(&mut self, polled_at: SystemTime) -> Cycle {
+    async fn poll(&mut self, polled_at: SystemTime, _cx: &mut PollCx<'_>) -> Cycle {
         if let Some(sunspec) = &mut self.sunspec {
             return sunspec.poll(polled_at).await;
         }
