@@ -3,6 +3,7 @@
 
 mod apply;
 pub mod cli;
+pub mod commands;
 pub mod config_source;
 pub mod manifest;
 
@@ -17,7 +18,8 @@ use tracing::{error, info, warn};
 
 pub use crate::reporter::Reporter;
 pub use apply::{Applied, ConfigTracker};
-pub use cli::{CommonArgs, UpstreamChoice, UpstreamChoiceError};
+pub use cli::{CommonArgs, NoExtra, UpstreamChoice, UpstreamChoiceError};
+pub use commands::{CommandError, CommandLine};
 pub use config_source::Candidate;
 
 use crate::config::ConfigErrors;
