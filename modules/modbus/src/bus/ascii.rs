@@ -294,9 +294,11 @@ mod tests {
         );
         assert!(paths.contains(&"devices.c.unitId"), "{paths:?}");
         // The deployment manifest maps ASCII ports into the container like RTU ones.
-        let doc =
-            json!({"devices": {"a": {"connection": {"type": "ascii", "port": "/dev/ttyS1"}}}});
-        assert!(crate::deploy::serial_ports(&doc).contains("/dev/ttyS1"));
+        assert!(
+            crate::deploy::deployment(&cfg)
+                .devices
+                .contains("/dev/ttyS1")
+        );
     }
 
     #[tokio::test]
