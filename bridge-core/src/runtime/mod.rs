@@ -119,6 +119,9 @@ pub enum RuntimeError {
     /// The CA file could not be read.
     #[error("The CA file {0} could not be read.")]
     CaFile(String),
+    /// `--connection-string-file` could not be read.
+    #[error(transparent)]
+    SecretFile(#[from] cli::SecretFileError),
     /// The metrics address could not be bound.
     #[error("Cannot serve metrics on {0}: {1}")]
     Metrics(std::net::SocketAddr, String),
@@ -197,9 +200,10 @@ pub fn print_json(value: &Value) -> std::io::Result<()> {
 /// Runs a module until SIGTERM/SIGINT or `stop` is cancelled.
 pub async fn run_module<P: Protocol>(
     protocol: P,
-    args: CommonArgs,
+    mut args: CommonArgs,
     stop: CancellationToken,
 ) -> Result<(), RuntimeError> {
+    args.resolve_secrets(std::env::args())?;
     let protocol = Arc::new(protocol);
     let edge_present = EdgeEnvironment::present(|k| std::env::var(k).ok());
     let choice = args.upstream_choice(edge_present)?;
@@ -277,7 +281,10 @@ pub async fn run_module<P: Protocol>(
     let (telemetry, forwarder) = spawn_forwarder(
         spool,
         link,
-        ForwarderOptions::default(),
+        ForwarderOptions {
+            fsync: args.spool_fsync,
+            ..ForwarderOptions::default()
+        },
         forwarder_stop.clone(),
     );
     let reporter = session
@@ -391,10 +398,10 @@ fn report_spool(
     stop: CancellationToken,
 ) {
     tokio::spawn(async move {
-        let mut last: Option<(u64, bool)> = None;
+        let mut last: Option<(u64, bool, Option<crate::spool::DiskFault>)> = None;
         loop {
             let s = *stats.borrow_and_update();
-            let key = (s.dropped, s.pending > 0);
+            let key = (s.dropped, s.pending > 0, s.error);
             if last != Some(key) {
                 reporter.report(serde_json::json!({"spool": s}));
                 last = Some(key);
@@ -511,6 +518,27 @@ fn core_metrics<P: Protocol>(
             "Messages dropped because the spool was full.",
             &[],
             s.dropped as f64,
+        );
+        out.sample(
+            "edgebridge_spool_disk_ok",
+            Gauge,
+            "0 while the spool directory cannot be written (messages wait in memory).",
+            &[],
+            f64::from(u8::from(s.error.is_none())),
+        );
+        out.sample(
+            "edgebridge_spool_write_failures_total",
+            Counter,
+            "Failed writes to the spool directory.",
+            &[],
+            s.write_failures as f64,
+        );
+        out.sample(
+            "edgebridge_spool_oversized_total",
+            Counter,
+            "Messages dropped because they were larger than the hub accepts.",
+            &[],
+            s.oversized as f64,
         );
         protocol.metrics(out);
     })
