@@ -4,6 +4,8 @@
 mod apply;
 pub mod cli;
 pub mod config_source;
+mod health_sink;
+pub mod kept_config;
 pub mod manifest;
 
 use std::future::Future;
@@ -74,26 +76,37 @@ pub struct ModuleContext<C> {
 #[derive(Debug, Clone)]
 pub struct Reporter {
     session: Option<HubSession>,
+    /// `deviceHealth` goes through the health board (summary, rate limit).
+    health: Option<health_sink::HealthSink>,
 }
 
 impl Reporter {
     /// A reporter that only logs (for stdout and MQTT upstreams, and tests).
     pub fn log_only() -> Self {
-        Self { session: None }
+        Self {
+            session: None,
+            health: None,
+        }
     }
 
     /// A reporter that patches the module twin.
     pub fn hub(session: HubSession) -> Self {
         Self {
+            health: Some(health_sink::HealthSink::spawn(session.clone())),
             session: Some(session),
         }
     }
 
     /// Queues a reported-properties patch (merged and retried until acknowledged).
     pub fn report(&self, patch: Value) {
-        match &self.session {
-            Some(s) => s.report(patch),
-            None => tracing::debug!(%patch, "Reported properties (no hub)."),
+        let patch = match &self.health {
+            Some(h) => h.intercept(patch),
+            None => Some(patch),
+        };
+        match (&self.session, patch) {
+            (_, None) => {}
+            (Some(s), Some(patch)) => s.report(patch),
+            (None, Some(patch)) => tracing::debug!(%patch, "Reported properties (no hub)."),
         }
     }
 }
@@ -308,9 +321,13 @@ pub async fn run_module<P: Protocol>(
 
     // Configuration: file, twin, or the demo.
     let (cand_tx, mut cand_rx) = mpsc::channel::<Candidate>(8);
+    let mut kept = None;
     match (&args.config, &session) {
         (Some(path), _) => config_source::from_file(path.clone(), cand_tx, protocol_stop.clone()),
-        (None, Some(s)) => config_source::from_twin(s.desired(), cand_tx, protocol_stop.clone()),
+        (None, Some(s)) => {
+            kept = kept_config::start(args.spool_dir.as_deref(), &cand_tx);
+            config_source::from_twin(s.desired(), cand_tx, protocol_stop.clone())
+        }
         (None, None) => {
             info!("No configuration given: running the built-in demo.");
             let _ignored = cand_tx.try_send(Candidate {
@@ -329,7 +346,9 @@ pub async fn run_module<P: Protocol>(
             _ = &mut signal => return Ok(()),
             cand = cand_rx.recv() => match cand {
                 Some(c) => {
-                    if let Some(cfg) = apply_candidate(&*protocol, &mut tracker, &c, &reporter) {
+                    let applied = apply_candidate(&*protocol, &mut tracker, &c, &reporter);
+                    kept_config::keep(kept.as_mut(), &tracker, &c);
+                    if let Some(cfg) = applied {
                         break cfg;
                     }
                 }
@@ -355,6 +374,7 @@ pub async fn run_module<P: Protocol>(
                     if let Some(cfg) = apply_candidate(&*protocol, &mut tracker, &c, &reporter) {
                         let _ignored = config_tx.send(cfg);
                     }
+                    kept_config::keep(kept.as_mut(), &tracker, &c);
                 }
                 None => break,
             },

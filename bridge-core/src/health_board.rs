@@ -1,0 +1,264 @@
+//! Per-device health for the module twin, kept within IoT Hub's 32 KiB reported section
+//! and calm when a device flaps. Pure: the caller supplies the time.
+//!
+//! - Small installations (up to `full_list_max` devices) list every device under
+//!   `deviceHealth.<id>`, as before. Larger ones list only devices with a problem
+//!   (state other than online/seen/connected), at most `max_listed`, and
+//!   `deviceHealthSummary` says how many are online and offline and whether the list
+//!   is truncated. Entries of devices that recovered or went away are removed (`null`).
+//! - Each device's entry changes on the hub at most once per `min_interval`; a change
+//!   inside the interval waits, and the latest state is always reported when it ends.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value, json};
+
+/// Settings of the board.
+#[derive(Debug, Clone, Copy)]
+pub struct BoardLimits {
+    /// With at most this many devices, every device is listed.
+    pub full_list_max: usize,
+    /// Beyond that, at most this many problem devices are listed.
+    pub max_listed: usize,
+    /// A device's entry is reported at most this often.
+    pub min_interval: Duration,
+}
+
+impl Default for BoardLimits {
+    fn default() -> Self {
+        // ~200 bytes per entry: 50 or 100 entries stay far below 32 KiB.
+        Self {
+            full_list_max: 50,
+            max_listed: 100,
+            min_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Device {
+    detail: Value,
+    healthy: bool,
+    /// What the hub shows now (`None`: not listed).
+    shown: Option<Value>,
+    last_sent: Option<Instant>,
+}
+
+/// The health board of one module twin.
+#[derive(Debug)]
+pub struct HealthBoard {
+    limits: BoardLimits,
+    devices: BTreeMap<String, Device>,
+    /// Removed devices whose entry must be cleared on the hub.
+    gone: BTreeSet<String>,
+    summary_shown: Option<Value>,
+}
+
+/// True for the states that are not a problem.
+pub fn healthy_state(detail: &Value) -> bool {
+    matches!(
+        detail.get("state").and_then(Value::as_str),
+        Some("online" | "seen" | "connected")
+    )
+}
+
+impl HealthBoard {
+    /// An empty board.
+    pub fn new(limits: BoardLimits) -> Self {
+        Self {
+            limits,
+            devices: BTreeMap::new(),
+            gone: BTreeSet::new(),
+            summary_shown: None,
+        }
+    }
+
+    /// Records a device's latest health (`null` removes the device).
+    pub fn update(&mut self, id: &str, detail: Value) {
+        if detail.is_null() {
+            if let Some(d) = self.devices.remove(id)
+                && d.shown.is_some()
+            {
+                self.gone.insert(id.to_owned());
+            }
+            return;
+        }
+        self.gone.remove(id);
+        let healthy = healthy_state(&detail);
+        let entry = self.devices.entry(id.to_owned()).or_insert(Device {
+            detail: Value::Null,
+            healthy,
+            shown: None,
+            last_sent: None,
+        });
+        entry.detail = detail;
+        entry.healthy = healthy;
+    }
+
+    fn wanted(&self) -> (BTreeSet<&str>, bool) {
+        if self.devices.len() <= self.limits.full_list_max {
+            return (self.devices.keys().map(String::as_str).collect(), false);
+        }
+        // Keep devices already listed first, so the list does not churn.
+        let mut problems: Vec<(&str, bool)> = self
+            .devices
+            .iter()
+            .filter(|(_, d)| !d.healthy)
+            .map(|(id, d)| (id.as_str(), d.shown.is_none()))
+            .collect();
+        problems.sort_by_key(|&(id, new)| (new, id));
+        let truncated = problems.len() > self.limits.max_listed;
+        problems.truncate(self.limits.max_listed);
+        (problems.into_iter().map(|(id, _)| id).collect(), truncated)
+    }
+
+    /// The reported patch due at `now` (`None` when nothing changed or everything that
+    /// changed is waiting for its interval).
+    pub fn take_patch(&mut self, now: Instant) -> Option<Value> {
+        let (wanted, truncated) = self.wanted();
+        let wanted: BTreeSet<String> = wanted.into_iter().map(str::to_owned).collect();
+        let mut entries = Map::new();
+        for id in std::mem::take(&mut self.gone) {
+            entries.insert(id, Value::Null);
+        }
+        let min = self.limits.min_interval;
+        for (id, d) in &mut self.devices {
+            let target = wanted.contains(id).then(|| d.detail.clone());
+            if target == d.shown {
+                continue;
+            }
+            // Leaving the list is never delayed: it only makes the twin smaller.
+            let waits = target.is_some() && d.last_sent.is_some_and(|t| now < t + min);
+            if waits {
+                continue;
+            }
+            entries.insert(id.clone(), target.clone().unwrap_or(Value::Null));
+            d.shown = target;
+            d.last_sent = Some(now);
+        }
+        let online = self.devices.values().filter(|d| d.healthy).count();
+        let summary = (self.devices.len() > self.limits.full_list_max
+            || self.summary_shown.is_some())
+        .then(|| {
+            json!({
+                "online": online,
+                "offline": self.devices.len() - online,
+                "listed": wanted.len(),
+                "truncated": truncated,
+            })
+        });
+        let mut patch = Map::new();
+        if !entries.is_empty() {
+            patch.insert("deviceHealth".into(), Value::Object(entries));
+        }
+        if summary != self.summary_shown {
+            patch.insert(
+                "deviceHealthSummary".into(),
+                summary.clone().unwrap_or(Value::Null),
+            );
+            self.summary_shown = summary;
+        }
+        (!patch.is_empty()).then_some(Value::Object(patch))
+    }
+
+    /// When a waiting change becomes due (for the caller's timer).
+    pub fn next_due(&self) -> Option<Instant> {
+        let (wanted, _) = self.wanted();
+        self.devices
+            .iter()
+            .filter(|(id, d)| {
+                let target = wanted.contains(id.as_str()).then_some(&d.detail);
+                target != d.shown.as_ref()
+            })
+            .filter_map(|(_, d)| d.last_sent.map(|t| t + self.limits.min_interval))
+            .min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn on() -> Value {
+        json!({"state": "online"})
+    }
+    fn off(e: &str) -> Value {
+        json!({"state": "offline", "lastError": e})
+    }
+
+    #[test]
+    fn small_installations_list_every_device() {
+        let mut b = HealthBoard::new(BoardLimits::default());
+        let t = Instant::now();
+        b.update("a", on());
+        b.update("b", off("timeout"));
+        assert_eq!(
+            b.take_patch(t),
+            Some(json!({"deviceHealth": {"a": on(), "b": off("timeout")}}))
+        );
+        assert_eq!(b.take_patch(t), None, "nothing changed");
+        b.update("a", Value::Null);
+        assert_eq!(b.take_patch(t), Some(json!({"deviceHealth": {"a": null}})));
+    }
+
+    #[test]
+    fn large_installations_list_problems_with_counts_and_a_cap() {
+        let limits = BoardLimits {
+            full_list_max: 10,
+            max_listed: 3,
+            min_interval: Duration::from_secs(10),
+        };
+        let mut b = HealthBoard::new(limits);
+        let t = Instant::now();
+        for i in 0..2000 {
+            b.update(&format!("d{i:04}"), on());
+        }
+        for i in 0..5 {
+            b.update(&format!("d{i:04}"), off("refused"));
+        }
+        let patch = b.take_patch(t).unwrap();
+        assert_eq!(
+            patch["deviceHealthSummary"],
+            json!({"online": 1995, "offline": 5, "listed": 3, "truncated": true})
+        );
+        let listed = patch["deviceHealth"].as_object().unwrap();
+        assert_eq!(listed.len(), 3);
+        assert!(patch.to_string().len() < 2000);
+        // A listed device recovers: its entry is removed at once, another takes its place
+        // (it was never reported, so it is not rate-limited).
+        b.update("d0000", on());
+        let patch = b.take_patch(t + Duration::from_secs(1)).unwrap();
+        assert_eq!(patch["deviceHealth"]["d0000"], Value::Null);
+        assert_eq!(patch["deviceHealth"]["d0003"], off("refused"));
+        assert_eq!(patch["deviceHealthSummary"]["offline"], 4);
+    }
+
+    #[test]
+    fn a_flapping_device_is_reported_at_most_once_per_interval_and_ends_right() {
+        let mut b = HealthBoard::new(BoardLimits::default());
+        let t0 = Instant::now();
+        b.update("m", on());
+        assert!(b.take_patch(t0).is_some());
+        let mut reports = 0;
+        let mut last = None;
+        // Fails every other poll for 30 s at 2 Hz.
+        for step in 1..=60u64 {
+            let now = t0 + Duration::from_millis(500 * step);
+            b.update("m", if step % 2 == 1 { off("timeout") } else { on() });
+            if let Some(p) = b.take_patch(now) {
+                reports += 1;
+                last = Some(p["deviceHealth"]["m"].clone());
+            }
+        }
+        assert!(reports <= 6, "{reports} reports in 30 s");
+        // It settles offline; the latest state is reported once the interval ends.
+        let end = t0 + Duration::from_secs(31);
+        b.update("m", off("gone"));
+        let due = b.next_due().unwrap_or(end);
+        let patch = b.take_patch(due.max(end) + Duration::from_secs(5));
+        let final_state = patch.map(|p| p["deviceHealth"]["m"].clone()).or(last);
+        assert_eq!(final_state, Some(off("gone")));
+        assert_eq!(b.next_due(), None);
+    }
+}
