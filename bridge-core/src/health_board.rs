@@ -53,7 +53,13 @@ pub struct HealthBoard {
     /// Removed devices whose entry must be cleared on the hub.
     gone: BTreeSet<String>,
     summary_shown: Option<Value>,
+    summary_sent: Option<Instant>,
+    /// A changed summary is waiting for [`SUMMARY_INTERVAL`].
+    summary_waiting: bool,
 }
+
+/// The summary's counts change with every device: send them at most this often.
+const SUMMARY_INTERVAL: Duration = Duration::from_secs(1);
 
 /// True for the states that are not a problem.
 pub fn healthy_state(detail: &Value) -> bool {
@@ -71,6 +77,8 @@ impl HealthBoard {
             devices: BTreeMap::new(),
             gone: BTreeSet::new(),
             summary_shown: None,
+            summary_sent: None,
+            summary_waiting: false,
         }
     }
 
@@ -152,12 +160,17 @@ impl HealthBoard {
         if !entries.is_empty() {
             patch.insert("deviceHealth".into(), Value::Object(entries));
         }
-        if summary != self.summary_shown {
+        let too_soon = self
+            .summary_sent
+            .is_some_and(|t| now < t + SUMMARY_INTERVAL);
+        self.summary_waiting = summary != self.summary_shown && too_soon;
+        if summary != self.summary_shown && !too_soon {
             patch.insert(
                 "deviceHealthSummary".into(),
                 summary.clone().unwrap_or(Value::Null),
             );
             self.summary_shown = summary;
+            self.summary_sent = Some(now);
         }
         (!patch.is_empty()).then_some(Value::Object(patch))
     }
@@ -165,14 +178,23 @@ impl HealthBoard {
     /// When a waiting change becomes due (for the caller's timer).
     pub fn next_due(&self) -> Option<Instant> {
         let (wanted, _) = self.wanted();
-        self.devices
+        let devices = self
+            .devices
             .iter()
             .filter(|(id, d)| {
                 let target = wanted.contains(id.as_str()).then_some(&d.detail);
                 target != d.shown.as_ref()
             })
             .filter_map(|(_, d)| d.last_sent.map(|t| t + self.limits.min_interval))
-            .min()
+            .min();
+        let summary = self
+            .summary_sent
+            .filter(|_| self.summary_waiting)
+            .map(|t| t + SUMMARY_INTERVAL);
+        match (devices, summary) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 }
 
@@ -228,9 +250,14 @@ mod tests {
         // A listed device recovers: its entry is removed at once, another takes its place
         // (it was never reported, so it is not rate-limited).
         b.update("d0000", on());
-        let patch = b.take_patch(t + Duration::from_secs(1)).unwrap();
+        let patch = b.take_patch(t + Duration::from_millis(500)).unwrap();
         assert_eq!(patch["deviceHealth"]["d0000"], Value::Null);
         assert_eq!(patch["deviceHealth"]["d0003"], off("refused"));
+        // Within a second the summary waits; it is due a second after the last.
+        assert_eq!(patch.get("deviceHealthSummary"), None);
+        let due = b.next_due().unwrap();
+        assert_eq!(due, t + Duration::from_secs(1));
+        let patch = b.take_patch(due).unwrap();
         assert_eq!(patch["deviceHealthSummary"]["offline"], 4);
     }
 

@@ -7,6 +7,7 @@ pub mod config_source;
 mod health_sink;
 pub mod kept_config;
 pub mod manifest;
+mod report_limits;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -465,7 +466,7 @@ fn apply_candidate<P: Protocol>(
             }
         }
     }
-    reporter.report(outcome.reported);
+    reporter.report(report_limits::clamp_acks(outcome.reported));
     outcome.config
 }
 
