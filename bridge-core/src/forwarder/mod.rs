@@ -264,14 +264,18 @@ impl DiskWatch {
         } else if !now_failing && self.failing {
             info!("Spool directory writable again: waiting messages written to disk.");
         }
-        if now_failing {
-            self.last_try = Some(tokio::time::Instant::now());
-        }
         self.failing = now_failing;
     }
 
-    fn may_try(&self) -> bool {
-        !self.failing || self.last_try.is_none_or(|t| t.elapsed() >= DISK_RETRY)
+    /// Whether the periodic sync may run now; while the disk fails, at most every
+    /// [`DISK_RETRY`] (each try rewrites what waits in memory).
+    fn may_try(&mut self) -> bool {
+        let now = tokio::time::Instant::now();
+        if self.failing && self.last_try.is_some_and(|t| now < t + DISK_RETRY) {
+            return false;
+        }
+        self.last_try = Some(now);
+        true
     }
 }
 

@@ -412,7 +412,8 @@ pub async fn run_module<P: Protocol>(
 
 /// Reports the spool's counters (`spool` in reported properties) when messages wait or
 /// were dropped, at most every 30 s, so a long edgeHub outage is visible from the cloud
-/// once it reconnects.
+/// once it reconnects; disk trouble (`spool.error`) is reported as soon as it starts
+/// and ends.
 fn report_spool(
     mut stats: watch::Receiver<crate::spool::SpoolStats>,
     reporter: Reporter,
@@ -420,19 +421,23 @@ fn report_spool(
 ) {
     tokio::spawn(async move {
         let mut last: Option<(u64, bool, Option<crate::spool::DiskFault>)> = None;
+        let mut next_routine = tokio::time::Instant::now();
         loop {
             let s = *stats.borrow_and_update();
             let key = (s.dropped, s.pending > 0, s.error);
-            if last != Some(key) {
+            let disk_changed = last.is_none_or(|l| l.2 != s.error);
+            let due = tokio::time::Instant::now() >= next_routine;
+            if disk_changed || (due && last != Some(key)) {
                 reporter.report(serde_json::json!({"spool": s}));
                 last = Some(key);
+                next_routine = tokio::time::Instant::now() + Duration::from_secs(30);
+            } else if due {
+                next_routine = tokio::time::Instant::now() + Duration::from_secs(30);
             }
             tokio::select! {
                 _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(Duration::from_secs(30)) => {}
-            }
-            if stats.has_changed().is_err() {
-                return;
+                _ = tokio::time::sleep_until(next_routine) => {}
+                changed = stats.changed() => if changed.is_err() { return },
             }
         }
     });

@@ -264,7 +264,11 @@ impl SegmentLog {
             let path = self.current_path();
             if !path.exists() {
                 self.writer = None;
-                return Err(io_err(&path)(std::io::ErrorKind::NotFound.into()));
+                let gone = std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "the segment file or its directory was removed",
+                );
+                return Err(io_err(&path)(gone));
             }
         }
         if fsync {
