@@ -198,6 +198,40 @@ impl HealthBoard {
     }
 }
 
+/// Rate-limits one device's state-change announcements (status message, log line):
+/// the first goes out at once, later ones at most every `min_interval`, and a state
+/// that differs from the last announced one is announced when the interval has passed
+/// (the caller offers the current state on every poll).
+#[derive(Debug, Clone)]
+pub struct ChangeGate<S> {
+    announced: Option<S>,
+    at: Option<Instant>,
+    min_interval: Duration,
+}
+
+impl<S: PartialEq + Clone> ChangeGate<S> {
+    /// A gate that has announced nothing yet.
+    pub fn new(min_interval: Duration) -> Self {
+        Self {
+            announced: None,
+            at: None,
+            min_interval,
+        }
+    }
+
+    /// Offers the current state at `now`; true when it is to be announced now.
+    pub fn offer(&mut self, state: &S, now: Instant) -> bool {
+        if self.announced.as_ref() == Some(state)
+            || self.at.is_some_and(|t| now < t + self.min_interval)
+        {
+            return false;
+        }
+        self.announced = Some(state.clone());
+        self.at = Some(now);
+        true
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -287,5 +321,32 @@ mod tests {
         let final_state = patch.map(|p| p["deviceHealth"]["m"].clone()).or(last);
         assert_eq!(final_state, Some(off("gone")));
         assert_eq!(b.next_due(), None);
+    }
+
+    #[test]
+    fn a_gate_announces_a_flapping_state_at_most_once_per_interval_and_ends_right() {
+        let mut g = ChangeGate::new(Duration::from_secs(5));
+        let t0 = Instant::now();
+        assert!(g.offer(&true, t0), "the first state goes out at once");
+        assert!(!g.offer(&true, t0 + Duration::from_secs(60)), "unchanged");
+        let mut announced = Vec::new();
+        for step in 1..=40u64 {
+            let now = t0 + Duration::from_millis(500 * step);
+            let online = step % 2 == 0;
+            if g.offer(&online, now) {
+                announced.push((step, online));
+            }
+        }
+        assert!(announced.len() <= 4, "{announced:?}");
+        // Settles offline: announced at the first offer after the interval.
+        let last = t0 + Duration::from_secs(20);
+        let mut when = None;
+        for ms in (0..6000).step_by(500) {
+            if g.offer(&false, last + Duration::from_millis(ms)) {
+                when = Some(ms);
+            }
+        }
+        let settled = announced.last().is_some_and(|(_, s)| !s) || when.is_some();
+        assert!(settled, "the final state was never announced");
     }
 }

@@ -120,6 +120,8 @@ pub async fn run(
     let id = device.id.clone();
     let mut filter = ChangeFilter::default();
     let mut health: Option<Health> = None;
+    // A flapping device announces (status message, log line, twin) at most every 5 s.
+    let mut announce = bridge_core::health_board::ChangeGate::new(Duration::from_secs(5));
     let mut backoff = Backoff::new(
         device.poll_interval,
         device.poll_interval.max(Duration::from_secs(60)),
@@ -158,7 +160,6 @@ pub async fn run(
             .requests
             .fetch_add(u64::from(outcome.requests), Ordering::Relaxed);
         let map = &device.map;
-        let previous = health.clone();
         let h = health.get_or_insert(Health {
             online: false,
             last_error: None,
@@ -244,7 +245,7 @@ pub async fn run(
             }
         }
         stats.online.store(u64::from(h.online), Ordering::Relaxed);
-        let changed_state = previous.as_ref().map(|p| p.online) != Some(h.online);
+        let changed_state = announce.offer(&h.online, Instant::now());
         if changed_state {
             if h.online {
                 info!(device = %id, "Device online.");
