@@ -118,9 +118,11 @@ impl SegmentLog {
         };
         for (_, path) in &segments {
             let mut bytes = Vec::new();
-            File::open(path)
-                .and_then(|mut f| f.read_to_end(&mut bytes))
-                .map_err(io_err(path))?;
+            // An unreadable segment is damage, not a reason to stay down.
+            if let Err(e) = File::open(path).and_then(|mut f| f.read_to_end(&mut bytes)) {
+                tracing::warn!(path = %path.display(), error = %e, "Spool segment unreadable; skipped.");
+                recovered.corrupt += 1;
+            }
             read_records(&bytes, watermark, &mut recovered);
         }
         let mut log = Self {
@@ -136,6 +138,21 @@ impl SegmentLog {
         // Never append to a possibly torn segment: start a fresh one.
         log.remove_acked_segments();
         Ok((log, recovered))
+    }
+
+    /// A log for `dir` that could not be opened: nothing recovered, nothing open; the
+    /// first successful [`rewrite`](Self::rewrite) creates the directory and a segment.
+    pub fn detached(dir: &Path) -> Self {
+        Self {
+            dir: dir.to_owned(),
+            segments: Vec::new(),
+            writer: None,
+            buf: Vec::new(),
+            buf_first: None,
+            written: 0,
+            watermark: 1,
+            watermark_dirty: false,
+        }
     }
 
     /// Appends one record to the buffer (see [`flush`](Self::flush)). On an error the

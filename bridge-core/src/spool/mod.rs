@@ -136,7 +136,17 @@ impl Spool {
             last_error: None,
         };
         if let Some(dir) = &options.dir {
-            let (log, recovered) = SegmentLog::open(dir)?;
+            let (log, recovered) = match SegmentLog::open(dir) {
+                Ok(opened) => opened,
+                Err(e) => {
+                    // Never stay down for the disk: start in memory, keep retrying.
+                    tracing::error!(error = %crate::hub::error_text(&e), "Spool directory unusable at start: messages are kept in memory; retrying.");
+                    spool.log = Some(SegmentLog::detached(dir));
+                    spool.unlogged_from = Some(spool.next_seq);
+                    spool.disk_failed(&e);
+                    return Ok(spool);
+                }
+            };
             spool.stats.corrupt = recovered.corrupt;
             spool.next_seq = recovered.next_seq;
             for (seq, message) in recovered.messages {

@@ -213,3 +213,22 @@ fn recovery_reads_a_rewritten_record_once() {
     assert_eq!(pending_bodies(&s), [1, 2, 3, 4]);
     assert_eq!(s.stats().corrupt, 0);
 }
+
+#[test]
+fn an_unusable_directory_at_start_is_not_fatal_and_is_used_once_it_works() {
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("spool");
+    fs::write(&dir, b"a file where the directory should be").unwrap();
+    let mut s = Spool::open(&disk(&dir, 1 << 20)).unwrap();
+    assert!(s.stats().error.is_some());
+    for n in 0..3 {
+        s.push(msg(n)).unwrap();
+    }
+    assert!(s.sync(true).is_err());
+    fs::remove_file(&dir).unwrap();
+    s.sync(true).unwrap();
+    assert_eq!(s.stats().error, None);
+    std::mem::forget(s);
+    let s = Spool::open(&disk(&dir, 1 << 20)).unwrap();
+    assert_eq!(pending_bodies(&s), [0, 1, 2]);
+}
