@@ -1,5 +1,5 @@
 //! Disk trouble under the spool, on a real small file system (a 1 MiB tmpfs mounted by
-//! the test; needs root, as in CI): full, read-only (a read-only bind mount over the
+//! the test: as root, or through `sudo -n` otherwise; without either it fails): full, read-only (a read-only bind mount over the
 //! spool directory) and removed while running. The module keeps forwarding from memory,
 //! says so in the log, reported `spool.error` and metrics, never crashes, writes to disk
 //! again when it recovers, and what is on disk stays readable.
@@ -26,15 +26,34 @@ struct Mount(PathBuf);
 
 impl Drop for Mount {
     fn drop(&mut self) {
-        let _ignored = Command::new("umount").arg("-l").arg(&self.0).status();
+        let path = self.0.to_string_lossy().into_owned();
+        let _ignored = privileged(&["umount", "-l", &path]).status();
+    }
+}
+
+fn id(flag: &str) -> String {
+    let out = Command::new("id").arg(flag).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// `cmd` as root: directly when we are root, through `sudo -n` otherwise.
+fn privileged(cmd: &[&str]) -> Command {
+    if id("-u") == "0" {
+        let mut c = Command::new(cmd[0]);
+        c.args(&cmd[1..]);
+        c
+    } else {
+        let mut c = Command::new("sudo");
+        c.arg("-n").args(cmd);
+        c
     }
 }
 
 fn run(cmd: &[&str]) {
-    let status = Command::new(cmd[0]).args(&cmd[1..]).status().unwrap();
+    let status = privileged(cmd).status().unwrap();
     assert!(
         status.success(),
-        "{cmd:?} failed (the disk test needs root to mount)"
+        "{cmd:?} failed (the disk test mounts a tmpfs: run as root or with passwordless sudo)"
     );
 }
 
@@ -103,7 +122,7 @@ async fn a_full_read_only_or_removed_spool_directory_never_stops_telemetry() {
         "-t",
         "tmpfs",
         "-o",
-        "size=1m",
+        &format!("size=1m,uid={},gid={}", id("-u"), id("-g")),
         "tmpfs",
         mnt.to_str().unwrap(),
     ]);
