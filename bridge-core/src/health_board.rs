@@ -219,6 +219,12 @@ impl<S: PartialEq + Clone> ChangeGate<S> {
         }
     }
 
+    /// Records a state announced by other means at `now`.
+    pub fn record(&mut self, state: S, now: Instant) {
+        self.announced = Some(state);
+        self.at = Some(now);
+    }
+
     /// Offers the current state at `now`; true when it is to be announced now.
     pub fn offer(&mut self, state: &S, now: Instant) -> bool {
         if self.announced.as_ref() == Some(state)

@@ -20,9 +20,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use crate::hub::Message;
+use crate::link::{LinkEvent, Outbound, Upstream};
+use crate::message::Message;
 use crate::spool::{Spool, SpoolStats};
-use crate::upstream::{LinkEvent, Outbound, Upstream};
 
 /// Forwarder tunables.
 #[derive(Debug, Clone)]
@@ -258,7 +258,7 @@ impl DiskWatch {
         if now_failing && !self.failing {
             let detail = error.map_or_else(
                 || spool.disk_error().unwrap_or("").to_owned(),
-                |e| crate::hub::error_text(&e),
+                |e| crate::mqtt::error_chain(&e),
             );
             error!(error = %detail, "Spool directory cannot be written: messages are kept in memory and forwarded from there; retrying.");
         } else if !now_failing && self.failing {

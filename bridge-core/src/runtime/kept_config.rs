@@ -141,7 +141,7 @@ pub(crate) fn start(
         }
         Ok(None) => {}
         Err(e) => {
-            tracing::warn!(error = %crate::hub::error_text(&e), "No kept configuration to start from.")
+            tracing::warn!(error = %crate::mqtt::error_chain(&e), "No kept configuration to start from.")
         }
     }
     Some(kept)
@@ -157,7 +157,7 @@ pub(crate) fn keep<C: PartialEq>(
         && tracker.applied_version() == Some(candidate.version)
         && let Err(e) = kept.store(candidate)
     {
-        tracing::warn!(error = %crate::hub::error_text(&e), "Could not keep the applied configuration for the next start.");
+        tracing::warn!(error = %crate::mqtt::error_chain(&e), "Could not keep the applied configuration for the next start.");
     }
 }
 

@@ -16,7 +16,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use crate::hub::Message;
+use crate::message::Message;
 
 const MAGIC: u8 = 0xA5;
 const HEADER: usize = 1 + 8 + 4 + 4;

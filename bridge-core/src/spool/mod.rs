@@ -17,7 +17,7 @@ use std::collections::{BTreeSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::hub::Message;
+use crate::message::Message;
 pub use log::{LogError, SegmentLog};
 
 /// Spool settings.
@@ -140,7 +140,7 @@ impl Spool {
                 Ok(opened) => opened,
                 Err(e) => {
                     // Never stay down for the disk: start in memory, keep retrying.
-                    tracing::error!(error = %crate::hub::error_text(&e), "Spool directory unusable at start: messages are kept in memory; retrying.");
+                    tracing::error!(error = %crate::mqtt::error_chain(&e), "Spool directory unusable at start: messages are kept in memory; retrying.");
                     spool.log = Some(SegmentLog::detached(dir));
                     spool.unlogged_from = Some(spool.next_seq);
                     spool.disk_failed(&e);
@@ -264,7 +264,7 @@ impl Spool {
     fn disk_failed(&mut self, error: &LogError) {
         self.stats.write_failures += 1;
         self.stats.error = Some(DiskFault::of(error));
-        self.last_error = Some(crate::hub::error_text(error));
+        self.last_error = Some(crate::mqtt::error_chain(error));
     }
 
     /// The last disk error in words, while the disk fails.

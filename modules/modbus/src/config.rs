@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bridge_core::config::{ConfigErrors, ConfigIssue};
-use bridge_core::downstream::{IdentityConfig, parse_identity};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -70,6 +69,26 @@ pub enum Connection {
         #[serde(default = "default_rtu_gap")]
         frame_gap_ms: u64,
     },
+    /// Modbus ASCII on a serial port (':' + hex + LRC + CR LF).
+    Ascii {
+        /// Serial device, e.g. `/dev/ttyUSB0`.
+        port: String,
+        /// Baud rate.
+        #[serde(default = "default_baud")]
+        baud_rate: u32,
+        /// Parity (the specification's default for ASCII is even).
+        #[serde(default = "default_ascii_parity")]
+        parity: Parity,
+        /// Data bits (7 or 8; ASCII normally uses 7).
+        #[serde(default = "default_ascii_data_bits")]
+        data_bits: u8,
+        /// Stop bits (1 or 2).
+        #[serde(default = "default_stop_bits")]
+        stop_bits: u8,
+        /// Silence between frames, in ms.
+        #[serde(default = "default_rtu_gap")]
+        frame_gap_ms: u64,
+    },
     /// RTU framing over TCP (serial-to-Ethernet converters).
     RtuOverTcp {
         /// Host name or IP address.
@@ -97,6 +116,12 @@ const fn default_parity() -> Parity {
 const fn default_data_bits() -> u8 {
     8
 }
+const fn default_ascii_parity() -> Parity {
+    Parity::Even
+}
+const fn default_ascii_data_bits() -> u8 {
+    7
+}
 const fn default_stop_bits() -> u8 {
     1
 }
@@ -111,6 +136,7 @@ impl Connection {
             Connection::Tcp { host, port, .. } => format!("tcp://{host}:{port}"),
             Connection::RtuOverTcp { host, port, .. } => format!("rtu+tcp://{host}:{port}"),
             Connection::Rtu { port, .. } => format!("rtu://{port}"),
+            Connection::Ascii { port, .. } => format!("ascii://{port}"),
             Connection::Simulated {} => format!("simulated://{device_id}"),
         }
     }
@@ -120,6 +146,7 @@ impl Connection {
         match self {
             Connection::Tcp { frame_gap_ms, .. }
             | Connection::Rtu { frame_gap_ms, .. }
+            | Connection::Ascii { frame_gap_ms, .. }
             | Connection::RtuOverTcp { frame_gap_ms, .. } => Duration::from_millis(*frame_gap_ms),
             Connection::Simulated {} => Duration::ZERO,
         }
@@ -183,7 +210,7 @@ fn read_device(doc: &Value, path: &str, issues: &mut Vec<ConfigIssue>) -> Option
     let rtu = f
         .raw("connection")
         .and_then(|c| c.get("type"))
-        .is_some_and(|t| t == "rtu");
+        .is_some_and(|t| t == "rtu" || t == "ascii");
     let connection = match f.raw("connection") {
         None => {
             issues.push(ConfigIssue::new(
@@ -263,10 +290,10 @@ const fn default_enabled() -> bool {
 struct RawConfig {
     devices: serde_json::Map<String, Value>,
     maps: serde_json::Map<String, Value>,
-    identity: Option<Value>,
 }
 
-/// The root: an object with `devices`, `maps` and `identity`, each of the right shape.
+/// The root: an object with `devices` and `maps`, each of the right shape (the runtime
+/// takes `identity` out before).
 fn read_root(doc: &Value, issues: &mut Vec<ConfigIssue>) -> RawConfig {
     let Some(mut f) = fields::Fields::of(doc, "", "The configuration", issues) else {
         return RawConfig::default();
@@ -287,13 +314,8 @@ fn read_root(doc: &Value, issues: &mut Vec<ConfigIssue>) -> RawConfig {
     };
     let devices = object(&mut f, "devices");
     let maps = object(&mut f, "maps");
-    let identity = f.raw("identity").cloned();
     f.finish(issues);
-    RawConfig {
-        devices,
-        maps,
-        identity,
-    }
+    RawConfig { devices, maps }
 }
 
 /// A validated device.
@@ -326,8 +348,6 @@ pub struct ModbusConfig {
     pub devices: BTreeMap<String, Device>,
     /// Maps defined inline under `maps`.
     pub maps: BTreeMap<String, Arc<DeviceMap>>,
-    /// Module identity (default) or one IoT Hub device identity per field device.
-    pub identity: IdentityConfig,
 }
 
 /// The IoT Plug and Play model id announced for devices of a map.
@@ -353,16 +373,6 @@ pub fn valid_device_id(id: &str) -> bool {
 pub fn parse(doc: &Value) -> Result<ModbusConfig, ConfigErrors> {
     let mut issues = Vec::new();
     let raw = read_root(doc, &mut issues);
-    let identity = match &raw.identity {
-        None => IdentityConfig::default(),
-        Some(v) => match parse_identity(v, "identity") {
-            Ok(i) => i,
-            Err(e) => {
-                issues.extend(e.0);
-                IdentityConfig::default()
-            }
-        },
-    };
     let mut maps = BTreeMap::new();
     for (name, map_doc) in &raw.maps {
         match parse_map(map_doc, &format!("maps.{name}")) {
@@ -395,14 +405,27 @@ pub fn parse(doc: &Value) -> Result<ModbusConfig, ConfigErrors> {
                 .get(name)
                 .cloned()
                 .or_else(|| bundled(name).and_then(Result::ok).map(Arc::new))
+                .or_else(|| crate::sunspec::placeholder(name))
             {
                 Some(m) => m,
                 None => {
                     let mut known: Vec<String> = maps.keys().cloned().collect();
                     known.extend(bundled_names().iter().map(|s| s.to_string()));
+                    // Bounded: the bundled library is long (`bridge-modbus maps` lists it).
+                    let more = known.len().saturating_sub(20);
+                    known.truncate(20);
+                    let tail = if more > 0 {
+                        format!(" and {more} more (bridge-modbus maps)")
+                    } else {
+                        String::new()
+                    };
                     issues.push(ConfigIssue::new(
                         format!("{path}.map"),
-                        format!("Unknown device map '{name}'. Known: {}.", known.join(", ")),
+                        format!(
+                            "Unknown device map '{}'. Known: {}{tail}.",
+                            fields::clip(name),
+                            known.join(", ")
+                        ),
                     ));
                     continue;
                 }
@@ -415,7 +438,7 @@ pub fn parse(doc: &Value) -> Result<ModbusConfig, ConfigErrors> {
                 }
             },
         };
-        if let Connection::Rtu { port, .. } = connection {
+        if let Connection::Rtu { port, .. } | Connection::Ascii { port, .. } = connection {
             match serial.get(port) {
                 Some((other, conn)) if conn != connection => issues.push(ConfigIssue::new(
                     format!("{path}.connection"),
@@ -481,11 +504,7 @@ pub fn parse(doc: &Value) -> Result<ModbusConfig, ConfigErrors> {
         );
     }
     if issues.is_empty() {
-        Ok(ModbusConfig {
-            devices,
-            maps,
-            identity,
-        })
+        Ok(ModbusConfig { devices, maps })
     } else {
         Err(ConfigErrors(issues))
     }
@@ -512,6 +531,32 @@ fn check_device(dev: &RawDevice, path: &str, issues: &mut Vec<ConfigIssue>) {
     }
     if dev.rtu && !(1..=247).contains(&dev.unit_id) {
         bad("unitId", "RTU unit ids are 1-247.");
+    }
+    // ASCII connections are read by their serde definition (connection.rs): their
+    // ranges are checked here.
+    if let Some(Connection::Ascii {
+        baud_rate,
+        data_bits,
+        stop_bits,
+        port,
+        ..
+    }) = &dev.connection
+    {
+        if *baud_rate == 0 {
+            bad("connection.baudRate", "baudRate must be positive.");
+        }
+        if !matches!(data_bits, 7 | 8) {
+            bad("connection.dataBits", "dataBits must be 7 or 8.");
+        }
+        if !matches!(stop_bits, 1 | 2) {
+            bad("connection.stopBits", "stopBits must be 1 or 2.");
+        }
+        if port.is_empty() {
+            bad(
+                "connection.port",
+                "port names the serial device, e.g. /dev/ttyUSB0.",
+            );
+        }
     }
 }
 

@@ -16,7 +16,7 @@ pub fn serial_ports(doc: &Value) -> BTreeSet<String> {
         .as_object()
         .into_iter()
         .flat_map(|d| d.values())
-        .filter(|d| d["connection"]["type"] == "rtu")
+        .filter(|d| matches!(d["connection"]["type"].as_str(), Some("rtu" | "ascii")))
         .filter_map(|d| d["connection"]["port"].as_str().map(str::to_owned))
         .collect()
 }

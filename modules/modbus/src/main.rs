@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use bridge_core::runtime::{CommonArgs, checked_config, init_logging, print_json, run_module};
 use bridge_modbus::Modbus;
+use bridge_modbus::commission::{self, Command as Commission};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
@@ -38,6 +39,13 @@ enum Command {
         #[arg(long = "from")]
         from: PathBuf,
     },
+    /// Find the unit ids that answer on a bus, their identification, SunSpec models and
+    /// the bundled maps that plausibly fit.
+    Scan(commission::ScanArgs),
+    /// Read a device once through a map, SunSpec discovery, or as raw registers.
+    Read(commission::ReadArgs),
+    /// Write one point (with the `write` method's checks) or one raw register or coil.
+    Write(commission::WriteArgs),
     /// Write an IoT Edge deployment manifest for a configuration file: the module with its
     /// image, the serial ports the configuration uses, a spool volume, routes for its
     /// outputs, and the configuration as desired properties.
@@ -79,7 +87,15 @@ fn main() -> Result<ExitCode> {
         }
         Command::Models { from } => Ok(match checked_config(&protocol, &from) {
             Some((cfg, _)) => {
-                print_json(&bridge_modbus::models::models(&cfg))?;
+                // SunSpec devices are described by the models they hold: discover them now.
+                let rt = bridge_core::runtime::module_runtime()?;
+                let (models, problems) = rt.block_on(bridge_modbus::sunspec::dtdl::models(&cfg));
+                for (device, problem) in problems {
+                    eprintln!(
+                        "{device}: SunSpec discovery failed ({problem}); its model has no telemetry."
+                    );
+                }
+                print_json(&models)?;
                 ExitCode::SUCCESS
             }
             None => ExitCode::from(2),
@@ -98,6 +114,9 @@ fn main() -> Result<ExitCode> {
             }
             None => ExitCode::from(2),
         }),
+        Command::Scan(a) => Ok(commission::main(Commission::Scan(a))),
+        Command::Read(a) => Ok(commission::main(Commission::Read(a))),
+        Command::Write(a) => Ok(commission::main(Commission::Write(a))),
         Command::Run => {
             let rt = bridge_core::runtime::module_runtime()?;
             rt.block_on(run_module(protocol, cli.common, CancellationToken::new()))?;
