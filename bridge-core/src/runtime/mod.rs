@@ -3,6 +3,7 @@
 
 mod apply;
 pub mod cli;
+pub mod commands;
 pub mod config_source;
 pub(crate) mod health_sink;
 pub mod kept_config;
@@ -20,7 +21,8 @@ use tracing::{error, info, warn};
 
 pub use crate::reporter::Reporter;
 pub use apply::{Applied, ConfigTracker};
-pub use cli::{CommonArgs, UpstreamChoice, UpstreamChoiceError};
+pub use cli::{CommonArgs, NoExtra, UpstreamChoice, UpstreamChoiceError};
+pub use commands::{CommandError, CommandLine};
 pub use config_source::Candidate;
 
 use crate::config::ConfigErrors;

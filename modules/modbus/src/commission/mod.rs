@@ -77,14 +77,16 @@ impl From<std::io::Error> for CommissionError {
     }
 }
 
-/// The three commands, for main.rs.
-#[derive(Debug, Clone)]
+/// The three commands: bridge-modbus's own subcommands beside the shared ones
+/// (`CommandLine::Extra` in [`crate::deploy`]).
+#[derive(Debug, Clone, clap::Subcommand)]
 pub enum Command {
-    /// `scan`.
+    /// Find the unit ids that answer on a bus, their identification, SunSpec models and
+    /// the bundled maps that plausibly fit.
     Scan(scan::ScanArgs),
-    /// `read`.
+    /// Read a device once through a map, SunSpec discovery, or as raw registers.
     Read(read::ReadArgs),
-    /// `write`.
+    /// Write one point (with the `write` method's checks) or one raw register or coil.
     Write(write::WriteArgs),
 }
 
