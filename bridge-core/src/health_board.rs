@@ -198,42 +198,57 @@ impl HealthBoard {
     }
 }
 
-/// Rate-limits one device's state-change announcements (status message, log line):
-/// the first goes out at once, later ones at most every `min_interval`, and a state
-/// that differs from the last announced one is announced when the interval has passed
-/// (the caller offers the current state on every poll).
+/// Rate-limits one device's state-change announcements (status message, log line): a
+/// token bucket of `burst` announcements refilled one per `min_interval`, so a single
+/// drop and recovery are announced at once, while a flapping device settles to one
+/// announcement per interval; a state that differs from the last announced one is
+/// announced as soon as a token is back (the caller offers the current state on every
+/// poll).
 #[derive(Debug, Clone)]
 pub struct ChangeGate<S> {
     announced: Option<S>,
-    at: Option<Instant>,
+    tokens: f64,
+    burst: f64,
+    refilled: Option<Instant>,
     min_interval: Duration,
 }
 
 impl<S: PartialEq + Clone> ChangeGate<S> {
-    /// A gate that has announced nothing yet.
-    pub fn new(min_interval: Duration) -> Self {
+    /// A gate that has announced nothing yet; `burst` announcements may go at once.
+    pub fn new(min_interval: Duration, burst: u32) -> Self {
         Self {
             announced: None,
-            at: None,
+            tokens: f64::from(burst.max(1)),
+            burst: f64::from(burst.max(1)),
+            refilled: None,
             min_interval,
         }
     }
 
-    /// Records a state announced by other means at `now`.
+    fn refill(&mut self, now: Instant) {
+        if let Some(t) = self.refilled {
+            let gained = now.saturating_duration_since(t).as_secs_f64()
+                / self.min_interval.as_secs_f64().max(1e-3);
+            self.tokens = (self.tokens + gained).min(self.burst);
+        }
+        self.refilled = Some(now);
+    }
+
+    /// Records a state announced by other means at `now` (it uses a token).
     pub fn record(&mut self, state: S, now: Instant) {
+        self.refill(now);
+        self.tokens = (self.tokens - 1.0).max(0.0);
         self.announced = Some(state);
-        self.at = Some(now);
     }
 
     /// Offers the current state at `now`; true when it is to be announced now.
     pub fn offer(&mut self, state: &S, now: Instant) -> bool {
-        if self.announced.as_ref() == Some(state)
-            || self.at.is_some_and(|t| now < t + self.min_interval)
-        {
+        self.refill(now);
+        if self.announced.as_ref() == Some(state) || self.tokens < 1.0 {
             return false;
         }
+        self.tokens -= 1.0;
         self.announced = Some(state.clone());
-        self.at = Some(now);
         true
     }
 }
@@ -331,7 +346,7 @@ mod tests {
 
     #[test]
     fn a_gate_announces_a_flapping_state_at_most_once_per_interval_and_ends_right() {
-        let mut g = ChangeGate::new(Duration::from_secs(5));
+        let mut g = ChangeGate::new(Duration::from_secs(5), 1);
         let t0 = Instant::now();
         assert!(g.offer(&true, t0), "the first state goes out at once");
         assert!(!g.offer(&true, t0 + Duration::from_secs(60)), "unchanged");
@@ -354,5 +369,14 @@ mod tests {
         }
         let settled = announced.last().is_some_and(|(_, s)| !s) || when.is_some();
         assert!(settled, "the final state was never announced");
+        // A burst of 3: one drop and recovery after the first state go out at once.
+        let mut g = ChangeGate::new(Duration::from_secs(5), 3);
+        assert!(g.offer(&true, t0));
+        assert!(g.offer(&false, t0 + Duration::from_millis(100)));
+        assert!(g.offer(&true, t0 + Duration::from_millis(200)));
+        assert!(
+            !g.offer(&false, t0 + Duration::from_millis(300)),
+            "then limited"
+        );
     }
 }

@@ -141,8 +141,10 @@ fn hash(text: &str) -> u64 {
     })
 }
 
-/// Least time between two announcements of one device's state.
+/// A flapping device's state is announced at most once per this (after a burst).
 const ANNOUNCE_EVERY: Duration = Duration::from_secs(5);
+/// Announcements that may go at once: the first state, one drop and its recovery.
+const ANNOUNCE_BURST: u32 = 3;
 
 /// Runs `poll` on `schedule` until the task is aborted or the module stops. Holds no
 /// cancellation token: polling one on every cycle cost several percent of CPU at 2000
@@ -160,7 +162,7 @@ pub async fn run<P: Poll, H: HealthOut>(
     let mut health = DeviceHealth::default();
     // A flapping device announces its state (twin, `status`, log) at most this often;
     // the latest state at the first cycle after.
-    let mut announce = crate::health_board::ChangeGate::new(ANNOUNCE_EVERY);
+    let mut announce = crate::health_board::ChangeGate::new(ANNOUNCE_EVERY, ANNOUNCE_BURST);
     let start = tokio::time::Instant::now();
     let mut next = start;
     let mut first = true;

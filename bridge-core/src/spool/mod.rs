@@ -140,7 +140,7 @@ impl Spool {
                 Ok(opened) => opened,
                 Err(e) => {
                     // Never stay down for the disk: start in memory, keep retrying.
-                    tracing::error!(error = %crate::mqtt::error_chain(&e), "Spool directory unusable at start: messages are kept in memory; retrying.");
+                    tracing::error!(error = %error_text(&e), "Spool directory unusable at start: messages are kept in memory; retrying.");
                     spool.log = Some(SegmentLog::detached(dir));
                     spool.unlogged_from = Some(spool.next_seq);
                     spool.disk_failed(&e);
@@ -264,7 +264,7 @@ impl Spool {
     fn disk_failed(&mut self, error: &LogError) {
         self.stats.write_failures += 1;
         self.stats.error = Some(DiskFault::of(error));
-        self.last_error = Some(crate::mqtt::error_chain(error));
+        self.last_error = Some(error_text(error));
     }
 
     /// The last disk error in words, while the disk fails.
@@ -318,6 +318,18 @@ impl Spool {
         }
         result
     }
+}
+
+/// An error and its sources in one line.
+fn error_text(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 #[cfg(test)]
