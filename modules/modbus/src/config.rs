@@ -411,6 +411,8 @@ pub fn parse(doc: &Value) -> Result<ModbusConfig, ConfigErrors> {
                 None => {
                     let mut known: Vec<String> = maps.keys().cloned().collect();
                     known.extend(bundled_names().iter().map(|s| s.to_string()));
+                    // SunSpec discovery first: the truncated list must still show it.
+                    known.insert(0, crate::sunspec::MAP_NAME.into());
                     // Bounded: the bundled library is long (`bridge-modbus maps` lists it).
                     let more = known.len().saturating_sub(20);
                     known.truncate(20);
