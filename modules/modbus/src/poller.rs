@@ -15,6 +15,7 @@ use bridge_core::upstream::Backoff;
 use serde_json::{Map, Value, json};
 use tracing::{info, warn};
 
+use crate::bus::BusError;
 use crate::codec::Reading;
 use crate::config::Report;
 use crate::device::DeviceEntry;
@@ -122,7 +123,7 @@ pub async fn run(
     let mut health: Option<Health> = None;
     let mut backoff = Backoff::new(
         device.poll_interval,
-        device.poll_interval.max(Duration::from_secs(60)),
+        offline_retry_cap(device.poll_interval),
     );
     let mut facts_sent: Option<Value> = None;
     // Spread devices over the interval so a thousand devices do not poll in one burst,
@@ -172,7 +173,8 @@ pub async fn run(
             h.online = false;
             h.last_error = Some(err.to_string());
             h.consecutive_failures += 1;
-            next = tokio::time::Instant::now() + backoff.next_delay();
+            next = tokio::time::Instant::now()
+                + offline_retry(err, device.poll_interval, &mut backoff);
         } else {
             backoff.reset();
             h.online = true;
@@ -266,6 +268,26 @@ pub async fn run(
     }
 }
 
+/// When to poll an offline device again. Only silence backs off: a timeout costs the
+/// shared bus its whole length. Connect and I/O failures come back at once from the bus
+/// (which probes on its own while disconnected), so they are retried every interval.
+pub fn offline_retry(err: &BusError, poll_interval: Duration, backoff: &mut Backoff) -> Duration {
+    if matches!(err, BusError::Timeout(_)) {
+        backoff.next_delay()
+    } else {
+        backoff.reset();
+        poll_interval
+    }
+}
+
+/// Longest pause between polls of an offline device: its poll interval plus 2 s. The bus
+/// answers at once while it is disconnected (it probes on its own), so this only limits
+/// how often a silent device behind a live connection costs a timeout; it also bounds
+/// how late a device that is back is polled again, whatever the outage's length.
+pub fn offline_retry_cap(poll_interval: Duration) -> Duration {
+    poll_interval + Duration::from_secs(2)
+}
+
 fn hash(text: &str) -> u64 {
     text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
@@ -275,6 +297,27 @@ fn hash(text: &str) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn offline_devices_are_retried_promptly() {
+        let poll = Duration::from_millis(500);
+        let mut b = Backoff::new(poll, offline_retry_cap(poll));
+        let timeout = BusError::Timeout(poll);
+        let delays: Vec<Duration> = (0..20)
+            .map(|_| offline_retry(&timeout, poll, &mut b))
+            .collect();
+        assert!(
+            delays.iter().all(|d| *d <= Duration::from_millis(2500)),
+            "{delays:?}"
+        );
+        assert!(
+            delays[5] >= Duration::from_secs(2),
+            "silence backs off: {delays:?}"
+        );
+        let refused = BusError::Connect("refused".into());
+        assert_eq!(offline_retry(&refused, poll, &mut b), poll);
+        assert_eq!(b.current(), poll, "a refusal resets the backoff");
+    }
 
     fn vals(v: &[(&str, f64)]) -> BTreeMap<String, Reading> {
         v.iter()

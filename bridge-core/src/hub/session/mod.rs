@@ -23,7 +23,9 @@ use super::twin::Desired;
 use crate::identity::Credentials;
 use crate::upstream::{AckTracker, Backoff, LinkEnd, LinkEvent, Outbound, Tag};
 
+mod keepalive;
 mod twin_state;
+use keepalive::PingWatch;
 use twin_state::Reported;
 
 /// Tunables of the session. Defaults follow the Azure SDKs.
@@ -52,7 +54,9 @@ impl Default for SessionOptions {
             token_lifetime: Duration::from_secs(3600),
             renew_before: Duration::from_secs(120),
             backoff_min: Duration::from_millis(500),
-            backoff_max: Duration::from_secs(60),
+            // Short: edgeHub is local and a TLS connect is cheap, so a hub that is back
+            // is found within seconds whatever the outage's length.
+            backoff_max: Duration::from_secs(5),
             max_packet_bytes: 300 * 1024,
             twin_timeout: Duration::from_secs(30),
         }
@@ -355,7 +359,9 @@ impl Driver {
         let shutdown = self.shutdown.clone();
         let cancelled = shutdown.cancelled();
         let renew = tokio::time::sleep_until(renew_at);
-        tokio::pin!(cancelled, renew);
+        let mut pings = PingWatch::new(self.options.keep_alive.max(Duration::from_secs(1)));
+        let ping_deadline = tokio::time::sleep_until(renew_at);
+        tokio::pin!(cancelled, renew, ping_deadline);
         loop {
             tokio::select! {
                 biased;
@@ -367,8 +373,24 @@ impl Driver {
                     self.graceful_close(&conn, &mut eventloop).await;
                     return Ok(End::Renew);
                 }
+                _ = &mut ping_deadline, if pings.pending() => {
+                    if pings.expired(tokio::time::Instant::now()) {
+                        return Ok(End::Lost("no answer to a keep-alive ping within half a period: the connection is half-open".into()));
+                    }
+                }
                 event = eventloop.poll() => match event {
-                    Ok(event) => self.on_event(&mut conn, event)?,
+                    Ok(event) => {
+                        match &event {
+                            Event::Outgoing(Outgoing::PingReq) => {
+                                if let Some(at) = pings.ping_sent(tokio::time::Instant::now()) {
+                                    ping_deadline.as_mut().reset(at);
+                                }
+                            }
+                            Event::Incoming(_) => pings.received(),
+                            Event::Outgoing(_) => {}
+                        }
+                        self.on_event(&mut conn, event)?;
+                    }
                     Err(e) => return Ok(End::Lost(error_chain(&e))),
                 },
                 Some(cmd) = self.commands.recv() => {
