@@ -277,3 +277,93 @@ async fn desired_patches_while_the_connection_flaps() {
     assert!(sim.hub.connect_count() >= 5, "the connection flapped");
     stop.cancel();
 }
+
+#[tokio::test]
+async fn edgehub_restart_with_its_state_directory() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let options = SimOptions {
+        state_dir: Some(dir.path().to_owned()),
+        ..SimOptions::default()
+    };
+    let first = sim(options.clone()).await;
+    first
+        .hub
+        .set_desired("edge-gw/bridge", &json!({"devices": {"a": 1}}));
+    let stop = CancellationToken::new();
+    let (link, end) = upstream::link(64);
+    // The module trusts the first instance's CA and never hears of another.
+    let creds = module_credentials(&first, "bridge", KEY);
+    let session = spawn_session(
+        creds,
+        SessionOptions {
+            backoff_min: Duration::from_millis(100),
+            ..SessionOptions::default()
+        },
+        MethodRouter::new(),
+        None,
+        end,
+        stop.clone(),
+    );
+    let (telemetry, fwd) = spawn_forwarder(
+        Spool::open(&SpoolOptions::default()).unwrap(),
+        link,
+        ForwarderOptions::default(),
+        stop.clone(),
+    );
+    let mut desired = session.desired();
+    tokio::time::timeout(T, desired.wait_for(Option::is_some))
+        .await
+        .unwrap()
+        .unwrap();
+    session
+        .report_and_wait(json!({"kept": true}), T)
+        .await
+        .unwrap();
+    let before = first.hub.twin("edge-gw/bridge");
+    let port = first.tls_addr.port();
+    let feeding = CancellationToken::new();
+    let fed = feed(telemetry, feeding.clone());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let early = first.hub.messages();
+    drop(first);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let second = Sim::start(SimOptions {
+        tls_port: port,
+        ..options
+    })
+    .await
+    .unwrap();
+    // No add_module: the identity, its twin and the CA come from the state directory.
+    assert_eq!(second.hub.twin("edge-gw/bridge"), before);
+    second
+        .hub
+        .set_desired("edge-gw/bridge", &json!({"devices": {"b": 2}}));
+    let d = tokio::time::timeout(
+        T,
+        desired.wait_for(|d| d.as_ref().is_some_and(|d| d.doc["devices"]["b"] == 2)),
+    )
+    .await
+    .expect("the module reconnects to the restarted hub and sees the new patch")
+    .unwrap()
+    .clone()
+    .unwrap();
+    assert_eq!(d.doc["devices"], json!({"a": 1, "b": 2}));
+    assert_eq!(
+        d.version,
+        before["desired"]["$version"].as_u64().unwrap() + 1
+    );
+    feeding.cancel();
+    let total = fed.await.unwrap();
+    let late = second
+        .hub
+        .wait_until(T, |m| {
+            let mut all = distinct(m);
+            all.extend(distinct(&early));
+            all.len() as u64 == total
+        })
+        .await;
+    assert!(late.is_ok(), "telemetry lost across the hub restart");
+    eventually(T, "spool drained", || fwd.stats.borrow().pending == 0).await;
+    stop.cancel();
+}
