@@ -21,3 +21,4 @@ pub mod spool;
 pub mod text;
 pub mod time;
 pub mod upstream;
+pub mod watchdog;

@@ -14,6 +14,7 @@ pub mod codec;
 pub mod config;
 pub mod deploy;
 pub mod device;
+pub mod hooks;
 mod identity;
 pub mod map;
 pub mod models;

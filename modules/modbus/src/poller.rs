@@ -148,6 +148,7 @@ pub async fn run(
         stats
             .max_lateness_us
             .fetch_max(late.as_micros() as u64, Ordering::Relaxed);
+        crate::hooks::poll_cycle(&id).await;
         let polled_at = SystemTime::now();
         let started = Instant::now();
         let outcome = entry.read(&device.wanted).await;
@@ -278,6 +279,13 @@ pub fn offline_retry(err: &BusError, poll_interval: Duration, backoff: &mut Back
         backoff.reset();
         poll_interval
     }
+}
+
+/// How long a poller may go without finishing a cycle while its bus finishes no request
+/// either, before the watchdog restarts it: three times the longest wait between two
+/// such events (the offline retry cap plus one request's timeout) and 10 s of slack.
+pub fn stall_limit(poll_interval: Duration, timeout: Duration) -> Duration {
+    (offline_retry_cap(poll_interval) + timeout) * 3 + Duration::from_secs(10)
 }
 
 /// Longest pause between polls of an offline device: its poll interval plus 2 s. The bus

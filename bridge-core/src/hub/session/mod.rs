@@ -200,7 +200,14 @@ pub fn spawn_session(
     let (commands, command_rx) = mpsc::unbounded_channel();
     let (desired_tx, desired) = watch::channel(None);
     let (state_tx, state) = watch::channel(ConnState::Connecting);
+    let heartbeat = crate::watchdog::global()
+        .heartbeat(
+            format!("hub session {}", credentials.identity.client_id()),
+            crate::watchdog::Policy::Exit,
+        )
+        .heartbeat();
     let driver = Driver {
+        heartbeat,
         credentials,
         options,
         methods,
@@ -237,6 +244,7 @@ struct Driver {
     reported: Reported,
     desired: Option<Desired>,
     connects: u64,
+    heartbeat: crate::watchdog::Heartbeat,
 }
 
 enum End {
@@ -268,6 +276,7 @@ impl Driver {
             if self.shutdown.is_cancelled() {
                 break;
             }
+            self.beat();
             let _ignored = self.state_tx.send(ConnState::Connecting);
             let started = Instant::now();
             let end = match self.connect_once().await {
@@ -302,6 +311,14 @@ impl Driver {
             let _ignored = waiter.send(Err(ReportError::Stopped));
         }
         let _ignored = self.state_tx.send(ConnState::Stopped);
+    }
+
+    /// Proves progress to the watchdog: the loop turns at least every second while
+    /// connected, and between attempts (token, TLS, CONNACK, backoff) while not. A session
+    /// silent beyond that is wedged; the module exits so that the agent restarts it.
+    fn beat(&self) {
+        let limit = self.options.backoff_max + Duration::from_secs(90);
+        self.heartbeat.beat(limit);
     }
 
     fn mqtt_options(&self, token: String) -> Result<MqttOptions, String> {
@@ -404,6 +421,7 @@ impl Driver {
                     self.publish_telemetry(&mut conn, out);
                 }
                 _ = twin_check.tick() => {
+                    self.beat();
                     if let Some((_, sent)) = &conn.twin_get && sent.elapsed() > self.options.twin_timeout {
                         warn!("Twin GET timed out; asking again.");
                         self.request_twin(&mut conn);

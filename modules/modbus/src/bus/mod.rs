@@ -8,7 +8,11 @@ pub mod rtu;
 pub mod tcp;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use bridge_core::watchdog::{self, Policy};
 
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
@@ -95,6 +99,8 @@ struct Job {
 #[derive(Debug, Clone)]
 pub struct BusHandle {
     tx: mpsc::Sender<Job>,
+    /// Requests the bus has finished (its progress epoch, for the watchdog).
+    pub done: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Job {
@@ -135,6 +141,13 @@ pub fn spawn_bus(
     shutdown: CancellationToken,
 ) -> BusHandle {
     let (tx, mut rx) = mpsc::channel::<Job>(256);
+    let done = Arc::new(AtomicU64::new(0));
+    let jobs_done = done.clone();
+    // Every request and probe has a timeout, so a unit of work that overruns its limit
+    // is a bug the bus cannot heal in place: the watchdog makes the module exit.
+    let beat = watchdog::global()
+        .heartbeat(format!("bus {}", connection.bus_key("")), Policy::Exit)
+        .heartbeat();
     let task = tokio::spawn(async move {
         let mut link: Option<Link> = None;
         let mut probes = Probes::new(probe_cap(&connection));
@@ -145,11 +158,13 @@ pub fn spawn_bus(
             // While disconnected, the bus probes on its own (a connect or an open of the
             // path), so a device that comes back is found within one probe period rather
             // than after a long blind backoff that only a poll could end.
+            beat.idle();
             let job = if link.is_none() {
                 tokio::select! {
                     biased;
                     job = rx.recv() => job,
                     _ = tokio::time::sleep_until(probes.due) => {
+                        beat.beat(PROBE_TIMEOUT + WORK_MARGIN);
                         link = probe(&connection, sim_addr, &mut probes, &bus).await;
                         continue;
                     }
@@ -158,6 +173,9 @@ pub fn spawn_bus(
                 rx.recv().await
             };
             let Some(job) = job else { return };
+            // A request: the probe, the frame gap, the RTU drain after a timeout (up to
+            // 15 s) and the exchange itself.
+            beat.beat(PROBE_TIMEOUT + job.timeout * 3 + gap + WORK_MARGIN);
             if job.reply.is_closed() {
                 continue;
             }
@@ -203,6 +221,7 @@ pub fn spawn_bus(
                 }
                 _ => {}
             }
+            jobs_done.fetch_add(1, Ordering::Relaxed);
             let _ignored = job.reply.send(result);
         }
     });
@@ -211,7 +230,7 @@ pub fn spawn_bus(
         shutdown.cancelled().await;
         task.abort();
     });
-    BusHandle { tx }
+    BusHandle { tx, done }
 }
 
 /// Longest pause between two reachability probes of a disconnected bus: a TCP connect or
@@ -225,6 +244,10 @@ fn probe_cap(connection: &Connection) -> Duration {
 
 /// How long a probe may take before it counts as failed.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Slack on top of a unit of work's own timeouts before the watchdog calls it stalled
+/// (covers the RTU drain after a timeout, up to 15 s, and a busy machine).
+const WORK_MARGIN: Duration = Duration::from_secs(20);
 
 /// When the next reachability probe of a disconnected bus is due, pure: the first retry
 /// after 200 ms, doubling up to `cap` so a dead device costs one cheap probe per `cap`,
