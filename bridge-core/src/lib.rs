@@ -12,6 +12,7 @@ pub mod config;
 pub mod downstream;
 pub mod dps;
 pub mod forwarder;
+pub mod fuzz_entry;
 pub mod hub;
 pub mod identity;
 pub mod metrics;

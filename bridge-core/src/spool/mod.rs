@@ -6,7 +6,7 @@
 //! Delivery is at-least-once: after a crash, messages acked but not yet recorded in the
 //! watermark are sent again.
 
-mod log;
+pub(crate) mod log;
 
 use std::collections::{BTreeSet, VecDeque};
 use std::path::PathBuf;
