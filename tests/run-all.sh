@@ -10,6 +10,7 @@ echo "== clippy"; cargo clippy --workspace --all-targets -- -D warnings
 echo "== device-map schemas"; .venv-peers/bin/python tests/python/check_maps.py
 echo "== README field reference"; python3 deploy/gen_field_reference.py --check
 echo "== tests";  cargo test --workspace --no-fail-fast
+echo "== fuzz (short: 100,000 executions per target; fuzz/run.sh for 10 million)"; fuzz/run.sh 100000
 echo "== image proof (hadolint, buildah, podman)"; deploy/prove-image.sh bridge-modbus
 deploy/prove-image.sh bridge-ble
 echo "all tests passed"
