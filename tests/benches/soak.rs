@@ -142,7 +142,9 @@ fn main() {
         let start = Instant::now();
         let end = start + Duration::from_secs(minutes * 60);
         let mut next_sample = start;
-        let mut next_fault = start + Duration::from_secs(60);
+        // A fault every 2 minutes; short runs (CI) get three, evenly spread.
+        let period = Duration::from_secs((minutes * 20).clamp(20, 120));
+        let mut next_fault = start + period / 2;
         let mut fault_no = 0u64;
         let mut rss = Vec::new();
         let mut fault_note = String::new();
@@ -179,7 +181,7 @@ fn main() {
                         "50 devices off 30 s".into()
                     }
                 };
-                next_fault += Duration::from_secs(120);
+                next_fault += period;
             }
             if Instant::now() >= next_sample {
                 let kib = rss_kib(pid);

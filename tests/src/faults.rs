@@ -255,3 +255,24 @@ pub fn now_ms() -> i64 {
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
+
+/// Like `Hub::wait_until`, but checks every 250 ms instead of on every message: after a
+/// long outage thousands arrive at once, and re-checking (and copying) the whole record
+/// on each one costs more than the delivery itself.
+pub async fn wait_for_messages(
+    hub: &edgehub_sim::Hub,
+    timeout: Duration,
+    pred: impl Fn(&[edgehub_sim::Recorded]) -> bool,
+) -> Result<Vec<edgehub_sim::Recorded>, Vec<edgehub_sim::Recorded>> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let messages = hub.messages();
+        if pred(&messages) {
+            return Ok(messages);
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(messages);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}

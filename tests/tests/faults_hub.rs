@@ -13,7 +13,7 @@ use bridge_core::forwarder::{ForwarderOptions, TelemetrySender, spawn_forwarder}
 use bridge_core::hub::{ConnState, Message, MethodRouter, SessionOptions, spawn_session};
 use bridge_core::spool::{Spool, SpoolOptions};
 use bridge_core::upstream;
-use bridge_e2e::faults::{Relay, RelayState};
+use bridge_e2e::faults::{Relay, RelayState, wait_for_messages};
 use bridge_e2e::{eventually, init_tracing, module_credentials};
 use edgehub_sim::{Recorded, Sim, SimOptions};
 use serde_json::json;
@@ -123,9 +123,7 @@ async fn half_open_edgehub_is_detected_by_keep_alive() {
     let reconnected = back.elapsed();
     feeding.cancel();
     let total = fed.await.unwrap();
-    let got = sim
-        .hub
-        .wait_until(T, |m| distinct(m).len() as u64 == total)
+    let got = wait_for_messages(&sim.hub, T, |m| distinct(m).len() as u64 == total)
         .await
         .unwrap_or_else(|m| panic!("{} of {total} arrived", distinct(&m).len()));
     let duplicates = got.len() - distinct(&got).len();
@@ -193,9 +191,7 @@ async fn hub_outage_longer_than_the_token_lifetime() {
     let reconnected = back.elapsed();
     feeding.cancel();
     let total = fed.await.unwrap();
-    let got = sim
-        .hub
-        .wait_until(T, |m| distinct(m).len() as u64 == total)
+    let got = wait_for_messages(&sim.hub, T, |m| distinct(m).len() as u64 == total)
         .await
         .unwrap_or_else(|m| panic!("{} of {total} arrived", distinct(&m).len()));
     eventually(T, "spool drained", || fwd.stats.borrow().pending == 0).await;
@@ -355,14 +351,12 @@ async fn edgehub_restart_with_its_state_directory() {
     );
     feeding.cancel();
     let total = fed.await.unwrap();
-    let late = second
-        .hub
-        .wait_until(T, |m| {
-            let mut all = distinct(m);
-            all.extend(distinct(&early));
-            all.len() as u64 == total
-        })
-        .await;
+    let late = wait_for_messages(&second.hub, T, |m| {
+        let mut all = distinct(m);
+        all.extend(distinct(&early));
+        all.len() as u64 == total
+    })
+    .await;
     assert!(late.is_ok(), "telemetry lost across the hub restart");
     eventually(T, "spool drained", || fwd.stats.borrow().pending == 0).await;
     stop.cancel();

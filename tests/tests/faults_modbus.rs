@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use bridge_core::identity::SymmetricKey;
-use bridge_e2e::faults::{Relay, RelayState, continuity, now_ms};
+use bridge_e2e::faults::{Relay, RelayState, continuity, now_ms, wait_for_messages};
 use bridge_e2e::{PyModbus, init_tracing, reported_until, run_modbus_against};
 use edgehub_sim::{Sim, SimOptions};
 use serde_json::{Value, json};
@@ -94,13 +94,11 @@ async fn run_fault<S, E>(
     end().await;
     let back_at = now_ms();
     // Generous: the target is timeout + poll interval + 5 s; the script reports the time.
-    let msgs = sim
-        .hub
-        .wait_until(Duration::from_secs(60), |m| {
-            continuity(m, "d", back_at).first_after_ms.is_some()
-        })
-        .await
-        .expect("telemetry resumes after the fault ends, without a restart");
+    let msgs = wait_for_messages(&sim.hub, Duration::from_secs(60), |m| {
+        continuity(m, "d", back_at).first_after_ms.is_some()
+    })
+    .await
+    .expect("telemetry resumes after the fault ends, without a restart");
     let c = continuity(&msgs, "d", back_at);
     let recovered_ms = c.first_after_ms.unwrap() - back_at;
     reported_until(&sim.hub, "edge-gw/modbus", generous, |r| {
