@@ -63,7 +63,7 @@ fn main() -> ExitCode {
 
 /// Writes `corpus/spool-segment/three-messages.log`: a segment written by the spool itself.
 fn write_spool_seed() -> ExitCode {
-    use bridge_core::hub::Message;
+    use bridge_core::message::Message;
     use bridge_core::spool::{Spool, SpoolOptions};
     let Ok(tmp) = tempfile::tempdir() else {
         return ExitCode::FAILURE;

@@ -10,7 +10,9 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use bridge_core::forwarder::{ForwarderOptions, TelemetrySender, spawn_forwarder};
-use bridge_core::hub::{ConnState, Message, MethodRouter, SessionOptions, spawn_session};
+use bridge_core::hub::{ConnState, SessionOptions, spawn_session};
+use bridge_core::message::Message;
+use bridge_core::methods::MethodRouter;
 use bridge_core::spool::{Spool, SpoolOptions};
 use bridge_core::upstream;
 use bridge_e2e::faults::{Relay, RelayState, wait_for_messages};

@@ -6,22 +6,6 @@ use bridge_core::config::{ConfigErrors, ConfigIssue, from_value};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// Advertisement decoders a device (or discovery) can use.
-pub const ADVERT_MAPS: &[&str] = &[
-    "bthome-v2",
-    "ruuvi-rawv2",
-    "xiaomi-pvvx",
-    "ibeacon",
-    "eddystone",
-];
-/// GATT maps (connect, read, subscribe).
-pub const GATT_MAPS: &[&str] = &[
-    "ble-battery",
-    "ble-heart-rate",
-    "ble-environmental-sensing",
-    "ble-device-information",
-];
-
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 enum MapRef {
@@ -41,9 +25,192 @@ struct RawDevice {
     #[serde(default = "default_poll")]
     poll_interval_ms: u64,
     #[serde(default)]
-    writable: Vec<String>,
+    writable: Vec<Value>,
     #[serde(default)]
     report: crate::report::Report,
+}
+
+/// A writable characteristic given as an object: a named, typed writable property.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawWritable {
+    name: String,
+    characteristic: String,
+    #[serde(rename = "type", default)]
+    kind: WritableType,
+    #[serde(default)]
+    min: Option<f64>,
+    #[serde(default)]
+    max: Option<f64>,
+}
+
+/// How a writable characteristic's value is written (GATT numbers are little-endian).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum WritableType {
+    /// Raw bytes, given as a hex string.
+    #[default]
+    Hex,
+    /// Unsigned 8-bit.
+    U8,
+    /// Signed 8-bit.
+    I8,
+    /// Unsigned 16-bit.
+    U16,
+    /// Signed 16-bit.
+    I16,
+    /// Unsigned 32-bit.
+    U32,
+    /// Signed 32-bit.
+    I32,
+}
+
+/// A characteristic the device lets us write: through the `write` method, and (with
+/// its own identity) as a writable property named `name`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Writable {
+    /// Property name (the characteristic UUID's hex digits after `characteristic_`
+    /// when the configuration gives only the UUID).
+    pub name: String,
+    /// Characteristic UUID.
+    pub uuid: uuid::Uuid,
+    /// Value type.
+    pub kind: WritableType,
+    /// Smallest accepted value (numbers).
+    pub min: Option<f64>,
+    /// Largest accepted value (numbers).
+    pub max: Option<f64>,
+}
+
+impl Writable {
+    /// The bytes to write for a desired `value`, or why it cannot be written.
+    pub fn encode(&self, value: &Value) -> Result<Vec<u8>, String> {
+        if self.kind == WritableType::Hex {
+            let hex = value
+                .as_str()
+                .filter(|h| h.len() % 2 == 0 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+                .ok_or_else(|| format!("{} takes hexadecimal bytes, e.g. \"0a1b\".", self.name))?;
+            return Ok((0..hex.len())
+                .step_by(2)
+                .filter_map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok())
+                .collect());
+        }
+        let n = value
+            .as_f64()
+            .filter(|n| n.fract() == 0.0)
+            .ok_or_else(|| format!("{} takes an integer.", self.name))?;
+        let (lo, hi, width) = match self.kind {
+            WritableType::U8 => (0.0, 255.0, 1),
+            WritableType::I8 => (-128.0, 127.0, 1),
+            WritableType::U16 => (0.0, 65_535.0, 2),
+            WritableType::I16 => (-32_768.0, 32_767.0, 2),
+            WritableType::U32 => (0.0, 4_294_967_295.0, 4),
+            WritableType::I32 | WritableType::Hex => (-2_147_483_648.0, 2_147_483_647.0, 4),
+        };
+        let lo = self.min.map_or(lo, |m| m.max(lo));
+        let hi = self.max.map_or(hi, |m| m.min(hi));
+        if n < lo || n > hi {
+            return Err(format!("{} = {n} is out of range [{lo}, {hi}].", self.name));
+        }
+        Ok((n as i64).to_le_bytes()[..width].to_vec())
+    }
+
+    /// The value of `bytes` as this property's JSON value.
+    pub fn decode(&self, bytes: &[u8]) -> Value {
+        let int = |signed: bool, width: usize| -> Value {
+            let Some(b) = bytes.get(..width) else {
+                return Value::Null;
+            };
+            let mut buf = [0u8; 8];
+            buf[..width].copy_from_slice(b);
+            let raw = u64::from_le_bytes(buf);
+            if signed {
+                let shift = 64 - 8 * width as u32;
+                Value::from(((raw << shift) as i64) >> shift)
+            } else {
+                Value::from(raw)
+            }
+        };
+        match self.kind {
+            WritableType::Hex => {
+                Value::from(bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
+            }
+            WritableType::U8 => int(false, 1),
+            WritableType::I8 => int(true, 1),
+            WritableType::U16 => int(false, 2),
+            WritableType::I16 => int(true, 2),
+            WritableType::U32 => int(false, 4),
+            WritableType::I32 => int(true, 4),
+        }
+    }
+}
+
+/// Property names (and DTDL names): a letter, then letters, digits and underscores.
+fn valid_property_name(name: &str) -> bool {
+    name.len() <= 64
+        && name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.ends_with('_')
+}
+
+fn parse_writable(v: &Value, path: &str, issues: &mut Vec<ConfigIssue>) -> Option<Writable> {
+    let bad_uuid = |p: String| {
+        ConfigIssue::new(
+            p,
+            "Characteristic UUIDs look like 00002a19-0000-1000-8000-00805f9b34fb.",
+        )
+    };
+    if let Some(text) = v.as_str() {
+        return match uuid::Uuid::parse_str(text) {
+            Ok(uuid) => Some(Writable {
+                name: format!("characteristic_{}", uuid.simple()),
+                uuid,
+                kind: WritableType::Hex,
+                min: None,
+                max: None,
+            }),
+            Err(_) => {
+                issues.push(bad_uuid(path.to_owned()));
+                None
+            }
+        };
+    }
+    let raw: RawWritable = match from_value(v, path) {
+        Ok(r) => r,
+        Err(e) => {
+            issues.extend(e.0);
+            return None;
+        }
+    };
+    let mut ok = true;
+    if !valid_property_name(&raw.name) {
+        issues.push(ConfigIssue::new(
+            format!("{path}.name"),
+            "A property name is a letter, then letters, digits or underscores (at most 64).",
+        ));
+        ok = false;
+    }
+    let uuid = uuid::Uuid::parse_str(&raw.characteristic).ok();
+    if uuid.is_none() {
+        issues.push(bad_uuid(format!("{path}.characteristic")));
+    }
+    if let (Some(lo), Some(hi)) = (raw.min, raw.max)
+        && lo > hi
+    {
+        issues.push(ConfigIssue::new(
+            format!("{path}.min"),
+            "min cannot exceed max.",
+        ));
+        ok = false;
+    }
+    Some(Writable {
+        name: raw.name,
+        uuid: uuid?,
+        kind: raw.kind,
+        min: raw.min,
+        max: raw.max,
+    })
+    .filter(|_| ok)
 }
 
 const fn default_poll() -> u64 {
@@ -96,9 +263,48 @@ pub struct Discovery {
     /// On or off.
     #[serde(default)]
     pub enabled: bool,
-    /// Decoders to try (default: all advertisement decoders but iBeacon/Eddystone).
+    /// Decoders to try (default: the registry's formats marked for discovery).
     #[serde(default)]
     pub maps: Vec<String>,
+    /// Devices no decoder recognises, forwarded raw (hex) when they match a filter.
+    #[serde(default)]
+    pub raw: RawDiscovery,
+}
+
+/// Raw discovery: unknown devices whose advertisement carries one of these company ids
+/// or service UUIDs are forwarded as `ble-<address>` with their data as hex.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawDiscovery {
+    /// On or off (off by default: phones and tags everywhere advertise).
+    #[serde(default)]
+    pub enabled: bool,
+    /// Manufacturer-data company ids to forward (e.g. 2409 for SwitchBot's 0x0969).
+    #[serde(default)]
+    pub company_ids: Vec<u16>,
+    /// Service-data UUIDs to forward: `fd3d` (16-bit) or a full UUID.
+    #[serde(default)]
+    pub service_uuids: Vec<String>,
+}
+
+impl RawDiscovery {
+    /// The service UUIDs, parsed (invalid ones were refused by [`parse`]).
+    pub fn uuids(&self) -> Vec<uuid::Uuid> {
+        self.service_uuids
+            .iter()
+            .filter_map(|u| parse_uuid(u))
+            .collect()
+    }
+}
+
+/// A service UUID: 4 hex digits (16-bit, on the Bluetooth base UUID) or in full.
+pub fn parse_uuid(text: &str) -> Option<uuid::Uuid> {
+    if text.len() == 4 {
+        return u16::from_str_radix(text, 16)
+            .ok()
+            .map(crate::adverts::uuid16);
+    }
+    uuid::Uuid::parse_str(text).ok()
 }
 
 #[derive(Debug, Deserialize)]
@@ -112,13 +318,19 @@ struct RawConfig {
     discovery: Discovery,
     #[serde(default)]
     maps: BTreeMap<String, Value>,
+    #[serde(default)]
+    keys_file: Option<String>,
 }
 
 /// The decoders discovery tries: the configured ones, or the default set (iBeacon and
 /// Eddystone are left out by default: phones and tags everywhere send them).
 pub fn discovery_maps(discovery: &Discovery) -> Vec<&str> {
     if discovery.maps.is_empty() {
-        vec!["bthome-v2", "ruuvi-rawv2", "xiaomi-pvvx"]
+        crate::adverts::FORMATS
+            .iter()
+            .filter(|f| f.discover_by_default)
+            .map(|f| f.name)
+            .collect()
     } else {
         discovery.maps.iter().map(String::as_str).collect()
     }
@@ -133,14 +345,16 @@ pub struct Device {
     pub address: String,
     /// Decoder name.
     pub map: String,
-    /// BTHome bind key.
+    /// The device's key (`bindKey`, or its entry in the keys file), for formats that
+    /// encrypt.
     pub bind_key: Option<[u8; 16]>,
     /// Publish at most once per this many ms (0 = every changed advertisement).
     pub min_interval_ms: u64,
     /// GATT read interval.
     pub poll_interval_ms: u64,
-    /// Characteristic UUIDs the `write` method may write.
-    pub writable: Vec<String>,
+    /// Characteristics the `write` method may write (and, with the device's own
+    /// identity, its writable properties).
+    pub writable: Vec<Writable>,
     /// Report-on-change settings.
     pub report: crate::report::Report,
     /// A map-driven advertisement map (`map` given inline or under `maps`).
@@ -163,6 +377,13 @@ pub struct BleConfig {
     pub scan: Scan,
     /// Discovery.
     pub discovery: Discovery,
+    /// Keys file entries by MAC address, for discovered devices.
+    pub keys_by_address: BTreeMap<String, [u8; 16]>,
+}
+
+/// Whether `text` is a Bluetooth address `AA:BB:CC:DD:EE:FF` (either case).
+pub fn is_address(text: &str) -> bool {
+    parse_address(text).is_some()
 }
 
 fn parse_address(text: &str) -> Option<String> {
@@ -174,26 +395,15 @@ fn parse_address(text: &str) -> Option<String> {
     .then(|| text.to_ascii_uppercase())
 }
 
-fn parse_key(text: &str) -> Option<[u8; 16]> {
-    let bytes: Vec<u8> = (0..text.len())
-        .step_by(2)
-        .filter_map(|i| {
-            text.get(i..i + 2)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-        })
-        .collect();
-    (text.len() == 32).then_some(())?;
-    bytes.try_into().ok()
-}
-
 fn check_map(name: &str, path: String, issues: &mut Vec<ConfigIssue>) {
-    if !ADVERT_MAPS.contains(&name) && !GATT_MAPS.contains(&name) {
+    if crate::adverts::format(name).is_none() && crate::gatt::map(name).is_none() {
+        let adverts: Vec<&str> = crate::adverts::FORMATS.iter().map(|f| f.name).collect();
         issues.push(ConfigIssue::new(
             path,
             format!(
                 "Unknown device map '{name}'. Known: {}, {}.",
-                ADVERT_MAPS.join(", "),
-                GATT_MAPS.join(", ")
+                adverts.join(", "),
+                crate::gatt::names().collect::<Vec<_>>().join(", ")
             ),
         ));
     }
@@ -203,6 +413,13 @@ fn check_map(name: &str, path: String, issues: &mut Vec<ConfigIssue>) {
 pub fn parse(doc: &Value) -> Result<BleConfig, ConfigErrors> {
     let raw: RawConfig = from_value(doc, "")?;
     let mut issues = Vec::new();
+    let file_keys = match &raw.keys_file {
+        Some(path) => crate::keys::load(path).unwrap_or_else(|e| {
+            issues.extend(e);
+            BTreeMap::new()
+        }),
+        None => BTreeMap::new(),
+    };
     let mut custom_maps = BTreeMap::new();
     for (name, doc) in &raw.maps {
         match crate::custom::parse(doc, &format!("maps.{name}")) {
@@ -246,8 +463,11 @@ pub fn parse(doc: &Value) -> Result<BleConfig, ConfigErrors> {
             },
         };
         let bind_key = match &d.bind_key {
-            None => None,
-            Some(k) => match parse_key(k) {
+            None => file_keys
+                .get(id)
+                .or_else(|| file_keys.get(&address))
+                .copied(),
+            Some(k) => match crate::keys::parse_hex(k) {
                 Some(k) => Some(k),
                 None => {
                     issues.push(ConfigIssue::new(
@@ -258,6 +478,15 @@ pub fn parse(doc: &Value) -> Result<BleConfig, ConfigErrors> {
                 }
             },
         };
+        let takes_key = custom.is_none()
+            && crate::adverts::format(&map_name)
+                .is_some_and(|f| f.key != crate::adverts::KeyKind::None);
+        if d.bind_key.is_some() && !takes_key {
+            issues.push(ConfigIssue::new(
+                format!("{path}.bindKey"),
+                format!("The map '{map_name}' is never encrypted and takes no bindKey."),
+            ));
+        }
         if devices.contains_key(&address) {
             issues.push(ConfigIssue::new(
                 format!("{path}.address"),
@@ -271,14 +500,21 @@ pub fn parse(doc: &Value) -> Result<BleConfig, ConfigErrors> {
                 "pollIntervalMs must be at least 100.",
             ));
         }
-        let mut writable = Vec::new();
+        let mut writable: Vec<Writable> = Vec::new();
         for (i, w) in d.writable.iter().enumerate() {
-            match uuid::Uuid::parse_str(w) {
-                Ok(u) => writable.push(u.to_string()),
-                Err(_) => issues.push(ConfigIssue::new(
-                    format!("{path}.writable[{i}]"),
-                    "Characteristic UUIDs look like 00002a19-0000-1000-8000-00805f9b34fb.",
-                )),
+            let at = format!("{path}.writable[{i}]");
+            if let Some(w) = parse_writable(w, &at, &mut issues) {
+                if writable
+                    .iter()
+                    .any(|o| o.name == w.name || o.uuid == w.uuid)
+                {
+                    issues.push(ConfigIssue::new(
+                        at,
+                        "The characteristic or name is listed twice.",
+                    ));
+                } else {
+                    writable.push(w);
+                }
             }
         }
         devices.insert(
@@ -299,10 +535,23 @@ pub fn parse(doc: &Value) -> Result<BleConfig, ConfigErrors> {
     for (i, m) in raw.discovery.maps.iter().enumerate() {
         check_map(m, format!("discovery.maps[{i}]"), &mut issues);
     }
+    for (i, u) in raw.discovery.raw.service_uuids.iter().enumerate() {
+        if parse_uuid(u).is_none() {
+            issues.push(ConfigIssue::new(
+                format!("discovery.raw.serviceUuids[{i}]"),
+                "Service UUIDs are 4 hex digits (fd3d) or a full UUID.",
+            ));
+        }
+    }
+    let keys_by_address = file_keys
+        .into_iter()
+        .filter(|(k, _)| is_address(k))
+        .collect();
     let config = BleConfig {
         devices,
         scan: raw.scan,
         discovery: raw.discovery,
+        keys_by_address,
     };
     if config.scan.mode == ScanMode::Passive
         && issues.is_empty()
@@ -350,6 +599,43 @@ mod tests {
 }
 
 #[cfg(test)]
+mod key_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn keys_from_config_or_file_only_where_a_format_encrypts() {
+        let e = parse(&json!({"devices": {"p": {"address": "C0:FF:EE:00:00:01", "map": "xiaomi-pvvx", "bindKey": "231d39c1d7cc1ab1aee224cd096db932"}}})).unwrap_err();
+        assert_eq!(e.0[0].path, "devices.p.bindKey");
+        assert!(!e.0[0].message.contains("231d"), "the key is not echoed");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("keys.json");
+        std::fs::write(&file, r#"{"lywsd": "814aac74c4f17632442131e5d4542a6a", "A4:C1:38:00:00:09": "00000000000000000000000000000009"}"#).unwrap();
+        let c = parse(&json!({"keysFile": file.to_str().unwrap(), "devices": {
+            "lywsd": {"address": "A4:C1:38:00:00:01", "map": "xiaomi-mibeacon"},
+            "own": {"address": "A4:C1:38:00:00:02", "map": "xiaomi-mibeacon", "bindKey": "231d39c1d7cc1ab1aee224cd096db932"}
+        }, "discovery": {"enabled": true, "maps": ["xiaomi-mibeacon", "govee", "switchbot"],
+            "raw": {"enabled": true, "companyIds": [2409], "serviceUuids": ["fd3d"]}}}))
+        .unwrap();
+        assert_eq!(c.devices["A4:C1:38:00:00:01"].bind_key.unwrap()[0], 0x81);
+        assert_eq!(c.devices["A4:C1:38:00:00:02"].bind_key.unwrap()[0], 0x23);
+        assert_eq!(c.keys_by_address["A4:C1:38:00:00:09"][15], 9);
+        assert_eq!(
+            c.discovery.raw.uuids(),
+            vec![crate::adverts::uuid16(0xFD3D)]
+        );
+        let e = parse(&json!({"keysFile": "/nonexistent.json"})).unwrap_err();
+        assert_eq!(e.0[0].path, "keysFile");
+        let e = parse(&json!({"discovery": {"raw": {"serviceUuids": ["xyz"]}}})).unwrap_err();
+        assert_eq!(e.0[0].path, "discovery.raw.serviceUuids[0]");
+        // Every registry name is a valid discovery map and device map.
+        for f in crate::adverts::FORMATS {
+            parse(&json!({"devices": {"d": {"address": "C0:FF:EE:00:00:01", "map": f.name}}, "discovery": {"maps": [f.name]}})).unwrap();
+        }
+    }
+}
+
+#[cfg(test)]
 mod map_files {
     use super::*;
 
@@ -391,13 +677,17 @@ mod map_files {
                 assert_eq!(uuids, expected, "{name}");
             } else {
                 assert!(
-                    ADVERT_MAPS.contains(&name.as_str()),
+                    crate::adverts::format(&name).is_some(),
                     "{name} has no decoder"
                 );
             }
             names.push(name);
         }
-        for n in ADVERT_MAPS.iter().chain(GATT_MAPS) {
+        for n in crate::adverts::FORMATS
+            .iter()
+            .map(|f| f.name)
+            .chain(crate::gatt::names())
+        {
             assert!(names.iter().any(|x| x == n), "no map file for {n}");
         }
     }

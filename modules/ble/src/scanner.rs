@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bridge_core::hub::Message;
+use bridge_core::device::DeviceHealth;
+use bridge_core::message::Message;
 use bridge_core::runtime::ModuleContext;
 use btleplug::api::{
     Central, CentralEvent, Manager as _, Peripheral as _, PeripheralProperties, ScanFilter,
@@ -18,6 +19,7 @@ use uuid::Uuid;
 
 use crate::adverts::{self, DecodeError, Decoded};
 use crate::config::{BleConfig, ScanMode};
+use crate::routes::{Out, Routes};
 
 #[cfg(test)]
 mod tests {
@@ -46,31 +48,25 @@ mod tests {
     }
 }
 
-fn uuid16(short: u16) -> Uuid {
-    Uuid::from_u128(0x0000_0000_0000_1000_8000_0080_5F9B_34FB | (u128::from(short) << 96))
+/// The advertisement as decoders see it.
+pub fn advert_of(props: &PeripheralProperties) -> adverts::Advert<'_> {
+    adverts::Advert {
+        address: props.address.into_inner(),
+        local_name: props.local_name.as_deref(),
+        manufacturer_data: &props.manufacturer_data,
+        service_data: &props.service_data,
+        services: &props.services,
+    }
 }
 
-/// Decodes an advertisement with the named map.
+/// Decodes an advertisement with the named format of the registry.
 pub fn decode(
     map: &str,
     props: &PeripheralProperties,
     bind_key: Option<&[u8; 16]>,
 ) -> Result<Decoded, DecodeError> {
-    let svc = |u: u16| props.service_data.get(&uuid16(u));
-    let mfg = |c: u16| props.manufacturer_data.get(&c);
-    let missing = DecodeError::NotThisFormat("advertised");
-    match map {
-        "bthome-v2" => adverts::decode_bthome(
-            svc(adverts::BTHOME_UUID16).ok_or(missing)?,
-            props.address.into_inner(),
-            bind_key,
-        ),
-        "ruuvi-rawv2" => adverts::decode_ruuvi(mfg(adverts::RUUVI_COMPANY_ID).ok_or(missing)?),
-        "xiaomi-pvvx" => adverts::decode_pvvx(svc(adverts::ENVIRONMENTAL_UUID16).ok_or(missing)?),
-        "ibeacon" => adverts::decode_ibeacon(mfg(adverts::APPLE_COMPANY_ID).ok_or(missing)?),
-        "eddystone" => adverts::decode_eddystone(svc(adverts::EDDYSTONE_UUID16).ok_or(missing)?),
-        _ => Err(DecodeError::NotThisFormat("known")),
-    }
+    let format = adverts::format(map).ok_or(DecodeError::NotThisFormat("known"))?;
+    (format.decode)(&advert_of(props), bind_key.map(<[u8; 16]>::as_slice))
 }
 
 /// Decodes a map-driven advertisement map.
@@ -138,34 +134,35 @@ impl Presence {
     }
 }
 
-async fn report_presence(
-    cx: &ModuleContext<BleConfig>,
-    id: &str,
-    seen: bool,
-    props: Option<&PeripheralProperties>,
-) {
-    let mut health = json!({"state": if seen { "seen" } else { "lost" }, "at": bridge_core::time::rfc3339_now()});
-    if let Some(p) = props {
-        // What the advertisement says about the device itself.
-        health["rssi"] = json!(p.rssi);
-        health["localName"] = json!(p.local_name);
-        health["txPower"] = json!(p.tx_power_level);
-        health["serviceUuids"] = json!(
-            p.services
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-        );
-        health["manufacturerIds"] = json!(p.manufacturer_data.keys().collect::<Vec<_>>());
+/// Presence of an advertising device as its health: online when heard (with what the
+/// advertisement says about the device), offline after [`LOST_AFTER`] of silence.
+fn presence_health(seen: bool, props: Option<&PeripheralProperties>) -> DeviceHealth {
+    let mut health = DeviceHealth::default();
+    if seen {
+        health.success(bridge_core::time::rfc3339_now(), None);
+    } else {
+        health.failure(format!("no advertisement for {} s", LOST_AFTER.as_secs()));
     }
-    cx.reporter
-        .report(json!({"deviceHealth": {id: health.clone()}}));
-    let mut body = health;
-    body["deviceId"] = json!(id);
-    let _ignored = cx
-        .telemetry
-        .send(Message::json("status", &body).for_device(id))
-        .await;
+    if let Some(p) = props {
+        let d = &mut health.detail;
+        d.insert("rssi".into(), json!(p.rssi));
+        d.insert("localName".into(), json!(p.local_name));
+        d.insert("txPower".into(), json!(p.tx_power_level));
+        d.insert(
+            "serviceUuids".into(),
+            json!(
+                p.services
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+            ),
+        );
+        d.insert(
+            "manufacturerIds".into(),
+            json!(p.manufacturer_data.keys().collect::<Vec<_>>()),
+        );
+    }
+    health
 }
 
 async fn adapter() -> Result<Adapter, String> {
@@ -200,7 +197,9 @@ pub async fn run(mut cx: ModuleContext<BleConfig>, writers: Writers, counters: A
         counters,
         ..Seen::default()
     };
+    let mut routes = Routes::new(cx.devices.clone(), writers.clone());
     loop {
+        routes.refresh();
         let adapter = match adapter().await {
             Ok(a) => a,
             Err(e) => {
@@ -278,8 +277,7 @@ pub async fn run(mut cx: ModuleContext<BleConfig>, writers: Writers, counters: A
             tokio::spawn(crate::connection::run(
                 adapter.clone(),
                 dev.clone(),
-                cx.telemetry.clone(),
-                cx.reporter.clone(),
+                routes.sink(&dev.id, &dev.map, &dev.writable).clone(),
                 slots.clone(),
                 rx,
                 gatt_stop.clone(),
@@ -303,7 +301,9 @@ pub async fn run(mut cx: ModuleContext<BleConfig>, writers: Writers, counters: A
                 _ = sweep.tick() => {
                     let config: Arc<BleConfig> = cx.config.borrow().clone();
                     for (id, present) in seen.presence.sweep(&config, Instant::now()) {
-                        report_presence(&cx, &id, present, None).await;
+                        if let Some(d) = config.devices.values().find(|d| d.id == id) {
+                            routes.sink(&id, &d.map, &d.writable).send(Out::Health(presence_health(present, None)));
+                        }
                     }
                     continue;
                 }
@@ -341,7 +341,10 @@ pub async fn run(mut cx: ModuleContext<BleConfig>, writers: Writers, counters: A
                 }
             }
             for id in ids {
-                if advert(&cx, &adapter, &id, &mut seen).await.is_err() {
+                if advert(&cx, &adapter, &id, &mut seen, &mut routes)
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -360,6 +363,10 @@ struct Seen {
     memory: HashMap<String, crate::report::Memory>,
     /// Metrics counters.
     counters: Arc<Counters>,
+    /// The last packet id (frame counter) per device, to drop repeated readings.
+    packet_ids: HashMap<String, u32>,
+    /// The key problem last reported per device (`encrypted`, `decryption failed`).
+    decode_errors: HashMap<String, &'static str>,
     /// Peripheral handles: looking one up is a D-Bus round trip of its own.
     peripherals: HashMap<btleplug::platform::PeripheralId, btleplug::platform::Peripheral>,
 }
@@ -376,6 +383,60 @@ pub struct Counters {
     pub messages: std::sync::atomic::AtomicU64,
 }
 
+/// What discovery makes of an unconfigured device: the first listed decoder that
+/// recognises it (with its key from the keys file, by address), else raw data when raw
+/// discovery's filter matches.
+fn discover(config: &BleConfig, address: &str, props: &PeripheralProperties) -> Option<Decoded> {
+    let key = config.keys_by_address.get(address);
+    let maps = crate::config::discovery_maps(&config.discovery);
+    if let Some(dec) = maps.iter().find_map(|m| decode(m, props, key).ok()) {
+        return Some(dec);
+    }
+    let raw = &config.discovery.raw;
+    let wanted = raw.enabled
+        && (raw
+            .company_ids
+            .iter()
+            .any(|c| props.manufacturer_data.contains_key(c))
+            || raw
+                .uuids()
+                .iter()
+                .any(|u| props.service_data.contains_key(u)));
+    wanted
+        .then(|| adverts::raw::decode(&advert_of(props), None).ok())
+        .flatten()
+}
+
+/// Reports a device's key problem (or its end) as its health: heard (online), with
+/// `lastError` `encrypted` or `decryption failed`, once per change; through the device's
+/// route like every health (reported properties and the `status` output). Keys
+/// themselves are never logged. False when the route has closed (shutdown).
+fn decode_health(
+    routes: &mut Routes,
+    last: &mut HashMap<String, &'static str>,
+    device: &crate::config::Device,
+    props: &PeripheralProperties,
+    error: Option<&'static str>,
+) -> bool {
+    if last.get(&device.id).copied() == error {
+        return true;
+    }
+    match error {
+        Some(e) => {
+            warn!(device = %device.id, error = e, "Advertisement not decoded: check the device's bindKey.");
+            last.insert(device.id.clone(), e);
+        }
+        None => {
+            last.remove(&device.id);
+        }
+    }
+    let mut health = presence_health(true, Some(props));
+    health.last_error = error.map(str::to_owned);
+    routes
+        .sink(&device.id, &device.map, &device.writable)
+        .send(Out::Health(health))
+}
+
 /// The telemetry channel has closed (shutdown).
 struct Closed;
 
@@ -385,14 +446,9 @@ async fn advert(
     adapter: &Adapter,
     id: &btleplug::platform::PeripheralId,
     seen: &mut Seen,
+    routes: &mut Routes,
 ) -> Result<(), Closed> {
-    let Seen {
-        last_sent,
-        presence,
-        memory,
-        peripherals,
-        counters,
-    } = seen;
+    let peripherals = &mut seen.peripherals;
     let peripheral = match peripherals.get(id) {
         Some(p) => p.clone(),
         None => {
@@ -414,31 +470,60 @@ async fn advert(
     let config: Arc<BleConfig> = cx.config.borrow().clone();
     let address = props.address.to_string().to_ascii_uppercase();
     let device = config.devices.get(&address);
+    let no_writable: &[crate::config::Writable] = &[];
     let (device_id, decoded, min_interval) = match device {
         Some(d) => match d.custom.as_ref().map_or_else(
             || decode(&d.map, &props, d.bind_key.as_ref()),
             |m| decode_custom(m, &props),
         ) {
-            Ok(dec) => (d.id.clone(), dec, d.min_interval_ms),
+            Ok(dec) => {
+                if !decode_health(routes, &mut seen.decode_errors, d, &props, None) {
+                    return Err(Closed);
+                }
+                (d.id.clone(), dec, d.min_interval_ms)
+            }
             Err(DecodeError::NotThisFormat(_)) => return Ok(()),
             Err(e) => {
-                warn!(device = %d.id, error = %e, "Advertisement not decoded.");
+                // Key trouble is the device's health; other errors are a bad frame.
+                let health = match e {
+                    DecodeError::Encrypted => Some("encrypted"),
+                    DecodeError::Decrypt => Some("decryption failed"),
+                    _ => None,
+                };
+                if health.is_some() {
+                    if !decode_health(routes, &mut seen.decode_errors, d, &props, health) {
+                        return Err(Closed);
+                    }
+                } else {
+                    warn!(device = %d.id, error = %e, "Advertisement not decoded.");
+                }
                 return Ok(());
             }
         },
-        None if config.discovery.enabled => {
-            let maps = crate::config::discovery_maps(&config.discovery);
-            match maps.iter().find_map(|m| decode(m, &props, None).ok()) {
-                Some(dec) => (
-                    format!("ble-{}", address.replace(':', "").to_ascii_lowercase()),
-                    dec,
-                    0,
-                ),
-                None => return Ok(()),
-            }
-        }
+        None if config.discovery.enabled => match discover(&config, &address, &props) {
+            Some(dec) => (
+                format!("ble-{}", address.replace(':', "").to_ascii_lowercase()),
+                dec,
+                0,
+            ),
+            None => return Ok(()),
+        },
         None => return Ok(()),
     };
+    // A repeat of the same reading (same packet id or frame counter) is not sent again.
+    if let Some(id) = decoded.packet_id {
+        if seen.packet_ids.get(&device_id) == Some(&id) {
+            return Ok(());
+        }
+        seen.packet_ids.insert(device_id.clone(), id);
+    }
+    let Seen {
+        last_sent,
+        presence,
+        memory,
+        counters,
+        ..
+    } = seen;
     counters
         .decoded
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -453,8 +538,11 @@ async fn advert(
         return Ok(());
     }
     last_sent.insert(device_id.clone(), (body.clone(), now));
-    if presence.saw(&device_id, now) {
-        report_presence(cx, &device_id, true, Some(&props)).await;
+    let map = device.map_or(decoded.format, |d| d.map.as_str());
+    let sink = routes.sink(&device_id, map, device.map_or(no_writable, |d| &d.writable));
+    if presence.saw(&device_id, now) && !sink.send(Out::Health(presence_health(true, Some(&props))))
+    {
+        return Err(Closed);
     }
     // Discovered devices have no report settings: every change is sent.
     let default_report = crate::report::Report::default();
@@ -468,11 +556,13 @@ async fn advert(
         return Ok(());
     }
     let body = Value::Object(selected);
-    let msg = Message::json("telemetry", &body)
-        .for_device(&device_id)
-        .with_property("format", decoded.format);
+    let msg = Message::json("telemetry", &body).with_property("format", decoded.format);
     counters
         .messages
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    cx.telemetry.send(msg).await.map_err(|_| Closed)
+    if sink.send(Out::Message(msg)) {
+        Ok(())
+    } else {
+        Err(Closed)
+    }
 }

@@ -3,6 +3,7 @@
 //! a timeout. A disconnected bus probes for its device (connect, or open the serial path)
 //! at most every 1-2 s, whatever the outage's length; exceptions never reconnect.
 
+pub mod ascii;
 pub mod pdu;
 pub mod rtu;
 pub mod tcp;
@@ -13,7 +14,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bridge_core::watchdog::{self, Policy};
-
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -22,6 +22,7 @@ use tracing::{debug, info};
 
 use crate::config::{Connection, Parity};
 use crate::map::Table;
+use ascii::AsciiTransport;
 use rtu::RtuTransport;
 use tcp::TcpTransport;
 
@@ -38,6 +39,9 @@ pub enum Op {
     WriteCoils(u16, Vec<bool>),
     /// FC16.
     WriteRegisters(u16, Vec<u16>),
+    /// FC43/14 read device identification: read code (1 basic, 2 regular) and the first
+    /// object id.
+    ReadDeviceId(u8, u8),
 }
 
 /// A successful result.
@@ -49,6 +53,8 @@ pub enum OpResult {
     Registers(Vec<u16>),
     /// A write was confirmed.
     Written,
+    /// FC43/14: one response of device identification.
+    DeviceId(pdu::DeviceId),
 }
 
 /// A request failed. "The device said no" (`Exception`) is kept apart from "could not
@@ -129,6 +135,7 @@ impl BusHandle {
 enum Link {
     Tcp(TcpTransport<TcpStream>),
     Rtu(RtuTransport<Box<dyn Stream>>),
+    Ascii(AsciiTransport<Box<dyn Stream>>),
 }
 
 trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
@@ -201,6 +208,7 @@ pub fn spawn_bus(
             let result = match link.as_mut() {
                 Some(Link::Tcp(t)) => t.call(job.unit, &job.op, job.timeout).await,
                 Some(Link::Rtu(t)) => t.call(job.unit, &job.op, job.timeout).await,
+                Some(Link::Ascii(t)) => t.call(job.unit, &job.op, job.timeout).await,
                 None => Err(BusError::Closed),
             };
             last_frame = Instant::now();
@@ -237,7 +245,7 @@ pub fn spawn_bus(
 /// the open of a serial path is cheap, so a device that comes back is found within this.
 fn probe_cap(connection: &Connection) -> Duration {
     match connection {
-        Connection::Rtu { .. } => Duration::from_secs(1),
+        Connection::Rtu { .. } | Connection::Ascii { .. } => Duration::from_secs(1),
         _ => Duration::from_secs(2),
     }
 }
@@ -371,6 +379,14 @@ async fn open(connection: &Connection, sim_addr: Option<SocketAddr>) -> Result<L
             data_bits,
             stop_bits,
             ..
+        }
+        | Connection::Ascii {
+            port,
+            baud_rate,
+            parity,
+            data_bits,
+            stop_bits,
+            ..
         } => {
             let builder = tokio_serial::new(port, *baud_rate)
                 .parity(match parity {
@@ -390,7 +406,11 @@ async fn open(connection: &Connection, sim_addr: Option<SocketAddr>) -> Result<L
                 });
             let stream =
                 tokio_serial::SerialStream::open(&builder).map_err(|e| format!("{port}: {e}"))?;
-            Ok(Link::Rtu(RtuTransport::new(Box::new(stream))))
+            Ok(if matches!(connection, Connection::Ascii { .. }) {
+                Link::Ascii(AsciiTransport::new(Box::new(stream)))
+            } else {
+                Link::Rtu(RtuTransport::new(Box::new(stream)))
+            })
         }
     }
 }
