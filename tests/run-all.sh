@@ -11,6 +11,8 @@ echo "== device-map schemas"; .venv-peers/bin/python tests/python/check_maps.py
 echo "== device-map lint"; .venv-peers/bin/python tests/python/lint_maps.py
 echo "== README field reference"; python3 deploy/gen_field_reference.py --check
 echo "== tests";  cargo test --workspace --no-fail-fast
+echo "== fuzz (short: 100,000 executions per target; fuzz/run.sh for 10 million)"; fuzz/run.sh 100000
+echo "== soak (1 minute, 100 devices; tests/soak/run.sh for the hour)"; tests/soak/run.sh 1 100
 echo "== image proof (hadolint, buildah, podman)"; deploy/prove-image.sh bridge-modbus
 deploy/prove-image.sh bridge-ble
 echo "all tests passed"

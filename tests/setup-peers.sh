@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for pkg in mosquitto socat libdbus-1-dev pkg-config python3-dbusmock dbus libglib2.0-bin; do
+for pkg in mosquitto socat libdbus-1-dev pkg-config python3-dbusmock dbus libglib2.0-bin libfaketime; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if ((${#need[@]})); then

@@ -12,6 +12,7 @@ mod control;
 mod dps;
 mod http;
 mod mqtt;
+pub mod persist;
 pub mod routes;
 mod server;
 pub mod state;

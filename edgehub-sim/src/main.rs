@@ -57,6 +57,10 @@ struct Args {
     /// Allowed clock skew for token expiry, in seconds.
     #[arg(long, default_value_t = 300)]
     token_skew_secs: u64,
+    /// Keep the CA, server certificate, identities and twins in this directory across
+    /// restarts (as edgeHub's store does).
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
 }
 
 fn key_of(spec: &str) -> Result<(String, SymmetricKey)> {
@@ -94,6 +98,7 @@ async fn main() -> Result<()> {
         control_port: args.control_port,
         token_skew: Duration::from_secs(args.token_skew_secs),
         connect_timeout: Duration::from_secs(10),
+        state_dir: args.state_dir.clone(),
     })
     .await?;
     std::fs::create_dir_all(&args.cert_dir)?;
@@ -101,7 +106,14 @@ async fn main() -> Result<()> {
     std::fs::write(&ca_path, &sim.certs.ca_pem)
         .with_context(|| format!("writing {}", ca_path.display()))?;
     for spec in &args.modules {
-        let (name, key) = key_of(spec)?;
+        let (name, mut key) = key_of(spec)?;
+        if !spec.contains('=')
+            && let Some(kept) =
+                edgehub_sim::persist::kept_key(&sim.hub, &format!("{}/{name}", args.edge_device))
+        {
+            // A generated key must not change across restarts with a state directory.
+            key = kept;
+        }
         sim.hub.add_module(&args.edge_device, &name, key.clone());
         eprintln!(
             "module {name}: HostName={};DeviceId={};ModuleId={name};SharedAccessKey={};GatewayHostName={}",
@@ -131,10 +143,12 @@ async fn main() -> Result<()> {
         ca_path.display(),
         sim.control_addr
     );
+    let mut terminated = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut feed = sim.hub.subscribe();
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
+            _ = terminated.recv() => break,
             msg = feed.recv() => match msg {
                 Ok(m) => {
                     use std::io::Write;

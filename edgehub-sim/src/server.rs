@@ -40,6 +40,8 @@ pub struct SimOptions {
     pub token_skew: Duration,
     /// How long a new connection may take to send CONNECT.
     pub connect_timeout: Duration,
+    /// Keep the CA and server certificate, identities and twins here across restarts.
+    pub state_dir: Option<PathBuf>,
 }
 
 impl Default for SimOptions {
@@ -55,6 +57,7 @@ impl Default for SimOptions {
             control_port: None,
             token_skew: Duration::from_secs(300),
             connect_timeout: Duration::from_secs(10),
+            state_dir: None,
         }
     }
 }
@@ -74,6 +77,7 @@ pub struct Sim {
     pub certs: SimCerts,
     accepting: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    _keeper: Option<crate::persist::Keeper>,
 }
 
 /// The emulator could not start.
@@ -94,6 +98,9 @@ pub enum SimError {
     /// TLS setup failed.
     #[error("TLS setup failed.")]
     Tls(#[from] rustls::Error),
+    /// The state directory could not be used.
+    #[error("State directory: {0}")]
+    State(#[from] crate::persist::PersistError),
 }
 
 impl Sim {
@@ -106,13 +113,20 @@ impl Sim {
         ];
         names.extend(options.server_names.iter().cloned());
         names.dedup();
-        let certs = certs::generate(&names)?;
+        let certs = match &options.state_dir {
+            Some(dir) => crate::persist::certs(dir, &names, || certs::generate(&names))??,
+            None => certs::generate(&names)?,
+        };
         let hub = Hub::new(HubInfo {
             hub_hostname: options.hub_hostname.clone(),
             edge_device_id: options.edge_device_id.clone(),
             token_skew: options.token_skew,
             connect_timeout: options.connect_timeout,
         });
+        let keeper = match &options.state_dir {
+            Some(dir) => Some(crate::persist::keep(hub.clone(), dir)?),
+            None => None,
+        };
         let (accepting, accepting_rx) = watch::channel(true);
         let mut tasks = Vec::new();
 
@@ -196,6 +210,7 @@ impl Sim {
             certs,
             accepting,
             tasks,
+            _keeper: keeper,
         })
     }
 

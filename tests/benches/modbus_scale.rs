@@ -6,7 +6,9 @@
 //! Each N runs in its own process; the simulated devices and the MQTT subscriber run in
 //! further child processes, so CPU and memory are the module's alone.
 //!
-//! `cargo bench -p bridge-e2e --bench modbus_scale [-- 10 100]`
+//! `cargo bench -p bridge-e2e --bench modbus_scale [-- 10 100]`; `DEAD_DEVICES=1` adds a
+//! device that accepts connections and never answers, to see whether it moves the
+//! others' poll jitter (p99 of |poll-to-poll - interval| over every live device).
 
 #![allow(clippy::unwrap_used, clippy::print_stdout)] // a benchmark prints its figures
 
@@ -98,6 +100,8 @@ async fn subscribe(port: u16, secs: u64) {
     let (client, mut el) = AsyncClient::new(opts, 1024);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
     let mut lat = Vec::new();
+    let mut jitter = Vec::new();
+    let mut last_poll: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
     let mut count = 0u64;
     let mut ready = false;
     loop {
@@ -125,6 +129,14 @@ async fn subscribe(port: u16, secs: u64) {
                     .and_then(rfc3339_millis)
                 {
                     lat.push(now - t);
+                    // Poll jitter: how far each poll of a device is from one interval
+                    // after its previous one (creation time = poll time).
+                    if v["output"] == "telemetry"
+                        && let Some(id) = v["deviceId"].as_str()
+                        && let Some(prev) = last_poll.insert(id.to_owned(), t)
+                    {
+                        jitter.push((t - prev - 1000).abs());
+                    }
                 }
             }
             Ok(_) => {}
@@ -137,9 +149,14 @@ async fn subscribe(port: u16, secs: u64) {
             .copied()
             .unwrap_or(-1)
     };
+    jitter.sort_unstable();
+    let jitter_p99 = jitter
+        .get(((jitter.len() as f64 - 1.0) * 0.99) as usize)
+        .copied()
+        .unwrap_or(-1);
     println!(
         "{}",
-        json!({"count": count, "p50": q(0.5), "p99": q(0.99), "max": lat.last().copied().unwrap_or(-1)})
+        json!({"count": count, "p50": q(0.5), "p99": q(0.99), "max": lat.last().copied().unwrap_or(-1), "jitterP99": jitter_p99})
     );
 }
 
@@ -156,11 +173,31 @@ async fn measure(n: usize, port: u16) {
     ])
     .await;
     assert_eq!(sub_out.next_line().await.unwrap().as_deref(), Some("ready"));
-    let devices: BTreeMap<String, Value> = ports
+    let mut devices: BTreeMap<String, Value> = ports
         .iter()
         .enumerate()
         .map(|(i, p)| (format!("dev-{i:04}"), json!({"map": "bench20", "connection": {"type": "tcp", "host": "127.0.0.1", "port": p}, "pollIntervalMs": 1000, "timeoutMs": 1000})))
         .collect();
+    // DEAD_DEVICES=k adds k devices that accept a connection and never answer (the
+    // worst kind of dead: every poll costs a timeout and the link is reopened).
+    let dead: usize = std::env::var("DEAD_DEVICES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = silent.accept().await {
+            held.push(s);
+        }
+    });
+    for i in 0..dead {
+        devices.insert(
+            format!("dead-{i:02}"),
+            json!({"map": "bench20", "connection": {"type": "tcp", "host": "127.0.0.1", "port": silent_port}, "pollIntervalMs": 1000, "timeoutMs": 1000}),
+        );
+    }
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.json");
     std::fs::write(
@@ -235,6 +272,7 @@ async fn measure(n: usize, port: u16) {
             "meanPollJitterMs": lateness as f64 / polls.max(1) as f64 / 1000.0,
             "maxPollJitterMs": max_late as f64 / 1000.0,
             "latencyMs": {"p50": sub["p50"], "p99": sub["p99"], "max": sub["max"]},
+            "pollJitterP99Ms": sub["jitterP99"],
             "deliveredPercent": received as f64 * 100.0 / published_msgs.max(1) as f64,
             "rssMiB": rss as f64 / 1024.0,
             "peakRssMiB": peak as f64 / 1024.0,
@@ -304,7 +342,7 @@ fn main() {
             let line = out.next_line().await.unwrap().unwrap_or_default();
             let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
             println!(
-                "  N={:>5}: {:>8.0} values/s  CPU {:>5.2} µs/value ({:>4.1} % of a core)  requests/device/poll {:.2}  jitter mean {:.1} ms max {:.0} ms  latency p50 {} ms p99 {} ms  delivered {:.2} %  RSS {:.1} MiB (peak {:.1})",
+                "  N={:>5}: {:>8.0} values/s  CPU {:>5.2} µs/value ({:>4.1} % of a core)  requests/device/poll {:.2}  jitter mean {:.1} ms max {:.0} ms p99 {} ms  latency p50 {} ms p99 {} ms  delivered {:.2} %  RSS {:.1} MiB (peak {:.1})",
                 n,
                 v["valuesPerSecond"].as_f64().unwrap_or(0.0),
                 v["cpuMicrosPerValue"].as_f64().unwrap_or(0.0),
@@ -312,6 +350,7 @@ fn main() {
                 v["requestsPerDevicePerPoll"].as_f64().unwrap_or(0.0),
                 v["meanPollJitterMs"].as_f64().unwrap_or(0.0),
                 v["maxPollJitterMs"].as_f64().unwrap_or(0.0),
+                v["pollJitterP99Ms"],
                 v["latencyMs"]["p50"],
                 v["latencyMs"]["p99"],
                 v["deliveredPercent"].as_f64().unwrap_or(0.0),

@@ -4,7 +4,7 @@
 mod connection_string;
 pub mod encode;
 mod env;
-mod http;
+pub(crate) mod http;
 pub mod sas;
 mod workload;
 

@@ -332,7 +332,7 @@ impl SegmentLog {
 }
 
 /// Decodes records from one segment, keeping those with seq ≥ `watermark`.
-fn read_records(mut bytes: &[u8], watermark: u64, out: &mut Recovered) {
+pub(crate) fn read_records(mut bytes: &[u8], watermark: u64, out: &mut Recovered) {
     while !bytes.is_empty() {
         let Some(header) = bytes.get(..HEADER) else {
             out.corrupt += 1;

@@ -11,7 +11,7 @@
 //! [`SpoolStats::error`], and writes every waiting message that is not on disk to a new
 //! segment as soon as a retry ([`Spool::sync`]) succeeds.
 
-mod log;
+pub(crate) mod log;
 
 use std::collections::{BTreeSet, VecDeque};
 use std::path::PathBuf;

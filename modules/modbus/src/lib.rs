@@ -17,6 +17,7 @@ pub mod commission;
 pub mod config;
 pub mod deploy;
 pub mod device;
+pub mod hooks;
 pub mod map;
 pub mod models;
 pub mod module;

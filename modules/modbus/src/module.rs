@@ -125,6 +125,21 @@ impl Protocol for Modbus {
                 1e-6,
             ),
         ];
+        let wd = bridge_core::watchdog::global();
+        out.sample(
+            "edgebridge_watchdog_tasks",
+            Gauge,
+            "Long-lived tasks proving progress to the watchdog.",
+            &[],
+            wd.tasks() as f64,
+        );
+        out.sample(
+            "edgebridge_watchdog_restarts_total",
+            Counter,
+            "Tasks restarted because they stalled.",
+            &[],
+            wd.restarts_total() as f64,
+        );
         for (name, kind, help, field, scale) in series {
             for (id, s) in &stats {
                 let v = field(s).load(std::sync::atomic::Ordering::Relaxed);
@@ -148,6 +163,7 @@ impl Protocol for Modbus {
 
     async fn run(self: Arc<Self>, mut cx: ModuleContext<ModbusConfig>) {
         let _ignored = self.reporter.set(cx.reporter.clone());
+        spawn_watchdog(cx.reporter.clone());
         let mut running = Running {
             identity: None,
             buses: HashMap::new(),
@@ -474,10 +490,27 @@ async fn start_device(
             }
         });
     }
+    // Progress: the device's cycles, or its bus's requests (a poller queued behind slow
+    // neighbours on a shared bus is waiting, not stalled).
+    let stall = {
+        let (polls, bus_done) = (stats.clone(), entry.bus.done.clone());
+        let d = &entry.device;
+        bridge_core::watchdog::global().watch_counter(
+            format!("poller {id}"),
+            crate::poller::stall_limit(d.poll_interval, d.timeout),
+            bridge_core::watchdog::Policy::RESTART,
+            move || {
+                polls.polls.load(std::sync::atomic::Ordering::Relaxed)
+                    + bus_done.load(std::sync::atomic::Ordering::Relaxed)
+            },
+        )
+    };
+    // Prompt recovery: an offline device is retried at least every interval + 2 s,
+    // whatever the outage's length (the bus probes on its own meanwhile).
     let schedule = Schedule {
         interval: entry.device.poll_interval,
         retry_after: entry.device.poll_interval,
-        max_backoff: std::time::Duration::from_secs(60),
+        max_backoff: crate::poller::offline_retry_cap(entry.device.poll_interval),
     };
     loop {
         let poll = ModbusPoll::new(entry.clone(), route.clone(), stats.clone());
@@ -491,6 +524,12 @@ async fn start_device(
                 task.abort();
                 let _ignored = task.await;
                 break;
+            }
+            reason = stall.wait() => {
+                task.abort();
+                let _ignored = task.await;
+                warn!(device = %id, %reason, "The poll task stalled; restarted.");
+                continue;
             }
             ended = &mut task => ended,
         };
@@ -553,6 +592,26 @@ async fn apply_writable(entry: &DeviceEntry, req: WritableRequest) -> WriteOutco
             }
         }
     }
+}
+
+/// Starts the process's watchdog checker once: each stall is logged and reported in
+/// `liveness`; a stall restarting cannot heal ends the process with
+/// [`EXIT_STALLED`](bridge_core::watchdog::EXIT_STALLED) so the IoT Edge agent restarts
+/// the module (it ignores container health checks).
+fn spawn_watchdog(reporter: bridge_core::runtime::Reporter) {
+    static STARTED: std::sync::Once = std::sync::Once::new();
+    STARTED.call_once(|| {
+        tokio::spawn(async move {
+            let wd = bridge_core::watchdog::global();
+            let fatal = wd
+                .run(|_| reporter.report(json!({"liveness": wd.report()})))
+                .await;
+            tracing::error!(task = %fatal.task, reason = %fatal.reason, "Exiting: a task stalled beyond healing.");
+            // Give the reported `liveness` a moment to leave.
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            std::process::exit(bridge_core::watchdog::EXIT_STALLED);
+        });
+    });
 }
 
 fn bus_error(e: &BusError) -> MethodResponse {

@@ -78,6 +78,7 @@ impl ModbusPoll {
 
 impl Poll for ModbusPoll {
     async fn poll(&mut self, polled_at: SystemTime, _cx: &mut PollCx<'_>) -> Cycle {
+        crate::hooks::poll_cycle(&self.entry.device.id).await;
         if let Some(sunspec) = &mut self.sunspec {
             return sunspec.poll(polled_at).await;
         }
@@ -150,6 +151,24 @@ impl Poll for ModbusPoll {
             error: outcome.errors.values().next().map(ToString::to_string),
         }
     }
+}
+
+/// Longest pause between polls of an offline device: its poll interval plus 2 s. The bus
+/// answers at once while it is disconnected (it probes on its own), so this only limits
+/// how often a silent device behind a live connection costs a timeout; it also bounds
+/// how late a device that is back is polled again, whatever the outage's length.
+pub fn offline_retry_cap(poll_interval: std::time::Duration) -> std::time::Duration {
+    poll_interval + std::time::Duration::from_secs(2)
+}
+
+/// How long a poller may go without finishing a cycle while its bus finishes no request
+/// either, before the watchdog restarts it: three times the longest wait between two
+/// such events (the offline retry cap plus one request's timeout) and 10 s of slack.
+pub fn stall_limit(
+    poll_interval: std::time::Duration,
+    timeout: std::time::Duration,
+) -> std::time::Duration {
+    (offline_retry_cap(poll_interval) + timeout) * 3 + std::time::Duration::from_secs(10)
 }
 
 #[cfg(test)]

@@ -24,7 +24,9 @@ use crate::link::{LinkEnd, LinkEvent, Outbound};
 use crate::methods::MethodRouter;
 use crate::mqtt::{Publisher, Tag, error_chain, tls};
 
+mod keepalive;
 mod twin_state;
+use keepalive::PingWatch;
 use twin_state::Reported;
 
 /// Tunables of the session. Defaults follow the Azure SDKs.
@@ -53,7 +55,9 @@ impl Default for SessionOptions {
             token_lifetime: Duration::from_secs(3600),
             renew_before: Duration::from_secs(120),
             backoff_min: Duration::from_millis(500),
-            backoff_max: Duration::from_secs(60),
+            // Short: edgeHub is local and a TLS connect is cheap, so a hub that is back
+            // is found within seconds whatever the outage's length.
+            backoff_max: Duration::from_secs(5),
             max_packet_bytes: 300 * 1024,
             twin_timeout: Duration::from_secs(30),
         }
@@ -197,7 +201,14 @@ pub fn spawn_session(
     let (commands, command_rx) = mpsc::unbounded_channel();
     let (desired_tx, desired) = watch::channel(None);
     let (state_tx, state) = watch::channel(ConnState::Connecting);
+    let heartbeat = crate::watchdog::global()
+        .heartbeat(
+            format!("hub session {}", credentials.identity.client_id()),
+            crate::watchdog::Policy::Exit,
+        )
+        .heartbeat();
     let driver = Driver {
+        heartbeat,
         credentials,
         options,
         methods,
@@ -234,6 +245,7 @@ struct Driver {
     reported: Reported,
     desired: Option<Desired>,
     connects: u64,
+    heartbeat: crate::watchdog::Heartbeat,
 }
 
 enum End {
@@ -264,6 +276,7 @@ impl Driver {
             if self.shutdown.is_cancelled() {
                 break;
             }
+            self.beat();
             let _ignored = self.state_tx.send(ConnState::Connecting);
             let started = Instant::now();
             let end = match self.connect_once().await {
@@ -298,6 +311,14 @@ impl Driver {
             let _ignored = waiter.send(Err(ReportError::Stopped));
         }
         let _ignored = self.state_tx.send(ConnState::Stopped);
+    }
+
+    /// Proves progress to the watchdog: the loop turns at least every second while
+    /// connected, and between attempts (token, TLS, CONNACK, backoff) while not. A session
+    /// silent beyond that is wedged; the module exits so that the agent restarts it.
+    fn beat(&self) {
+        let limit = self.options.backoff_max + Duration::from_secs(90);
+        self.heartbeat.beat(limit);
     }
 
     fn mqtt_options(&self, token: String) -> Result<MqttOptions, String> {
@@ -354,7 +375,9 @@ impl Driver {
         let shutdown = self.shutdown.clone();
         let cancelled = shutdown.cancelled();
         let renew = tokio::time::sleep_until(renew_at);
-        tokio::pin!(cancelled, renew);
+        let mut pings = PingWatch::new(self.options.keep_alive.max(Duration::from_secs(1)));
+        let ping_deadline = tokio::time::sleep_until(renew_at);
+        tokio::pin!(cancelled, renew, ping_deadline);
         loop {
             tokio::select! {
                 biased;
@@ -366,8 +389,24 @@ impl Driver {
                     self.graceful_close(&conn, &mut eventloop).await;
                     return Ok(End::Renew);
                 }
+                _ = &mut ping_deadline, if pings.pending() => {
+                    if pings.expired(tokio::time::Instant::now()) {
+                        return Ok(End::Lost("no answer to a keep-alive ping within half a period: the connection is half-open".into()));
+                    }
+                }
                 event = eventloop.poll() => match event {
-                    Ok(event) => self.on_event(&mut conn, event)?,
+                    Ok(event) => {
+                        match &event {
+                            Event::Outgoing(Outgoing::PingReq) => {
+                                if let Some(at) = pings.ping_sent(tokio::time::Instant::now()) {
+                                    ping_deadline.as_mut().reset(at);
+                                }
+                            }
+                            Event::Incoming(_) => pings.received(),
+                            Event::Outgoing(_) => {}
+                        }
+                        self.on_event(&mut conn, event)?;
+                    }
                     Err(e) => return Ok(End::Lost(error_chain(&e))),
                 },
                 Some(cmd) = self.commands.recv() => {
@@ -381,6 +420,7 @@ impl Driver {
                     self.publish_telemetry(&mut conn, out);
                 }
                 _ = twin_check.tick() => {
+                    self.beat();
                     if let Some((_, sent)) = &conn.twin_get && sent.elapsed() > self.options.twin_timeout {
                         warn!("Twin GET timed out; asking again.");
                         self.request_twin(&mut conn);

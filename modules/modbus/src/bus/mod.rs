@@ -1,6 +1,7 @@
 //! One task owns each bus (a TCP connection, a serial port, an RTU-over-TCP link) and
 //! serialises every request on it; devices hold a cheap [`BusHandle`]. Every request has
-//! a timeout. Connection failures back off exponentially; exceptions never reconnect.
+//! a timeout. A disconnected bus probes for its device (connect, or open the serial path)
+//! at most every 1-2 s, whatever the outage's length; exceptions never reconnect.
 
 pub mod ascii;
 pub mod pdu;
@@ -8,9 +9,11 @@ pub mod rtu;
 pub mod tcp;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use bridge_core::backoff::Backoff;
+use bridge_core::watchdog::{self, Policy};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -102,6 +105,8 @@ struct Job {
 #[derive(Debug, Clone)]
 pub struct BusHandle {
     tx: mpsc::Sender<Job>,
+    /// Requests the bus has finished (its progress epoch, for the watchdog).
+    pub done: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Job {
@@ -149,49 +154,57 @@ pub fn spawn_bus(
     shutdown: CancellationToken,
 ) -> BusHandle {
     let (tx, mut rx) = mpsc::channel::<Job>(256);
+    let done = Arc::new(AtomicU64::new(0));
+    let jobs_done = done.clone();
+    // Every request and probe has a timeout, so a unit of work that overruns its limit
+    // is a bug the bus cannot heal in place: the watchdog makes the module exit.
+    let beat = watchdog::global()
+        .heartbeat(format!("bus {}", connection.bus_key("")), Policy::Exit)
+        .heartbeat();
     let task = tokio::spawn(async move {
         let mut link: Option<Link> = None;
-        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
-        let mut retry_at = Instant::now();
+        let mut probes = Probes::new(probe_cap(&connection));
         let mut last_frame = Instant::now();
         let gap = connection.frame_gap();
+        let bus = connection.bus_key("");
         loop {
-            let Some(job) = rx.recv().await else { return };
+            // While disconnected, the bus probes on its own (a connect or an open of the
+            // path), so a device that comes back is found within one probe period rather
+            // than after a long blind backoff that only a poll could end.
+            beat.idle();
+            let job = if link.is_none() {
+                tokio::select! {
+                    biased;
+                    job = rx.recv() => job,
+                    _ = tokio::time::sleep_until(probes.due) => {
+                        beat.beat(PROBE_TIMEOUT + WORK_MARGIN);
+                        link = probe(&connection, sim_addr, &mut probes, &bus).await;
+                        continue;
+                    }
+                }
+            } else {
+                rx.recv().await
+            };
+            let Some(job) = job else { return };
+            // A request: the probe, the frame gap, the RTU drain after a timeout (up to
+            // 15 s) and the exchange itself.
+            beat.beat(PROBE_TIMEOUT + job.timeout * 3 + gap + WORK_MARGIN);
             if job.reply.is_closed() {
                 continue;
             }
             if link.is_none() {
-                if Instant::now() < retry_at {
-                    let wait = retry_at - Instant::now();
-                    let _ignored = job.reply.send(Err(BusError::Connect(format!(
-                        "reconnecting in {} ms",
-                        wait.as_millis()
-                    ))));
+                if Instant::now() < probes.due {
+                    let _ignored = job
+                        .reply
+                        .send(Err(BusError::Connect(probes.last_error.clone())));
                     continue;
                 }
-                match tokio::time::timeout(
-                    job.timeout.max(Duration::from_secs(1)),
-                    open(&connection, sim_addr),
-                )
-                .await
-                {
-                    Ok(Ok(l)) => {
-                        info!(bus = %connection.bus_key(""), "Bus connected.");
-                        backoff.reset();
-                        link = Some(l);
-                    }
-                    Ok(Err(e)) => {
-                        retry_at = Instant::now() + backoff.next_delay();
-                        let _ignored = job.reply.send(Err(BusError::Connect(e)));
-                        continue;
-                    }
-                    Err(_) => {
-                        retry_at = Instant::now() + backoff.next_delay();
-                        let _ignored = job
-                            .reply
-                            .send(Err(BusError::Connect("connect timed out".into())));
-                        continue;
-                    }
+                link = probe(&connection, sim_addr, &mut probes, &bus).await;
+                if link.is_none() {
+                    let _ignored = job
+                        .reply
+                        .send(Err(BusError::Connect(probes.last_error.clone())));
+                    continue;
                 }
             }
             let since = last_frame.elapsed();
@@ -211,14 +224,18 @@ pub fn spawn_bus(
                 // nothing received at all mean the link itself is dead.
                 Err(BusError::Timeout(_)) if matches!(&link, Some(Link::Tcp(t)) if t.silent_timeouts >= 2) =>
                 {
+                    info!(bus = %bus, "Two silent timeouts: the link is dead; reconnecting.");
                     link = None;
+                    probes.lost("no answer on the connection".into());
                 }
                 Err(BusError::Io(e)) => {
-                    debug!(error = %e, "Bus I/O error; reconnecting on the next request.");
+                    debug!(error = %e, "Bus I/O error; reconnecting.");
                     link = None;
+                    probes.lost(e.clone());
                 }
                 _ => {}
             }
+            jobs_done.fetch_add(1, Ordering::Relaxed);
             let _ignored = job.reply.send(result);
         }
     });
@@ -227,7 +244,103 @@ pub fn spawn_bus(
         shutdown.cancelled().await;
         task.abort();
     });
-    BusHandle { tx }
+    BusHandle { tx, done }
+}
+
+/// Longest pause between two reachability probes of a disconnected bus: a TCP connect or
+/// the open of a serial path is cheap, so a device that comes back is found within this.
+fn probe_cap(connection: &Connection) -> Duration {
+    match connection {
+        Connection::Rtu { .. } | Connection::Ascii { .. } => Duration::from_secs(1),
+        _ => Duration::from_secs(2),
+    }
+}
+
+/// How long a probe may take before it counts as failed.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Slack on top of a unit of work's own timeouts before the watchdog calls it stalled
+/// (covers the RTU drain after a timeout, up to 15 s, and a busy machine).
+const WORK_MARGIN: Duration = Duration::from_secs(20);
+
+/// When the next reachability probe of a disconnected bus is due, pure: the first retry
+/// after 200 ms, doubling up to `cap` so a dead device costs one cheap probe per `cap`,
+/// and never more than `cap`, so a device that is back waits at most that long.
+#[derive(Debug, Clone)]
+pub struct Probes {
+    /// When the next probe may run.
+    pub due: Instant,
+    /// Probes failed in a row.
+    pub failures: u32,
+    /// Why the last one failed (or why the link was lost).
+    pub last_error: String,
+    cap: Duration,
+}
+
+impl Probes {
+    /// The first probe is due now.
+    pub fn new(cap: Duration) -> Self {
+        Self {
+            due: Instant::now(),
+            failures: 0,
+            last_error: "not connected yet".into(),
+            cap,
+        }
+    }
+
+    /// The delay after `failures` failed probes.
+    pub fn delay(&self, failures: u32) -> Duration {
+        let first = Duration::from_millis(200);
+        first
+            .saturating_mul(1u32 << failures.saturating_sub(1).min(16))
+            .min(self.cap)
+    }
+
+    /// A probe failed at `now`.
+    pub fn failed(&mut self, now: Instant, error: String) {
+        self.failures = self.failures.saturating_add(1);
+        self.due = now + self.delay(self.failures);
+        self.last_error = error;
+    }
+
+    /// A link that worked was lost: probe again at once (the device may have just
+    /// restarted), then back off.
+    pub fn lost(&mut self, error: String) {
+        self.failures = 0;
+        self.due = Instant::now();
+        self.last_error = error;
+    }
+
+    /// Connected.
+    pub fn connected(&mut self) {
+        self.failures = 0;
+    }
+}
+
+async fn probe(
+    connection: &Connection,
+    sim_addr: Option<SocketAddr>,
+    probes: &mut Probes,
+    bus: &str,
+) -> Option<Link> {
+    match tokio::time::timeout(PROBE_TIMEOUT, open(connection, sim_addr)).await {
+        Ok(Ok(l)) => {
+            info!(bus = %bus, after_failed_probes = probes.failures, "Bus connected.");
+            probes.connected();
+            Some(l)
+        }
+        Ok(Err(e)) => {
+            if probes.failures == 0 {
+                info!(bus = %bus, error = %e, "Bus unreachable; probing.");
+            }
+            probes.failed(Instant::now(), e);
+            None
+        }
+        Err(_) => {
+            probes.failed(Instant::now(), "connect timed out".into());
+            None
+        }
+    }
 }
 
 /// Resolves a host name and connects to the first address that answers.
@@ -305,5 +418,65 @@ async fn open(connection: &Connection, sim_addr: Option<SocketAddr>) -> Result<L
                 Link::Rtu(RtuTransport::new(Box::new(stream)))
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probes_back_off_but_never_beyond_the_cap() {
+        let mut p = Probes::new(Duration::from_secs(2));
+        let t0 = Instant::now();
+        let delays: Vec<u128> = (1..=8).map(|n| p.delay(n).as_millis()).collect();
+        assert_eq!(delays, [200, 400, 800, 1600, 2000, 2000, 2000, 2000]);
+        for _ in 0..10_000 {
+            p.failed(t0, "refused".into());
+        }
+        assert_eq!(
+            p.due,
+            t0 + Duration::from_secs(2),
+            "an outage of any length"
+        );
+        p.lost("closed".into());
+        assert!(
+            p.due <= Instant::now(),
+            "a lost link is probed again at once"
+        );
+        assert_eq!(p.failures, 0);
+        let rtu = Connection::Rtu {
+            port: "/dev/ttyUSB0".into(),
+            baud_rate: 9600,
+            parity: Parity::None,
+            data_bits: 8,
+            stop_bits: 1,
+            frame_gap_ms: 0,
+        };
+        assert_eq!(probe_cap(&rtu), Duration::from_secs(1));
+    }
+
+    #[tokio::test]
+    async fn a_device_that_comes_back_is_reconnected_without_a_request() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let token = CancellationToken::new();
+        let bus = spawn_bus(Connection::Simulated {}, Some(addr), token.clone());
+        let op = Op::Read(Table::Holding, 0, 1);
+        let t = Duration::from_millis(300);
+        // Refused for a while: long enough for the probe delay to reach its cap.
+        for _ in 0..5 {
+            assert!(matches!(
+                bus.call(1, op.clone(), t).await,
+                Err(BusError::Connect(_))
+            ));
+            tokio::time::sleep(Duration::from_millis(600)).await;
+        }
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        // No request is made: the bus's own probe connects.
+        let accepted = tokio::time::timeout(Duration::from_secs(5), listener.accept()).await;
+        assert!(accepted.is_ok(), "the bus did not probe within 5 s");
+        token.cancel();
     }
 }

@@ -162,15 +162,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin> RtuTransport<S> {
         }
         self.buf.clear();
         let frame = request(unit, op);
-        self.stream
-            .write_all(&frame)
-            .await
-            .map_err(|e| BusError::Io(e.to_string()))?;
-        self.stream
-            .flush()
-            .await
-            .map_err(|e| BusError::Io(e.to_string()))?;
         let deadline = Instant::now() + timeout;
+        // A wedged port (adapter gone, output blocked) must not hang the bus: a write that
+        // cannot finish in time reopens the port.
+        let sent = tokio::time::timeout_at(deadline, async {
+            self.stream.write_all(&frame).await?;
+            self.stream.flush().await
+        })
+        .await;
+        match sent {
+            Err(_) => {
+                return Err(BusError::Io(
+                    "the request could not be written in time".into(),
+                ));
+            }
+            Ok(Err(e)) => return Err(BusError::Io(e.to_string())),
+            Ok(Ok(())) => {}
+        }
         let mut scratch = [0u8; 512];
         loop {
             match parse_response(unit, op, &mut self.buf) {
