@@ -165,8 +165,13 @@ async fn report_presence(
         .await;
 }
 
-async fn adapter() -> Result<Adapter, String> {
-    let manager = Manager::new().await.map_err(|e| format!("BlueZ is not reachable on the system D-Bus ({e}); is bluetoothd running and /var/run/dbus mounted?"))?;
+/// The first adapter. The manager (btleplug's D-Bus connection) is kept across adapter
+/// sessions: btleplug never closes a dropped one's connection.
+async fn adapter(kept: &mut Option<Manager>) -> Result<Adapter, String> {
+    let manager = match kept {
+        Some(m) => m,
+        None => kept.insert(Manager::new().await.map_err(|e| format!("BlueZ is not reachable on the system D-Bus ({e}); is bluetoothd running and /var/run/dbus mounted?"))?),
+    };
     let adapters = manager
         .adapters()
         .await
@@ -253,10 +258,15 @@ pub async fn run(mut cx: ModuleContext<BleConfig>, writers: Writers, counters: A
         ..Seen::default()
     };
     let mut loss = crate::watchdog::AdapterLoss::new(Duration::ZERO);
+    let (mut manager, mut reconnects) = (None, 0);
     loop {
         let current: Arc<BleConfig> = cx.config.borrow_and_update().clone();
         loss.set_limit(Duration::from_millis(current.scan.adapter_lost_exit_ms));
-        let adapter = match adapter().await {
+        // Our signal connection was re-made: btleplug's is likely gone too.
+        if std::mem::replace(&mut reconnects, bus.borrow().reconnects) != reconnects {
+            manager = None;
+        }
+        let adapter = match adapter(&mut manager).await {
             Ok(a) => {
                 loss.available();
                 a
@@ -397,10 +407,12 @@ pub async fn run(mut cx: ModuleContext<BleConfig>, writers: Writers, counters: A
                 _ = watch_tick.tick() => {
                     let now = Instant::now();
                     let silent = watchdog.silent_for(now);
-                    let Some(action) = watchdog.check(now, feed.last_advert(), feed.devices() > 0) else {
+                    // Known: heard since start, or configured (BlueZ forgets silent devices).
+                    let known = feed.last_advert().is_some() || current.devices.values().any(|d| !d.is_gatt());
+                    let Some(action) = watchdog.check(now, feed.last_advert(), known) else {
                         continue;
                     };
-                    let reason = format!("no advertisement from any of {} known devices for {} s", feed.devices(), silent.as_secs());
+                    let reason = format!("no advertisement from any device for {:.1} s", silent.as_secs_f64());
                     seen.counters.watchdog(action);
                     crate::watchdog::report(&cx.reporter, action, &reason, seen.counters.watchdog_total());
                     if action == crate::watchdog::Action::RestartAdapter {

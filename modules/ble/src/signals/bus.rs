@@ -65,7 +65,7 @@ pub(super) async fn run(feed: Arc<Feed>, stop: CancellationToken) {
             Err(e) => e,
         };
         warn!(error = %e, "BlueZ's advertisement signals are not followed; reconnecting.");
-        feed.lost(e.to_string());
+        feed.disconnected(e.to_string());
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(backoff.next_delay()) => {}

@@ -29,6 +29,8 @@ pub struct BusStatus {
     /// How many times the cache was seeded from BlueZ: it changes when BlueZ restarted
     /// or our connection was re-established.
     pub generation: u64,
+    /// How many times our connection was lost and made again (the bus restarted).
+    pub reconnects: u64,
     /// BlueZ is on the bus and answered.
     pub bluez: bool,
     /// Adapters BlueZ has.
@@ -168,6 +170,12 @@ impl Feed {
             s.powered = powered;
             s.error = None;
         });
+    }
+
+    /// Our connection to the bus was lost.
+    fn disconnected(&self, error: String) {
+        self.lost(error);
+        self.status.send_modify(|s| s.reconnects += 1);
     }
 
     /// BlueZ left the bus, or our connection is gone.
