@@ -83,6 +83,39 @@ struct Seen {
     distinct: HashSet<(String, String)>,
 }
 
+/// Which part of the module a sampled symbol belongs to.
+fn part(sym: &str, kernel: bool) -> &'static str {
+    let has = |s: &str| sym.contains(s);
+    if kernel {
+        "kernel (syscalls, wake-ups, pipe and socket I/O)"
+    } else if has("bridge_ble::signals") {
+        "bridge-ble signal parse, cache, queue"
+    } else if has("bridge_ble::adverts") || has("bridge_ble::custom") {
+        "bridge-ble decoders"
+    } else if has("bridge_ble") {
+        "bridge-ble scanner (dispatch, dedup, presence, report, body)"
+    } else if has("bridge_core") {
+        "bridge-core (message, spool, forwarder, stdout upstream)"
+    } else if has("dbus") {
+        "libdbus (socket reads, message unmarshalling) and dbus-rs"
+    } else if has("malloc") || has("free") || has("_int_") || has("unlink_chunk") {
+        "allocator"
+    } else if has("serde") || has("fmt") || has("zmij") || has("ryu") {
+        "JSON and formatting"
+    } else if has("tokio") || has("mio") {
+        "tokio runtime"
+    } else if has("hash") || has("memcmp") || has("memmove") || has("memcpy") || has("BTree") {
+        "maps, compares, copies (shared)"
+    } else {
+        "other"
+    }
+}
+
+/// Where `PERF=1` keeps the recording (for `perf report -i`).
+fn perf_data() -> std::path::PathBuf {
+    std::env::temp_dir().join("ble_rss.perf.data")
+}
+
 struct Run {
     n: usize,
     rate: f64,
@@ -138,7 +171,9 @@ fn run(r: &Run, perf: bool) {
         .unwrap()
         .local_addr()
         .unwrap();
-    let mut module = Command::new(env!("CARGO_BIN_EXE_bridge-ble"))
+    // BLE_BIN: another build of the module (e.g. an earlier commit) on the same bench.
+    let bin = std::env::var("BLE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_bridge-ble").into());
+    let mut module = Command::new(bin)
         .args(["--upstream", "stdout", "--log", "warn", "--metrics"])
         .arg(metrics.to_string())
         .arg("--config")
@@ -182,7 +217,7 @@ fn run(r: &Run, perf: bool) {
     let mut recorder = perf.then(|| {
         Command::new("perf")
             .args(["record", "-g", "-q", "-o"])
-            .arg(dir.path().join("perf.data"))
+            .arg(perf_data())
             .args(["-p", &pid.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -271,20 +306,30 @@ fn run(r: &Run, perf: bool) {
             .unwrap();
         println!("  perf (self time, top 25):");
         let text = String::from_utf8_lossy(&report.stdout);
-        let mut by_dso: HashMap<String, f64> = HashMap::new();
+        let mut by_part: HashMap<&str, f64> = HashMap::new();
         for l in text.lines().filter(|l| l.contains('%')) {
             let cols: Vec<&str> = l.split_whitespace().collect();
-            if let (Some(pct), Some(dso)) = (cols.first(), cols.get(2)) {
-                *by_dso.entry((*dso).to_owned()).or_default() +=
-                    pct.trim_end_matches('%').parse::<f64>().unwrap_or(0.0);
-            }
+            let Some(pct) = cols
+                .first()
+                .and_then(|p| p.trim_end_matches('%').parse::<f64>().ok())
+            else {
+                continue;
+            };
+            let sym = cols.get(4..).map(|c| c.join(" ")).unwrap_or_default();
+            *by_part
+                .entry(part(&sym, cols.get(3).copied() == Some("[k]")))
+                .or_default() += pct;
         }
         for l in text.lines().filter(|l| l.contains('%')).take(25) {
             println!("    {}", l.trim());
         }
-        let mut dsos: Vec<_> = by_dso.into_iter().collect();
-        dsos.sort_by(|a, b| b.1.total_cmp(&a.1));
-        println!("  perf by object: {dsos:?}");
+        let mut parts: Vec<_> = by_part.into_iter().collect();
+        parts.sort_by(|a, b| b.1.total_cmp(&a.1));
+        println!("  perf self time by part:");
+        for (p, pct) in parts {
+            println!("    {pct:5.1} %  {p}");
+        }
+        println!("  (recording kept in {})", perf_data().display());
     }
     let _ = module.kill();
     let _ = module.wait();
@@ -294,11 +339,70 @@ fn run(r: &Run, perf: bool) {
     }
 }
 
+/// The module's own share of a message, without D-Bus or the upstream: one BlueZ
+/// `PropertiesChanged` (BTHome service data and RSSI) parsed into the device cache,
+/// queued and taken (decoding adds about 0.5 µs: `adverts` bench figure).
+fn signal_path() {
+    use dbus::arg::{PropMap, RefArg, Variant};
+    let feed = bridge_ble::signals::Feed::new();
+    let uuid = "0000fcd2-0000-1000-8000-00805f9b34fb";
+    let signals: Vec<dbus::Message> = (0..1000u16)
+        .map(|i| {
+            let t = 1000 + i;
+            let mut data: HashMap<String, Variant<Box<dyn RefArg>>> = HashMap::new();
+            data.insert(
+                uuid.into(),
+                Variant(Box::new(vec![
+                    0x40,
+                    0x02,
+                    t as u8,
+                    (t >> 8) as u8,
+                    0x03,
+                    0x88,
+                    0x13,
+                ])),
+            );
+            let mut props = PropMap::new();
+            props.insert("ServiceData".into(), Variant(Box::new(data)));
+            props.insert("RSSI".into(), Variant(Box::new(-60_i16)));
+            dbus::Message::new_signal(
+                format!(
+                    "/org/bluez/hci0/dev_C0_FF_EE_00_{:02X}_{:02X}",
+                    i >> 8,
+                    i & 255
+                ),
+                "org.freedesktop.DBus.Properties",
+                "PropertiesChanged",
+            )
+            .unwrap()
+            .append3("org.bluez.Device1", props, Vec::<String>::new())
+        })
+        .collect();
+    let rounds = 100;
+    let t0 = Instant::now();
+    let mut taken = 0;
+    for _ in 0..rounds {
+        for s in &signals {
+            feed.on_signal(s);
+        }
+        taken += feed
+            .take(usize::MAX)
+            .iter()
+            .filter(|p| !p.service_data.is_empty())
+            .count();
+    }
+    let per = t0.elapsed().as_secs_f64() * 1e6 / (rounds * signals.len()) as f64;
+    println!(
+        "signal path (parse, cache, queue, take; no D-Bus I/O, no decoding, no upstream): {per:.2} µs per advertisement ({taken} taken)"
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--list") {
         return;
     }
+    signal_path();
     let perf = std::env::var_os("PERF").is_some();
     let nums: Vec<f64> = args.iter().filter_map(|a| a.parse().ok()).collect();
     if let [n, rate, secs, ..] = nums[..] {
