@@ -421,6 +421,7 @@ pub async fn run(mut cx: ModuleContext<BleConfig>, writers: Writers, counters: A
                     monitor = restart_scanning(&adapter, monitor, &current).await;
                 }
                 _ = sweep.tick() => {
+                    feed.kick();
                     let config: Arc<BleConfig> = cx.config.borrow().clone();
                     for (id, present) in seen.presence.sweep(&config, Instant::now()) {
                         report_presence(&cx, &id, present, None).await;

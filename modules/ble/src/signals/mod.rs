@@ -106,6 +106,14 @@ impl Feed {
         out
     }
 
+    /// Wakes [`Feed::ready`] if devices are waiting (a safety net for a wake-up lost
+    /// with a cancelled wait).
+    pub fn kick(&self) {
+        if !self.lock().queue.is_empty() {
+            self.ready.notify_one();
+        }
+    }
+
     /// When the last advertisement (data or RSSI) arrived from any device.
     pub fn last_advert(&self) -> Option<Instant> {
         self.lock().last_advert
