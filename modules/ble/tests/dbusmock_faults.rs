@@ -172,6 +172,42 @@ fn bluez_restarted_mid_run_resumes_telemetry_and_gatt_without_a_module_restart()
 }
 
 #[test]
+fn the_bus_restarted_under_the_module_is_followed_by_a_reconnect() {
+    let mut bus = Bus::start();
+    bus.start_bluez();
+    bus.add_le(T1, &[(BTHOME, &bthome(2506))], -60);
+    let (rx, log) =
+        bus.module(&json!({"devices": {"thermo-1": {"address": T1, "map": "bthome-v2"}}}));
+    let wait_temp = |t: f64| {
+        let deadline = Instant::now() + Duration::from_secs(40);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx.recv_timeout(left).unwrap_or_else(|_| {
+                panic!(
+                    "no {t} °C; log:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                )
+            });
+            if line["body"]["temperature"] == t {
+                return;
+            }
+        }
+    };
+    wait_temp(25.06);
+    // Every D-Bus connection is lost; a new bus and a new BlueZ take their place.
+    bus.restart_daemon();
+    bus.start_bluez();
+    bus.add_le(T1, &[(BTHOME, &bthome(2800))], -60);
+    wait_temp(28.0);
+    assert!(bus.module_exited().is_none(), "the module exited");
+    let mock_log = bus.mock_log();
+    assert!(
+        mock_log.contains("StartDiscovery"),
+        "discovery not resumed on the new bus:\n{mock_log}"
+    );
+}
+
+#[test]
 fn an_adapter_gone_for_good_makes_the_module_exit_non_zero() {
     let mut bus = Bus::start();
     bus.start_bluez();

@@ -93,6 +93,26 @@ impl Bus {
         self.mock_call("AddAdapter", "ss", vec!["hci0".into(), "host".into()]);
     }
 
+    /// Kills the bus daemon (every connection on it is lost, BlueZ's too) and starts a
+    /// new one at the same address, without BlueZ.
+    pub fn restart_daemon(&mut self) {
+        self.kill_bluez();
+        let _ = self.daemon.kill();
+        let _ = self.daemon.wait();
+        let socket = self.dir.path().join("bus.sock");
+        let _ = std::fs::remove_file(&socket);
+        self.daemon = Command::new("dbus-daemon")
+            .args([
+                "--session",
+                "--nofork",
+                &format!("--address={}", self.address),
+            ])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_for(Duration::from_secs(10), "the new bus", || socket.exists());
+    }
+
     /// Kills the BlueZ mock (SIGKILL: no goodbye on the bus but the lost name).
     pub fn kill_bluez(&mut self) {
         if let Some(mut c) = self.bluez.take() {
