@@ -86,6 +86,10 @@ def RunAdverts(self, adapter, n, rate, seconds):
             k = STATE["emitted"]
             i, step = k % n, 1 + k // n
             name, value = _advert(i, step)
+            # The mock's state follows, so a GetAll (btleplug) sees the same advertisement.
+            props = mockobject.objects[paths[i]].props["org.bluez.Device1"]
+            props[name] = value
+            props["RSSI"] = dbus.Int16(-60 - step % 20)
             msg = dbus.lowlevel.SignalMessage(paths[i], "org.freedesktop.DBus.Properties", "PropertiesChanged")
             msg.append("org.bluez.Device1", {name: value, "RSSI": dbus.Int16(-60 - step % 20, variant_level=1)},
                        dbus.Array([], signature="s"), signature="sa{sv}as")
