@@ -301,11 +301,18 @@ fn run(r: &Run, perf: bool) {
                 "none",
                 "-i",
             ])
-            .arg(dir.path().join("perf.data"))
+            .arg(perf_data())
             .output()
             .unwrap();
         println!("  perf (self time, top 25):");
         let text = String::from_utf8_lossy(&report.stdout);
+        if text.trim().is_empty() {
+            println!(
+                "    perf report ({}): {}",
+                report.status,
+                String::from_utf8_lossy(&report.stderr)
+            );
+        }
         let mut by_part: HashMap<&str, f64> = HashMap::new();
         for l in text.lines().filter(|l| l.contains('%')) {
             let cols: Vec<&str> = l.split_whitespace().collect();
