@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bridge_core::hub::Message;
+use bridge_core::device::DeviceHealth;
+use bridge_core::message::Message;
 use bridge_core::runtime::ModuleContext;
 use btleplug::api::{Central, Manager as _, PeripheralProperties, ScanFilter};
 use btleplug::platform::{Adapter, Manager};
@@ -15,6 +16,7 @@ use uuid::Uuid;
 
 use crate::adverts::{self, DecodeError, Decoded};
 use crate::config::{BleConfig, ScanMode};
+use crate::routes::{Out, Routes};
 
 #[cfg(test)]
 mod tests {
@@ -135,34 +137,35 @@ impl Presence {
     }
 }
 
-async fn report_presence(
-    cx: &ModuleContext<BleConfig>,
-    id: &str,
-    seen: bool,
-    props: Option<&PeripheralProperties>,
-) {
-    let mut health = json!({"state": if seen { "seen" } else { "lost" }, "at": bridge_core::time::rfc3339_now()});
-    if let Some(p) = props {
-        // What the advertisement says about the device itself.
-        health["rssi"] = json!(p.rssi);
-        health["localName"] = json!(p.local_name);
-        health["txPower"] = json!(p.tx_power_level);
-        health["serviceUuids"] = json!(
-            p.services
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-        );
-        health["manufacturerIds"] = json!(p.manufacturer_data.keys().collect::<Vec<_>>());
+/// Presence of an advertising device as its health: online when heard (with what the
+/// advertisement says about the device), offline after [`LOST_AFTER`] of silence.
+fn presence_health(seen: bool, props: Option<&PeripheralProperties>) -> DeviceHealth {
+    let mut health = DeviceHealth::default();
+    if seen {
+        health.success(bridge_core::time::rfc3339_now(), None);
+    } else {
+        health.failure(format!("no advertisement for {} s", LOST_AFTER.as_secs()));
     }
-    cx.reporter
-        .report(json!({"deviceHealth": {id: health.clone()}}));
-    let mut body = health;
-    body["deviceId"] = json!(id);
-    let _ignored = cx
-        .telemetry
-        .send(Message::json("status", &body).for_device(id))
-        .await;
+    if let Some(p) = props {
+        let d = &mut health.detail;
+        d.insert("rssi".into(), json!(p.rssi));
+        d.insert("localName".into(), json!(p.local_name));
+        d.insert("txPower".into(), json!(p.tx_power_level));
+        d.insert(
+            "serviceUuids".into(),
+            json!(
+                p.services
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+            ),
+        );
+        d.insert(
+            "manufacturerIds".into(),
+            json!(p.manufacturer_data.keys().collect::<Vec<_>>()),
+        );
+    }
+    health
 }
 
 /// The first adapter. The manager (btleplug's D-Bus connection) is kept across adapter
@@ -259,7 +262,9 @@ pub async fn run(mut cx: ModuleContext<BleConfig>, writers: Writers, counters: A
     };
     let mut loss = crate::watchdog::AdapterLoss::new(Duration::ZERO);
     let (mut manager, mut reconnects) = (None, 0);
+    let mut routes = Routes::new(cx.devices.clone(), writers.clone());
     loop {
+        routes.refresh();
         let current: Arc<BleConfig> = cx.config.borrow_and_update().clone();
         loss.set_limit(Duration::from_millis(current.scan.adapter_lost_exit_ms));
         // Our signal connection was re-made: btleplug's is likely gone too.
@@ -357,8 +362,7 @@ pub async fn run(mut cx: ModuleContext<BleConfig>, writers: Writers, counters: A
             tokio::spawn(crate::connection::run(
                 adapter.clone(),
                 dev.clone(),
-                cx.telemetry.clone(),
-                cx.reporter.clone(),
+                routes.sink(&dev.id, &dev.map, &dev.writable).clone(),
                 slots.clone(),
                 rx,
                 gatt_stop.clone(),
@@ -379,7 +383,7 @@ pub async fn run(mut cx: ModuleContext<BleConfig>, writers: Writers, counters: A
                 // Advertisements parsed from BlueZ's signals: the newest per device.
                 () = feed.ready() => {
                     for props in feed.take(256) {
-                        if advert(&cx, props, &mut seen).await.is_err() {
+                        if advert(&cx, props, &mut seen, &mut routes).await.is_err() {
                             return;
                         }
                     }
@@ -424,7 +428,9 @@ pub async fn run(mut cx: ModuleContext<BleConfig>, writers: Writers, counters: A
                     feed.kick();
                     let config: Arc<BleConfig> = cx.config.borrow().clone();
                     for (id, present) in seen.presence.sweep(&config, Instant::now()) {
-                        report_presence(&cx, &id, present, None).await;
+                        if let Some(d) = config.devices.values().find(|d| d.id == id) {
+                            routes.sink(&id, &d.map, &d.writable).send(Out::Health(presence_health(present, None)));
+                        }
                     }
                 }
             }
@@ -466,6 +472,7 @@ async fn advert(
     cx: &ModuleContext<BleConfig>,
     props: PeripheralProperties,
     seen: &mut Seen,
+    routes: &mut Routes,
 ) -> Result<(), Closed> {
     let Seen {
         last_sent,
@@ -476,6 +483,7 @@ async fn advert(
     let config: Arc<BleConfig> = cx.config.borrow().clone();
     let address = props.address.to_string().to_ascii_uppercase();
     let device = config.devices.get(&address);
+    let no_writable: &[crate::config::Writable] = &[];
     let (device_id, decoded, min_interval) = match device {
         Some(d) => match d.custom.as_ref().map_or_else(
             || decode(&d.map, &props, d.bind_key.as_ref()),
@@ -515,8 +523,11 @@ async fn advert(
         return Ok(());
     }
     last_sent.insert(device_id.clone(), (body.clone(), now));
-    if presence.saw(&device_id, now) {
-        report_presence(cx, &device_id, true, Some(&props)).await;
+    let map = device.map_or(decoded.format, |d| d.map.as_str());
+    let sink = routes.sink(&device_id, map, device.map_or(no_writable, |d| &d.writable));
+    if presence.saw(&device_id, now) && !sink.send(Out::Health(presence_health(true, Some(&props))))
+    {
+        return Err(Closed);
     }
     // Discovered devices have no report settings: every change is sent.
     let default_report = crate::report::Report::default();
@@ -530,11 +541,13 @@ async fn advert(
         return Ok(());
     }
     let body = Value::Object(selected);
-    let msg = Message::json("telemetry", &body)
-        .for_device(&device_id)
-        .with_property("format", decoded.format);
+    let msg = Message::json("telemetry", &body).with_property("format", decoded.format);
     counters
         .messages
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    cx.telemetry.send(msg).await.map_err(|_| Closed)
+    if sink.send(Out::Message(msg)) {
+        Ok(())
+    } else {
+        Err(Closed)
+    }
 }

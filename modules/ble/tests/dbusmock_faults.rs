@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a panic is the failure report
 
+#[path = "faults/mod.rs"]
 mod common;
 
 use std::time::{Duration, Instant};
@@ -126,8 +127,8 @@ fn bluez_restarted_mid_run_resumes_telemetry_and_gatt_without_a_module_restart()
     expect(&mut seen, "temperature", &|l| {
         l["body"]["temperature"] == 25.06
     });
-    expect(&mut seen, "hr-1 connected", &|l| {
-        hr(l, "state", json!("connected"))
+    expect(&mut seen, "hr-1 online", &|l| {
+        hr(l, "state", json!("online"))
     });
     bus.set_value(&heart, &[0x16, 72, 0x00, 0x04]);
     expect(&mut seen, "a heart rate notification", &|l| {

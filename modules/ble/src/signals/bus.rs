@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bridge_core::upstream::Backoff;
+use bridge_core::backoff::Backoff;
 use dbus::arg::{Iter, ReadAll, TypeMismatchError};
 use dbus::channel::MatchingReceiver;
 use dbus::message::{MatchRule, MessageType};

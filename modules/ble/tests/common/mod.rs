@@ -1,8 +1,7 @@
-//! Helpers for the fault tests: a private D-Bus daemon whose python-dbusmock BlueZ can be
-//! killed and started again, the module as a child process, and edgehub-sim for
-//! reported properties.
+//! Shared harness of the BLE end-to-end tests: a private D-Bus daemon with BlueZ's API
+//! served by python-dbusmock, and the module binary running against it.
 
-#![allow(dead_code, unreachable_pub)] // each test binary uses part of it
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)] // test helpers
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -12,44 +11,26 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub const BTHOME: &str = "0000fcd2-0000-1000-8000-00805f9b34fb";
+pub const ENV_SENSING: &str = "0000181a-0000-1000-8000-00805f9b34fb";
 
-/// A private bus with a BlueZ mock that can come and go.
 pub struct Bus {
     pub dir: tempfile::TempDir,
     pub address: String,
-    daemon: Child,
-    bluez: Option<Child>,
-    /// Mock instances started so far (each has its own call log).
-    pub starts: usize,
-    module: Option<Child>,
+    pub children: Vec<Child>,
 }
 
 impl Drop for Bus {
     fn drop(&mut self) {
-        for c in [
-            self.module.as_mut(),
-            self.bluez.as_mut(),
-            Some(&mut self.daemon),
-        ]
-        .into_iter()
-        .flatten()
-        {
+        for c in &mut self.children {
             let _ = c.kill();
             let _ = c.wait();
         }
     }
 }
 
-pub fn wait_for(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 impl Bus {
-    pub fn start() -> Self {
+    /// A private D-Bus daemon, optionally with the BlueZ mock on it.
+    pub fn start(with_bluez: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("bus.sock");
         let address = format!("unix:path={}", socket.display());
@@ -58,76 +39,32 @@ impl Bus {
             .stderr(Stdio::null())
             .spawn()
             .expect("dbus-daemon is missing: run tests/setup-peers.sh");
-        wait_for(Duration::from_secs(10), "the bus", || socket.exists());
-        Self {
+        let mut bus = Self {
             dir,
             address,
-            daemon,
-            bluez: None,
-            starts: 0,
-            module: None,
+            children: vec![daemon],
+        };
+        wait_for(Duration::from_secs(10), || socket.exists());
+        if with_bluez {
+            let template = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bluez_le_template.py");
+            let mock = Command::new("/usr/bin/python3")
+                .args(["-m", "dbusmock", "--system", "--template"])
+                .arg(&template)
+                .arg("-l")
+                .arg(bus.dir.path().join("mock.log"))
+                .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("python3-dbusmock is missing: run tests/setup-peers.sh");
+            bus.children.push(mock);
+            let ok = Command::new("gdbus")
+                .args(["wait", "--system", "--timeout", "10", "org.bluez"])
+                .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)
+                .status()
+                .expect("gdbus is missing");
+            assert!(ok.success(), "the BlueZ mock did not come up");
         }
-    }
-
-    /// Starts (another) BlueZ mock with one adapter, `hci0`; its call log is
-    /// [`Bus::mock_log`] of this start.
-    pub fn start_bluez(&mut self) {
-        self.starts += 1;
-        let template = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bluez_le_template.py");
-        let mock = Command::new("/usr/bin/python3")
-            .args(["-m", "dbusmock", "--system", "--template"])
-            .arg(&template)
-            .arg("-l")
-            .arg(self.mock_log_path(self.starts))
-            .env("DBUS_SYSTEM_BUS_ADDRESS", &self.address)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("python3-dbusmock is missing: run tests/setup-peers.sh");
-        self.bluez = Some(mock);
-        let ok = Command::new("gdbus")
-            .args(["wait", "--system", "--timeout", "10", "org.bluez"])
-            .env("DBUS_SYSTEM_BUS_ADDRESS", &self.address)
-            .status()
-            .expect("gdbus is missing");
-        assert!(ok.success(), "the BlueZ mock did not come up");
-        self.mock_call("AddAdapter", "ss", vec!["hci0".into(), "host".into()]);
-    }
-
-    /// Kills the bus daemon (every connection on it is lost, BlueZ's too) and starts a
-    /// new one at the same address, without BlueZ.
-    pub fn restart_daemon(&mut self) {
-        self.kill_bluez();
-        let _ = self.daemon.kill();
-        let _ = self.daemon.wait();
-        let socket = self.dir.path().join("bus.sock");
-        let _ = std::fs::remove_file(&socket);
-        self.daemon = Command::new("dbus-daemon")
-            .args([
-                "--session",
-                "--nofork",
-                &format!("--address={}", self.address),
-            ])
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        wait_for(Duration::from_secs(10), "the new bus", || socket.exists());
-    }
-
-    /// Kills the BlueZ mock (SIGKILL: no goodbye on the bus but the lost name).
-    pub fn kill_bluez(&mut self) {
-        if let Some(mut c) = self.bluez.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn mock_log_path(&self, start: usize) -> PathBuf {
-        self.dir.path().join(format!("mock-{start}.log"))
-    }
-
-    /// The call log of the current mock.
-    pub fn mock_log(&self) -> String {
-        std::fs::read_to_string(self.mock_log_path(self.starts)).unwrap_or_default()
+        bus
     }
 
     pub fn busctl(&self, args: &[String]) {
@@ -144,43 +81,155 @@ impl Bus {
     }
 
     pub fn mock_call(&self, method: &str, signature: &str, args: Vec<String>) {
-        let mut all: Vec<String> = ["call", "--", "org.bluez", "/", "org.bluez.Mock"]
-            .map(String::from)
-            .to_vec();
-        all.push(method.into());
-        all.push(signature.into());
+        let mut all = vec![
+            "call".into(),
+            "--".into(),
+            "org.bluez".into(),
+            "/".into(),
+            "org.bluez.Mock".into(),
+            method.into(),
+            signature.into(),
+        ];
         all.extend(args);
         self.busctl(&all);
     }
 
-    fn svc_dict(entries: &[(&str, &[u8])]) -> Vec<String> {
+    /// Arguments for `a{qay}` / `a{say}` dictionaries.
+    pub fn dict<K: ToString>(entries: &[(K, &[u8])]) -> Vec<String> {
         let mut out = vec![entries.len().to_string()];
         for (k, v) in entries {
-            out.push((*k).to_owned());
+            out.push(k.to_string());
             out.push(v.len().to_string());
             out.extend(v.iter().map(u8::to_string));
         }
         out
     }
 
-    /// A BLE device with service data (no manufacturer data).
-    pub fn add_le(&self, address: &str, svc: &[(&str, &[u8])], rssi: i16) {
+    pub fn add_le(&self, address: &str, mfg: &[(u16, &[u8])], svc: &[(&str, &[u8])], rssi: i16) {
         let mut args = vec!["hci0".to_owned(), address.to_owned(), "sensor".to_owned()];
-        args.push("0".into());
-        args.extend(Self::svc_dict(svc));
+        args.extend(Self::dict(mfg));
+        args.extend(Self::dict(svc));
         args.push(rssi.to_string());
         self.mock_call("AddLEDevice", "sssa{qay}a{say}n", args);
     }
 
-    /// A new advertisement from a device.
-    pub fn update(&self, address: &str, svc: &[(&str, &[u8])], rssi: i16) {
-        let mut args = vec!["hci0".to_owned(), address.to_owned(), "0".into()];
-        args.extend(Self::svc_dict(svc));
+    pub fn update(&self, address: &str, mfg: &[(u16, &[u8])], svc: &[(&str, &[u8])], rssi: i16) {
+        let mut args = vec!["hci0".to_owned(), address.to_owned()];
+        args.extend(Self::dict(mfg));
+        args.extend(Self::dict(svc));
         args.push(rssi.to_string());
         self.mock_call("UpdateAdvert", "ssa{qay}a{say}n", args);
     }
 
-    /// A GATT service with one characteristic on `dev`; the characteristic's path.
+    /// Runs bridge-ble on this bus; returns the child and a channel of stdout JSON lines.
+    pub fn module(&self, config: &Value) -> (Child, mpsc::Receiver<Value>, PathBuf) {
+        self.module_with(config, &[])
+    }
+
+    /// [`Bus::module`] with extra command-line arguments.
+    pub fn module_with(
+        &self,
+        config: &Value,
+        extra: &[String],
+    ) -> (Child, mpsc::Receiver<Value>, PathBuf) {
+        let cfg = self.dir.path().join("config.json");
+        std::fs::write(&cfg, config.to_string()).unwrap();
+        let log = self.dir.path().join("module.log");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_bridge-ble"))
+            .args(["--upstream", "stdout", "--config"])
+            .arg(&cfg)
+            .args(extra)
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &self.address)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    let _ = tx.send(v);
+                }
+            }
+        });
+        (child, rx, log)
+    }
+}
+
+pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Lines seen so far, and the rest as they come.
+pub struct Lines {
+    pub seen: Vec<Value>,
+    pub rx: mpsc::Receiver<Value>,
+}
+
+impl Lines {
+    /// The first telemetry line (seen or coming) for `device` matching `pred`.
+    pub fn expect(&mut self, device: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let hit = |l: &Value| l["deviceId"] == device && pred(&l["body"]);
+        if let Some(l) = self.seen.iter().find(|l| hit(l)) {
+            return l.clone();
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self.rx.recv_timeout(left).unwrap_or_else(|_| {
+                panic!("no matching telemetry for {device}; seen {:?}", self.seen)
+            });
+            self.seen.push(line.clone());
+            if hit(&line) {
+                return line;
+            }
+        }
+    }
+}
+
+pub const RUUVI: [u8; 24] = [
+    0x05, 0x12, 0xFC, 0x53, 0x94, 0xC3, 0x7C, 0x00, 0x04, 0xFF, 0xFC, 0x04, 0x0C, 0xAC, 0x36, 0x42,
+    0x00, 0xCD, 0xCB, 0xB8, 0x33, 0x4C, 0x88, 0x4F,
+];
+
+impl Bus {
+    pub fn object_call(&self, path: &str, method: &str, signature: &str, args: Vec<String>) {
+        let mut all = vec![
+            "call".into(),
+            "--".into(),
+            "org.bluez".into(),
+            path.into(),
+            "org.freedesktop.DBus.Mock".into(),
+            method.into(),
+            signature.into(),
+        ];
+        all.extend(args);
+        self.busctl(&all);
+    }
+
+    /// Sets a characteristic's value (a notification when it is subscribed).
+    pub fn set_value(&self, chrc: &str, value: &[u8]) {
+        let mut args = vec![
+            "org.bluez.GattCharacteristic1".to_owned(),
+            "1".into(),
+            "Value".into(),
+            "ay".into(),
+            value.len().to_string(),
+        ];
+        args.extend(value.iter().map(u8::to_string));
+        self.object_call(chrc, "UpdateProperties", "sa{sv}", args);
+    }
+
     pub fn gatt(
         &self,
         dev: &str,
@@ -204,141 +253,5 @@ impl Bus {
         args.extend(chrc.3.iter().map(u8::to_string));
         self.mock_call("AddGattCharacteristic", "sqsasay", args);
         format!("{svc}/char{:04x}", chrc.0)
-    }
-
-    /// Sets a characteristic's value (a notification when it is subscribed).
-    pub fn set_value(&self, chrc: &str, value: &[u8]) {
-        let mut args: Vec<String> = [
-            "call",
-            "--",
-            "org.bluez",
-            chrc,
-            "org.freedesktop.DBus.Mock",
-            "UpdateProperties",
-            "sa{sv}",
-            "org.bluez.GattCharacteristic1",
-            "1",
-            "Value",
-            "ay",
-        ]
-        .map(String::from)
-        .to_vec();
-        args.push(value.len().to_string());
-        args.extend(value.iter().map(u8::to_string));
-        self.busctl(&args);
-    }
-
-    /// Runs bridge-ble on this bus printing telemetry on stdout; a channel of its JSON
-    /// lines and its log file.
-    pub fn module(&mut self, config: &Value) -> (mpsc::Receiver<Value>, PathBuf) {
-        let cfg = self.dir.path().join("config.json");
-        std::fs::write(&cfg, config.to_string()).unwrap();
-        let log = self.dir.path().join("module.log");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_bridge-ble"))
-            .args(["--upstream", "stdout", "--config"])
-            .arg(&cfg)
-            .env("DBUS_SYSTEM_BUS_ADDRESS", &self.address)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        self.module = Some(child);
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for line in std::io::BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-            {
-                if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                    let _ = tx.send(v);
-                }
-            }
-        });
-        (rx, log)
-    }
-
-    /// Runs bridge-ble against edgehub-sim (reported properties are real there).
-    pub fn module_on_hub(&mut self, hub: &Hub, log_name: &str) -> PathBuf {
-        let ca = self.dir.path().join("ca.crt");
-        std::fs::write(&ca, &hub.sim.certs.ca_pem).unwrap();
-        let log = self.dir.path().join(log_name);
-        let child = Command::new(env!("CARGO_BIN_EXE_bridge-ble"))
-            .args(["--hub-port", &hub.sim.tls_addr.port().to_string(), "--ca-file"])
-            .arg(&ca)
-            .arg("--connection-string")
-            .arg(format!("HostName=myhub.azure-devices.net;DeviceId=edge-gw;ModuleId=ble;SharedAccessKey={};GatewayHostName=localhost", Hub::KEY))
-            .env("DBUS_SYSTEM_BUS_ADDRESS", &self.address)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        self.module = Some(child);
-        log
-    }
-
-    /// The module's exit status, if it has exited.
-    pub fn module_exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.module.as_mut()?.try_wait().unwrap()
-    }
-
-    /// The module's process id.
-    pub fn module_pid(&self) -> Option<u32> {
-        self.module.as_ref().map(Child::id)
-    }
-}
-
-/// edgehub-sim with the module's identity and desired properties.
-pub struct Hub {
-    pub rt: tokio::runtime::Runtime,
-    pub sim: edgehub_sim::Sim,
-}
-
-impl Hub {
-    const KEY: &str = "Y2FwdHVyZS10ZXN0LWtleS0wMTIzNDU2Nzg5YWJjZGVm";
-
-    pub fn start(desired: &Value) -> Self {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let sim = rt
-            .block_on(edgehub_sim::Sim::start(edgehub_sim::SimOptions::default()))
-            .unwrap();
-        sim.hub.add_module(
-            "edge-gw",
-            "ble",
-            bridge_core::identity::SymmetricKey::from_base64(Self::KEY).unwrap(),
-        );
-        sim.hub.set_desired("edge-gw/ble", desired);
-        Self { rt, sim }
-    }
-
-    /// The module's reported properties.
-    pub fn reported(&self) -> Value {
-        self.sim.hub.twin("edge-gw/ble")["reported"].clone()
-    }
-
-    /// Waits for a telemetry body matching `pred` (whatever identity sent it).
-    pub fn expect_body(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        let found = self
-            .rt
-            .block_on(self.sim.hub.wait_until(Duration::from_secs(30), |m| {
-                m.iter().any(|r| pred(&r.json()))
-            }));
-        match found {
-            Ok(m) => m
-                .into_iter()
-                .map(|r| r.json())
-                .find(|b| pred(b))
-                .unwrap_or_default(),
-            Err(m) => panic!(
-                "no telemetry with {what}; got {:?}",
-                m.iter().map(|r| r.body.clone()).collect::<Vec<_>>()
-            ),
-        }
     }
 }

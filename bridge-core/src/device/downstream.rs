@@ -19,8 +19,9 @@ use tracing::{info, warn};
 
 use crate::config::{ConfigErrors, ConfigIssue};
 use crate::forwarder::{ForwarderOptions, TelemetrySender, spawn_forwarder};
-use crate::hub::{HubSession, MethodRouter, SessionOptions, spawn_session};
+use crate::hub::{HubSession, SessionOptions, spawn_session};
 use crate::identity::{Credentials, HubIdentity, Signer, SymmetricKey, TrustRoots};
+use crate::methods::MethodRouter;
 use crate::spool::{Spool, SpoolOptions};
 use crate::upstream;
 
@@ -190,6 +191,11 @@ impl DeviceLink {
     /// Closes the connection (the spool drains first, bounded).
     pub fn close(&self) {
         self.stop.cancel();
+    }
+
+    /// Cancelled when the connection closes.
+    pub(crate) fn stop_token(&self) -> CancellationToken {
+        self.stop.clone()
     }
 }
 
