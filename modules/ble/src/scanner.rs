@@ -236,12 +236,17 @@ impl Drop for AbortOnDrop {
 const RETRY: Duration = Duration::from_secs(10);
 
 async fn stop_scanning(adapter: &Adapter, monitor: Option<crate::monitor::bus::Registration>) {
-    match monitor {
-        Some(m) => m.unregister().await,
-        None => {
-            let _ignored = adapter.stop_scan().await;
+    // Best effort, and bounded: on a connection that died the call would wait for the
+    // D-Bus timeout.
+    let stop = async {
+        match monitor {
+            Some(m) => m.unregister().await,
+            None => {
+                let _ignored = adapter.stop_scan().await;
+            }
         }
-    }
+    };
+    let _ignored = tokio::time::timeout(Duration::from_secs(3), stop).await;
 }
 
 /// Write channels of running GATT devices, by device id (for the `write` method).
