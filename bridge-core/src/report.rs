@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::ConfigIssue;
 
 /// Report-on-change settings of one device (`report` in the device configuration).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Report {
     /// Send a field only when it changed beyond its deadband (or stayed silent too long).

@@ -26,7 +26,7 @@ use crate::spool::{Spool, SpoolOptions};
 use crate::upstream;
 
 /// Where device keys come from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(
     tag = "source",
     rename_all = "camelCase",
@@ -62,7 +62,7 @@ const fn default_connect_interval() -> u64 {
 }
 
 /// The `identity` section of a module configuration.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(
     tag = "mode",
     rename_all = "camelCase",
@@ -89,7 +89,7 @@ pub enum IdentityConfig {
 }
 
 /// DPS settings for device identities.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Provisioning {
     /// The enrollment's ID scope.
