@@ -301,6 +301,7 @@ pub fn parse(doc: &Value) -> Result<ModbusConfig, ConfigErrors> {
                 None => {
                     let mut known: Vec<String> = maps.keys().cloned().collect();
                     known.extend(bundled_names().iter().map(|s| s.to_string()));
+                    known.push(crate::sunspec::MAP_NAME.into());
                     issues.push(ConfigIssue::new(
                         format!("{path}.map"),
                         format!("Unknown device map '{name}'. Known: {}.", known.join(", ")),
