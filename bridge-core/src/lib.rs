@@ -16,6 +16,7 @@ pub mod config;
 pub mod device;
 pub mod dps;
 pub mod forwarder;
+pub mod health_board;
 pub mod hub;
 pub mod identity;
 pub mod link;

@@ -9,26 +9,39 @@ use crate::hub::HubSession;
 #[derive(Debug, Clone)]
 pub struct Reporter {
     session: Option<HubSession>,
+    /// `deviceHealth` goes through a health board (summary, rate limit).
+    health: Option<crate::runtime::health_sink::HealthSink>,
 }
 
 impl Reporter {
     /// A reporter that only logs (for stdout and MQTT upstreams, and tests).
     pub fn log_only() -> Self {
-        Self { session: None }
+        Self {
+            session: None,
+            health: None,
+        }
     }
 
     /// A reporter that patches the twin of `session`'s identity.
     pub fn hub(session: HubSession) -> Self {
         Self {
+            health: Some(crate::runtime::health_sink::HealthSink::spawn(
+                session.clone(),
+            )),
             session: Some(session),
         }
     }
 
     /// Queues a reported-properties patch (merged and retried until acknowledged).
     pub fn report(&self, patch: Value) {
-        match &self.session {
-            Some(s) => s.report(patch),
-            None => tracing::debug!(%patch, "Reported properties (no hub)."),
+        let patch = match &self.health {
+            Some(h) => h.intercept(patch),
+            None => Some(patch),
+        };
+        match (&self.session, patch) {
+            (_, None) => {}
+            (Some(s), Some(patch)) => s.report(patch),
+            (None, Some(patch)) => tracing::debug!(%patch, "Reported properties (no hub)."),
         }
     }
 }

@@ -175,11 +175,13 @@ async fn measure(n: usize, port: u16) {
         topic_template: "bench/{deviceId}/{output}".into(),
         mqtt_payload: "envelope".into(),
         connection_string: None,
+        connection_string_file: None,
         ca_file: None,
         hub_port: 8883,
         spool_dir: None,
         spool_max_mb: 64,
         metrics: None,
+        spool_fsync: bridge_core::forwarder::FsyncPolicy::default(),
         log: "warn".into(),
     };
     let stop = CancellationToken::new();

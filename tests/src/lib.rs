@@ -364,6 +364,44 @@ pub async fn run_modbus_with_metrics(
     config_file: Option<PathBuf>,
     metrics: Option<std::net::SocketAddr>,
 ) -> Result<tokio_util::sync::CancellationToken> {
+    run_modbus_with(
+        sim,
+        module,
+        key,
+        dir,
+        ModbusRun {
+            config_file,
+            metrics,
+            spool_dir: None,
+        },
+    )
+    .await
+}
+
+/// Optional settings of an in-process module run.
+#[derive(Debug, Default, Clone)]
+pub struct ModbusRun {
+    /// `--config`.
+    pub config_file: Option<PathBuf>,
+    /// `--metrics`.
+    pub metrics: Option<std::net::SocketAddr>,
+    /// `--spool-dir`.
+    pub spool_dir: Option<PathBuf>,
+}
+
+/// [`run_modbus_against`] with any of [`ModbusRun`]'s settings.
+pub async fn run_modbus_with(
+    sim: &Sim,
+    module: &str,
+    key: &str,
+    dir: &Path,
+    run: ModbusRun,
+) -> Result<tokio_util::sync::CancellationToken> {
+    let ModbusRun {
+        config_file,
+        metrics,
+        spool_dir,
+    } = run;
     let ca = write_ca(sim, dir)?;
     let args = bridge_core::runtime::CommonArgs {
         config: config_file,
@@ -373,11 +411,13 @@ pub async fn run_modbus_with_metrics(
         connection_string: Some(format!(
             "HostName=myhub.azure-devices.net;DeviceId=edge-gw;ModuleId={module};SharedAccessKey={key};GatewayHostName=localhost"
         )),
+        connection_string_file: None,
         ca_file: Some(ca.display().to_string()),
         hub_port: sim.tls_addr.port(),
-        spool_dir: None,
+        spool_dir,
         spool_max_mb: 16,
         metrics,
+        spool_fsync: bridge_core::forwarder::FsyncPolicy::default(),
         log: "info".into(),
     };
     let stop = tokio_util::sync::CancellationToken::new();

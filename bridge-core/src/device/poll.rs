@@ -69,6 +69,7 @@ pub struct PollCx<'a> {
     id: &'a str,
     health: &'a mut DeviceHealth,
     out: &'a dyn HealthOut,
+    announce: &'a mut crate::health_board::ChangeGate<bool>,
 }
 
 impl std::fmt::Debug for PollCx<'_> {
@@ -85,6 +86,7 @@ impl PollCx<'_> {
     pub async fn reached(&mut self) -> bool {
         if self.health.success(crate::time::rfc3339_now(), None) {
             info!(device = %self.id, "Device online.");
+            self.announce.record(true, Instant::now());
             return self.out.report(self.health).await;
         }
         true
@@ -139,6 +141,11 @@ fn hash(text: &str) -> u64 {
     })
 }
 
+/// A flapping device's state is announced at most once per this (after a burst).
+const ANNOUNCE_EVERY: Duration = Duration::from_secs(5);
+/// Announcements that may go at once: the first state, one drop and its recovery.
+const ANNOUNCE_BURST: u32 = 3;
+
 /// Runs `poll` on `schedule` until the task is aborted or the module stops. Holds no
 /// cancellation token: polling one on every cycle cost several percent of CPU at 2000
 /// devices; the owner aborts the task instead.
@@ -153,6 +160,9 @@ pub async fn run<P: Poll, H: HealthOut>(
     let retry = schedule.retry_after.max(Duration::from_millis(1));
     let mut backoff = Backoff::new(retry, retry.max(schedule.max_backoff));
     let mut health = DeviceHealth::default();
+    // A flapping device announces its state (twin, `status`, log) at most this often;
+    // the latest state at the first cycle after.
+    let mut announce = crate::health_board::ChangeGate::new(ANNOUNCE_EVERY, ANNOUNCE_BURST);
     let start = tokio::time::Instant::now();
     let mut next = start;
     let mut first = true;
@@ -175,13 +185,14 @@ pub async fn run<P: Poll, H: HealthOut>(
             id,
             health: &mut health,
             out: &out,
+            announce: &mut announce,
         };
         let cycle = poll.poll(polled_at, &mut cx).await;
         stats
             .poll_us
             .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         stats.polls.fetch_add(1, Ordering::Relaxed);
-        let changed = match cycle {
+        let _news = match cycle {
             Cycle::Stop => return,
             Cycle::Unreachable(error) => {
                 stats.failures.fetch_add(1, Ordering::Relaxed);
@@ -207,7 +218,7 @@ pub async fn run<P: Poll, H: HealthOut>(
         stats
             .online
             .store(u64::from(health.online()), Ordering::Relaxed);
-        if changed {
+        if announce.offer(&health.online(), Instant::now()) {
             if health.online() {
                 info!(device = %id, "Device online.");
             } else {

@@ -5,13 +5,20 @@
 //! in flight. When the upstream goes down, everything unacknowledged is sent again after
 //! it comes back up. On shutdown the forwarder stops taking new work, waits (bounded)
 //! for the spool to drain, and syncs what is left to disk for the next start.
+//!
+//! Crash consistency: after every burst of messages taken from producers the spool is
+//! flushed (`write(2)`), so a killed process loses at most the burst being taken;
+//! `fsync` follows [`FsyncPolicy`] (the power-loss window).
+
+mod fsync;
+pub use fsync::{FsyncPolicy, FsyncPolicyError};
 
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::link::{LinkEvent, Outbound, Upstream};
 use crate::message::Message;
@@ -26,6 +33,11 @@ pub struct ForwarderOptions {
     pub sync_interval: Duration,
     /// How long shutdown waits for the spool to drain.
     pub drain_timeout: Duration,
+    /// When the spool is fsynced (the interval policy replaces `sync_interval`).
+    pub fsync: FsyncPolicy,
+    /// Larger messages are dropped with an error and counted, never sent: the hub
+    /// would refuse them (edgeHub and IoT Hub: 256 KiB) and close the connection.
+    pub max_message_bytes: usize,
 }
 
 impl Default for ForwarderOptions {
@@ -34,9 +46,16 @@ impl Default for ForwarderOptions {
             window: 64,
             sync_interval: Duration::from_millis(500),
             drain_timeout: Duration::from_secs(5),
+            fsync: FsyncPolicy::default(),
+            max_message_bytes: 256 * 1024,
         }
     }
 }
+
+/// Messages taken from producers per burst before the spool is flushed.
+const BURST: usize = 1024;
+/// While the disk fails, how often writing to it is tried again.
+const DISK_RETRY: Duration = Duration::from_secs(2);
 
 /// The forwarder has stopped (shutdown); the message was not taken.
 #[derive(Debug, thiserror::Error)]
@@ -92,8 +111,18 @@ async fn run<U: Upstream>(
     let window = options.window.max(1);
     let (mut up, mut cursor, mut in_flight) = (false, 0u64, 0usize);
     let mut draining: Option<tokio::time::Instant> = None;
-    let mut ticker = tokio::time::interval(options.sync_interval);
+    let tick = match options.fsync {
+        FsyncPolicy::Interval(d) => d.max(Duration::from_millis(1)),
+        FsyncPolicy::Batch | FsyncPolicy::Never => options.sync_interval,
+    };
+    let mut ticker = tokio::time::interval(tick);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut reported_drops = 0;
+    let mut disk = DiskWatch::default();
+    let mut intake = Intake {
+        max_bytes: options.max_message_bytes,
+        oversized: 0,
+    };
     // Made once, not per message (each fresh future registers a waiter).
     let cancelled = shutdown.cancelled();
     tokio::pin!(cancelled);
@@ -114,7 +143,22 @@ async fn run<U: Upstream>(
         }
         tokio::select! {
             received = rx.recv(), if draining.is_none() => match received {
-                Some(message) => push(&mut spool, message),
+                Some(message) => {
+                    intake.push(&mut spool, message);
+                    // Take the rest of the burst, then hand it to the kernel at once.
+                    for _ in 1..BURST {
+                        match rx.try_recv() {
+                            Ok(message) => intake.push(&mut spool, message),
+                            Err(_) => break,
+                        }
+                    }
+                    let flushed = if options.fsync == FsyncPolicy::Batch {
+                        spool.sync(true)
+                    } else {
+                        spool.flush()
+                    };
+                    disk.observe(&spool, flushed.err());
+                }
                 None => draining = Some(tokio::time::Instant::now() + options.drain_timeout),
             },
             event = upstream.next_event() => match event {
@@ -137,8 +181,9 @@ async fn run<U: Upstream>(
                 }
             },
             _ = ticker.tick() => {
-                if let Err(e) = spool.sync() {
-                    warn!(error = %e, "Spool sync failed.");
+                if disk.may_try() {
+                    let synced = spool.sync(options.fsync != FsyncPolicy::Never);
+                    disk.observe(&spool, synced.err());
                 }
                 let stats = spool.stats();
                 if stats.dropped > reported_drops {
@@ -150,7 +195,7 @@ async fn run<U: Upstream>(
             _ = &mut cancelled, if draining.is_none() => {
                 // Take everything producers already handed over, then drain.
                 while let Ok(message) = rx.try_recv() {
-                    push(&mut spool, message);
+                    intake.push(&mut spool, message);
                 }
                 rx.close();
                 draining = Some(tokio::time::Instant::now() + options.drain_timeout);
@@ -171,15 +216,71 @@ async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-fn push(spool: &mut Spool, message: Message) {
-    if let Err(e) = spool.push(message) {
-        // Disk trouble must not stop telemetry: the message stays in memory.
-        warn!(error = %e, "Could not write a message to the spool file.");
+/// Takes messages into the spool; refuses those the hub could never accept.
+struct Intake {
+    max_bytes: usize,
+    oversized: u64,
+}
+
+impl Intake {
+    fn push(&mut self, spool: &mut Spool, message: Message) {
+        let size = message.size();
+        if size > self.max_bytes {
+            // Sent, it would be refused on every reconnect and stall all telemetry.
+            self.oversized += 1;
+            error!(
+                size,
+                limit = self.max_bytes,
+                device = message.device_id.as_deref().unwrap_or(""),
+                output = message.output.as_deref().unwrap_or(""),
+                dropped_total = self.oversized,
+                "Message larger than the hub accepts: dropped."
+            );
+            spool.count_rejected();
+            return;
+        }
+        // Disk trouble must not stop telemetry: the message stays in memory either way
+        // (the error is logged by `DiskWatch` when the state changes).
+        let _in_memory_anyway = spool.push(message);
+    }
+}
+
+/// Logs disk trouble once when it starts and once when it ends, not per message.
+#[derive(Default)]
+struct DiskWatch {
+    failing: bool,
+    last_try: Option<tokio::time::Instant>,
+}
+
+impl DiskWatch {
+    fn observe(&mut self, spool: &Spool, error: Option<crate::spool::LogError>) {
+        let now_failing = spool.stats().error.is_some();
+        if now_failing && !self.failing {
+            let detail = error.map_or_else(
+                || spool.disk_error().unwrap_or("").to_owned(),
+                |e| crate::mqtt::error_chain(&e),
+            );
+            error!(error = %detail, "Spool directory cannot be written: messages are kept in memory and forwarded from there; retrying.");
+        } else if !now_failing && self.failing {
+            info!("Spool directory writable again: waiting messages written to disk.");
+        }
+        self.failing = now_failing;
+    }
+
+    /// Whether the periodic sync may run now; while the disk fails, at most every
+    /// [`DISK_RETRY`] (each try rewrites what waits in memory).
+    fn may_try(&mut self) -> bool {
+        let now = tokio::time::Instant::now();
+        if self.failing && self.last_try.is_some_and(|t| now < t + DISK_RETRY) {
+            return false;
+        }
+        self.last_try = Some(now);
+        true
     }
 }
 
 fn finish(mut spool: Spool, stats_tx: &watch::Sender<SpoolStats>) -> SpoolStats {
-    if let Err(e) = spool.sync() {
+    if let Err(e) = spool.sync(true) {
         warn!(error = %e, "Final spool sync failed.");
     }
     let stats = spool.stats();

@@ -155,7 +155,9 @@ pub struct CommonArgs {
     /// (`{"deviceId", "output", "properties", "body"}`, as on stdout).
     #[arg(long, global = true, default_value = "body", value_parser = ["body", "envelope"])]
     pub mqtt_payload: String,
-    /// Module or device connection string, to run without IoT Edge.
+    /// Module or device connection string, to run without IoT Edge. On the command line
+    /// it is visible to every local user (`ps`): prefer `--connection-string-file` or
+    /// the environment variable.
     #[arg(
         long,
         global = true,
@@ -163,6 +165,10 @@ pub struct CommonArgs {
         hide_env_values = true
     )]
     pub connection_string: Option<String>,
+    /// File holding the connection string (e.g. a mounted secret, mode 0600); read once at
+    /// start and preferred over `--connection-string`.
+    #[arg(long, global = true, env = "IOTHUB_CONNECTION_STRING_FILE")]
+    pub connection_string_file: Option<PathBuf>,
     /// PEM file of the CA to trust for the hub or broker (default: the workload trust
     /// bundle under IoT Edge, the system roots otherwise).
     #[arg(long, global = true, env = "EdgeModuleCACertificateFile")]
@@ -181,6 +187,17 @@ pub struct CommonArgs {
     /// Largest spool size in MiB; past it the oldest messages are dropped and counted.
     #[arg(long, global = true, default_value_t = 64)]
     pub spool_max_mb: u64,
+    /// When the disk spool is fsynced: `interval:500ms` (a power loss may take the last
+    /// interval), `batch` (after every burst of messages), or `never`. Every burst is
+    /// written to the file before the next is taken either way, so a killed process
+    /// loses at most the burst in progress.
+    #[arg(
+        long,
+        global = true,
+        env = "EDGE_BRIDGE_SPOOL_FSYNC",
+        default_value = "interval:500ms"
+    )]
+    pub spool_fsync: crate::forwarder::FsyncPolicy,
     /// Serve Prometheus metrics at `http://ADDR/metrics` (e.g. `0.0.0.0:9600` for the IoT
     /// Edge metrics-collector). Off if unset.
     #[arg(long, global = true, env = "EDGE_BRIDGE_METRICS")]
@@ -214,7 +231,42 @@ pub enum UpstreamChoiceError {
     NoIdentity,
 }
 
+/// The connection string file could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("The connection string file {path} could not be read.")]
+pub struct SecretFileError {
+    /// Which file.
+    pub path: PathBuf,
+    /// Cause.
+    #[source]
+    pub source: std::io::Error,
+}
+
 impl CommonArgs {
+    /// Reads `--connection-string-file` into `connection_string`, and warns when the
+    /// connection string was given on the command line (`argv` is the process's).
+    pub fn resolve_secrets(
+        &mut self,
+        argv: impl IntoIterator<Item = String>,
+    ) -> Result<(), SecretFileError> {
+        let on_command_line = argv
+            .into_iter()
+            .any(|a| a == "--connection-string" || a.starts_with("--connection-string="));
+        if let Some(path) = &self.connection_string_file {
+            let text = std::fs::read_to_string(path).map_err(|source| SecretFileError {
+                path: path.clone(),
+                source,
+            })?;
+            // A BOM or a trailing newline from an editor is not part of the string.
+            self.connection_string = Some(text.trim_start_matches('\u{feff}').trim().to_owned());
+        } else if on_command_line {
+            tracing::warn!(
+                "The connection string was given on the command line, where every local user can read it (ps); use --connection-string-file or IOTHUB_CONNECTION_STRING instead."
+            );
+        }
+        Ok(())
+    }
+
     /// Resolves the upstream; `edge_env_present` is whether `IOTEDGE_MODULEID` is set.
     pub fn upstream_choice(
         &self,
@@ -379,6 +431,34 @@ mod tests {
             .map(|m| m.render_help().to_string())
             .unwrap_or_default();
         assert!(image_help.contains("myregistry.azurecr.io/bridge-test:9.8.7"));
+    }
+
+    #[test]
+    fn connection_string_file_wins_and_is_trimmed() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("cs");
+        std::fs::write(
+            &file,
+            "\u{feff}HostName=h;DeviceId=d;SharedAccessKey=YQ==\n",
+        )
+        .unwrap();
+        let mut args = parse(&[
+            "--connection-string",
+            "HostName=other;DeviceId=x;SharedAccessKey=YQ==",
+            "--connection-string-file",
+            file.to_str().unwrap(),
+        ]);
+        args.resolve_secrets(Vec::new()).unwrap();
+        assert_eq!(
+            args.connection_string.as_deref(),
+            Some("HostName=h;DeviceId=d;SharedAccessKey=YQ==")
+        );
+        let mut missing = parse(&["--connection-string-file", "/nonexistent/cs"]);
+        assert!(missing.resolve_secrets(Vec::new()).is_err());
+        assert_eq!(
+            parse(&["--spool-fsync", "batch"]).spool_fsync,
+            crate::forwarder::FsyncPolicy::Batch
+        );
     }
 
     #[test]

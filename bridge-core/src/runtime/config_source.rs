@@ -31,7 +31,7 @@ pub(crate) fn from_twin(
             if let Some(d) = current
                 && tx
                     .send(Candidate {
-                        doc: Ok(d.doc),
+                        doc: within_twin_limit(d.doc),
                         version: d.version,
                     })
                     .await
@@ -78,11 +78,56 @@ pub(crate) fn from_file(path: PathBuf, tx: mpsc::Sender<Candidate>, shutdown: Ca
     });
 }
 
-/// Reads a configuration file as JSON; errors are sentences naming the file.
+/// IoT Hub's limit for the desired-properties section.
+pub const MAX_DESIRED_BYTES: usize = 32 * 1024;
+
+/// A desired document larger than IoT Hub allows is refused, not applied: only a
+/// misbehaving hub sends one, and echoing it in acknowledgements would break the link.
+fn within_twin_limit(doc: Value) -> Result<Value, String> {
+    let size = doc.to_string().len();
+    if size > MAX_DESIRED_BYTES {
+        return Err(format!(
+            "The desired properties are {size} bytes; IoT Hub allows at most {MAX_DESIRED_BYTES}. Not applied."
+        ));
+    }
+    Ok(doc)
+}
+
+/// Reads a configuration file as JSON; errors are sentences naming the file. A UTF-8
+/// byte order mark (some Windows editors write one) is ignored.
 pub fn read_doc(path: &Path) -> Result<Value, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("Cannot read {}: {e}.", path.display()))?;
-    let value: Value = serde_json::from_str(&text)
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    let value: Value = serde_json::from_str(text)
         .map_err(|e| format!("{} is not valid JSON: {e}.", path.display()))?;
     Ok(crate::hub::twin::strip_metadata(&value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bom_is_ignored_and_other_encodings_are_refused_with_the_file_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let bom = dir.path().join("bom.json");
+        std::fs::write(&bom, b"\xEF\xBB\xBF{\"devices\": {}}").unwrap();
+        assert_eq!(read_doc(&bom), Ok(serde_json::json!({"devices": {}})));
+        let utf16 = dir.path().join("utf16.json");
+        std::fs::write(&utf16, b"\xFF\xFE{\x00}\x00").unwrap();
+        let e = read_doc(&utf16).unwrap_err();
+        assert!(e.contains("utf16.json"), "{e}");
+    }
+
+    #[test]
+    fn a_desired_document_over_the_twin_limit_is_refused() {
+        let big = serde_json::json!({"devices": {"x": "y".repeat(MAX_DESIRED_BYTES)}});
+        assert!(
+            within_twin_limit(big)
+                .unwrap_err()
+                .contains("IoT Hub allows at most")
+        );
+        assert!(within_twin_limit(serde_json::json!({"devices": {}})).is_ok());
+    }
 }

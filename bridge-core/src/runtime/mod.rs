@@ -5,7 +5,10 @@ mod apply;
 pub mod cli;
 pub mod commands;
 pub mod config_source;
+pub(crate) mod health_sink;
+pub mod kept_config;
 pub mod manifest;
+mod report_limits;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -99,6 +102,9 @@ pub enum RuntimeError {
     /// The CA file could not be read.
     #[error("The CA file {0} could not be read.")]
     CaFile(String),
+    /// `--connection-string-file` could not be read.
+    #[error(transparent)]
+    SecretFile(#[from] cli::SecretFileError),
     /// The metrics address could not be bound.
     #[error("Cannot serve metrics on {0}: {1}")]
     Metrics(std::net::SocketAddr, String),
@@ -210,9 +216,10 @@ pub fn print_json(value: &Value) -> std::io::Result<()> {
 /// Runs a module until SIGTERM/SIGINT or `stop` is cancelled.
 pub async fn run_module<P: Protocol>(
     protocol: P,
-    args: CommonArgs,
+    mut args: CommonArgs,
     stop: CancellationToken,
 ) -> Result<(), RuntimeError> {
+    args.resolve_secrets(std::env::args())?;
     let protocol = Arc::new(protocol);
     let edge_present = EdgeEnvironment::present(|k| std::env::var(k).ok());
     let choice = args.upstream_choice(edge_present)?;
@@ -290,7 +297,10 @@ pub async fn run_module<P: Protocol>(
     let (telemetry, forwarder) = spawn_forwarder(
         spool,
         link,
-        ForwarderOptions::default(),
+        ForwarderOptions {
+            fsync: args.spool_fsync,
+            ..ForwarderOptions::default()
+        },
         forwarder_stop.clone(),
     );
     let reporter = session
@@ -314,9 +324,13 @@ pub async fn run_module<P: Protocol>(
 
     // Configuration: file, twin, or the demo.
     let (cand_tx, mut cand_rx) = mpsc::channel::<Candidate>(8);
+    let mut kept = None;
     match (&args.config, &session) {
         (Some(path), _) => config_source::from_file(path.clone(), cand_tx, protocol_stop.clone()),
-        (None, Some(s)) => config_source::from_twin(s.desired(), cand_tx, protocol_stop.clone()),
+        (None, Some(s)) => {
+            kept = kept_config::start(args.spool_dir.as_deref(), &cand_tx);
+            config_source::from_twin(s.desired(), cand_tx, protocol_stop.clone())
+        }
         (None, None) => {
             info!("No configuration given: running the built-in demo.");
             let _ignored = cand_tx.try_send(Candidate {
@@ -335,7 +349,9 @@ pub async fn run_module<P: Protocol>(
             _ = &mut signal => return Ok(()),
             cand = cand_rx.recv() => match cand {
                 Some(c) => {
-                    if let Some(cfg) = apply_candidate(&*protocol, &mut tracker, &c, &reporter) {
+                    let applied = apply_candidate(&*protocol, &mut tracker, &c, &reporter);
+                    kept_config::keep(kept.as_mut(), &tracker, &c);
+                    if let Some(cfg) = applied {
                         break cfg;
                     }
                 }
@@ -370,6 +386,7 @@ pub async fn run_module<P: Protocol>(
                         });
                         let _ignored = config_tx.send(cfg.config.clone());
                     }
+                    kept_config::keep(kept.as_mut(), &tracker, &c);
                 }
                 None => break,
             },
@@ -406,27 +423,32 @@ pub async fn run_module<P: Protocol>(
 
 /// Reports the spool's counters (`spool` in reported properties) when messages wait or
 /// were dropped, at most every 30 s, so a long edgeHub outage is visible from the cloud
-/// once it reconnects.
+/// once it reconnects; disk trouble (`spool.error`) is reported as soon as it starts
+/// and ends.
 fn report_spool(
     mut stats: watch::Receiver<crate::spool::SpoolStats>,
     reporter: Reporter,
     stop: CancellationToken,
 ) {
     tokio::spawn(async move {
-        let mut last: Option<(u64, bool)> = None;
+        let mut last: Option<(u64, bool, Option<crate::spool::DiskFault>)> = None;
+        let mut next_routine = tokio::time::Instant::now();
         loop {
             let s = *stats.borrow_and_update();
-            let key = (s.dropped, s.pending > 0);
-            if last != Some(key) {
+            let key = (s.dropped, s.pending > 0, s.error);
+            let disk_changed = last.is_none_or(|l| l.2 != s.error);
+            let due = tokio::time::Instant::now() >= next_routine;
+            if disk_changed || (due && last != Some(key)) {
                 reporter.report(serde_json::json!({"spool": s}));
                 last = Some(key);
+                next_routine = tokio::time::Instant::now() + Duration::from_secs(30);
+            } else if due {
+                next_routine = tokio::time::Instant::now() + Duration::from_secs(30);
             }
             tokio::select! {
                 _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(Duration::from_secs(30)) => {}
-            }
-            if stats.has_changed().is_err() {
-                return;
+                _ = tokio::time::sleep_until(next_routine) => {}
+                changed = stats.changed() => if changed.is_err() { return },
             }
         }
     });
@@ -461,7 +483,7 @@ fn apply_candidate<P: Protocol>(
         }
     }
     protocol.redact(&mut outcome.reported);
-    reporter.report(outcome.reported);
+    reporter.report(report_limits::clamp_acks(outcome.reported));
     outcome.config
 }
 
@@ -534,6 +556,27 @@ fn core_metrics<P: Protocol>(
             "Messages dropped because the spool was full.",
             &[],
             s.dropped as f64,
+        );
+        out.sample(
+            "edgebridge_spool_disk_ok",
+            Gauge,
+            "0 while the spool directory cannot be written (messages wait in memory).",
+            &[],
+            f64::from(u8::from(s.error.is_none())),
+        );
+        out.sample(
+            "edgebridge_spool_write_failures_total",
+            Counter,
+            "Failed writes to the spool directory.",
+            &[],
+            s.write_failures as f64,
+        );
+        out.sample(
+            "edgebridge_spool_oversized_total",
+            Counter,
+            "Messages dropped because they were larger than the hub accepts.",
+            &[],
+            s.oversized as f64,
         );
         protocol.metrics(out);
     })

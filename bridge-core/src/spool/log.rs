@@ -4,9 +4,16 @@
 //! Record: `0xA5`, seq u64 LE, length u32 LE, CRC-32 of the payload u32 LE, payload
 //! (the message as JSON). A torn write at the tail (crash) fails its length or CRC
 //! check and is skipped on recovery; so is anything after it in that segment.
+//!
+//! Records are buffered in memory and handed to the kernel by [`SegmentLog::flush`]
+//! (the forwarder calls it after every burst of messages), so a killed process loses
+//! only what arrived since the last burst; `fsync` is separate ([`SegmentLog::sync`]).
+//! After a failed write the segment is abandoned, never appended to again: the
+//! records not known to be written go into a fresh segment once the disk works, and
+//! recovery ignores a sequence number it has already read.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufWriter, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::message::Message;
@@ -34,6 +41,16 @@ pub enum LogError {
     Encode(#[from] serde_json::Error),
 }
 
+impl LogError {
+    /// The I/O error kind, when it is one.
+    pub fn io_kind(&self) -> Option<std::io::ErrorKind> {
+        match self {
+            LogError::Io { source, .. } => Some(source.kind()),
+            LogError::Encode(_) => None,
+        }
+    }
+}
+
 /// What recovery found.
 #[derive(Debug, Default)]
 pub struct Recovered {
@@ -51,7 +68,11 @@ pub struct SegmentLog {
     dir: PathBuf,
     /// (first seq, path) of every segment, oldest first; the last is being written.
     segments: Vec<(u64, PathBuf)>,
-    writer: Option<BufWriter<File>>,
+    writer: Option<File>,
+    /// Encoded records not yet handed to the kernel.
+    buf: Vec<u8>,
+    /// Sequence number of the first record in `buf`.
+    buf_first: Option<u64>,
     written: u64,
     watermark: u64,
     watermark_dirty: bool,
@@ -97,15 +118,19 @@ impl SegmentLog {
         };
         for (_, path) in &segments {
             let mut bytes = Vec::new();
-            File::open(path)
-                .and_then(|mut f| f.read_to_end(&mut bytes))
-                .map_err(io_err(path))?;
+            // An unreadable segment is damage, not a reason to stay down.
+            if let Err(e) = File::open(path).and_then(|mut f| f.read_to_end(&mut bytes)) {
+                tracing::warn!(path = %path.display(), error = %e, "Spool segment unreadable; skipped.");
+                recovered.corrupt += 1;
+            }
             read_records(&bytes, watermark, &mut recovered);
         }
         let mut log = Self {
             dir: dir.to_owned(),
             segments,
             writer: None,
+            buf: Vec::new(),
+            buf_first: None,
             written: 0,
             watermark,
             watermark_dirty: false,
@@ -115,26 +140,91 @@ impl SegmentLog {
         Ok((log, recovered))
     }
 
-    /// Appends one record (buffered; see [`sync`](Self::sync)).
+    /// A log for `dir` that could not be opened: nothing recovered, nothing open; the
+    /// first successful [`rewrite`](Self::rewrite) creates the directory and a segment.
+    pub fn detached(dir: &Path) -> Self {
+        Self {
+            dir: dir.to_owned(),
+            segments: Vec::new(),
+            writer: None,
+            buf: Vec::new(),
+            buf_first: None,
+            written: 0,
+            watermark: 1,
+            watermark_dirty: false,
+        }
+    }
+
+    /// Appends one record to the buffer (see [`flush`](Self::flush)). On an error the
+    /// record is not in the log; the caller keeps it and calls
+    /// [`rewrite`](Self::rewrite) later.
     pub fn append(&mut self, seq: u64, message: &Message) -> Result<(), LogError> {
+        let payload = serde_json::to_vec(message)?;
         if self.writer.is_none() || self.written >= SEGMENT_BYTES {
             self.roll(seq)?;
         }
-        let payload = serde_json::to_vec(message)?;
-        let mut record = Vec::with_capacity(HEADER + payload.len());
-        record.push(MAGIC);
-        record.extend_from_slice(&seq.to_le_bytes());
-        record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        record.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-        record.extend_from_slice(&payload);
-        let path = self.current_path();
-        if let Some(w) = &mut self.writer {
-            w.write_all(&record).map_err(io_err(&path))?;
+        self.buf_first.get_or_insert(seq);
+        self.buf.push(MAGIC);
+        self.buf.extend_from_slice(&seq.to_le_bytes());
+        self.buf
+            .extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        self.buf
+            .extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        self.buf.extend_from_slice(&payload);
+        self.written += (HEADER + payload.len()) as u64;
+        if self.buf.len() >= 64 * 1024 {
+            self.flush()?;
         }
-        self.written += record.len() as u64;
         Ok(())
     }
 
+    /// Hands the buffered records to the kernel (`write`), without `fsync`. On an error
+    /// the segment is abandoned; returns the first sequence number that may not be
+    /// on disk with the error.
+    pub fn flush(&mut self) -> Result<(), LogError> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let path = self.current_path();
+        let result = match &mut self.writer {
+            Some(w) => w.write_all(&self.buf),
+            None => Err(std::io::Error::other("no open segment")),
+        };
+        self.buf.clear();
+        self.buf_first = None;
+        result.map_err(|e| {
+            // Possibly half-written: never append after a torn record.
+            self.writer = None;
+            io_err(&path)(e)
+        })
+    }
+
+    /// The first sequence number whose record is buffered, not yet written.
+    pub fn unflushed_from(&self) -> Option<u64> {
+        self.buf_first
+    }
+
+    /// After a failure: drops the buffer and the current segment, recreates the
+    /// directory if it was removed, and writes `records` (oldest first) to a new segment.
+    pub fn rewrite<'a>(
+        &mut self,
+        records: impl IntoIterator<Item = (u64, &'a Message)>,
+    ) -> Result<(), LogError> {
+        self.buf.clear();
+        self.buf_first = None;
+        self.writer = None;
+        if !self.dir.is_dir() {
+            fs::create_dir_all(&self.dir).map_err(io_err(&self.dir))?;
+            // Whatever was in the directory is gone; forget it.
+            self.segments.clear();
+            self.watermark_dirty = true;
+        }
+        for (seq, message) in records {
+            self.append(seq, message)?;
+        }
+        self.flush()?;
+        self.sync_file()
+    }
     fn current_path(&self) -> PathBuf {
         self.segments
             .last()
@@ -143,19 +233,24 @@ impl SegmentLog {
     }
 
     fn roll(&mut self, first_seq: u64) -> Result<(), LogError> {
-        if let Some(mut w) = self.writer.take() {
-            let path = self.current_path();
-            w.flush().map_err(io_err(&path))?;
-            w.get_ref().sync_data().map_err(io_err(&path))?;
+        if self.writer.is_some() {
+            self.flush()?;
+            self.sync_file()?;
+            self.writer = None;
         }
         let path = self.dir.join(segment_name(first_seq));
+        // Truncate: a segment of this name exists only when a failed write abandoned it,
+        // and everything it held from `first_seq` on is being written again.
         let file = OpenOptions::new()
             .create(true)
-            .append(true)
+            .write(true)
+            .truncate(true)
             .open(&path)
             .map_err(io_err(&path))?;
-        self.segments.push((first_seq, path));
-        self.writer = Some(BufWriter::with_capacity(64 * 1024, file));
+        if self.segments.last().is_none_or(|(s, _)| *s != first_seq) {
+            self.segments.push((first_seq, path));
+        }
+        self.writer = Some(file);
         self.written = 0;
         Ok(())
     }
@@ -168,13 +263,33 @@ impl SegmentLog {
         }
     }
 
-    /// Flushes and fsyncs the current segment, writes the watermark, deletes segments
-    /// that hold only acknowledged records.
-    pub fn sync(&mut self) -> Result<(), LogError> {
+    /// `fsync`s the current segment (after [`flush`](Self::flush)).
+    pub fn sync_file(&mut self) -> Result<(), LogError> {
         let path = self.current_path();
-        if let Some(w) = &mut self.writer {
-            w.flush().map_err(io_err(&path))?;
-            w.get_ref().sync_data().map_err(io_err(&path))?;
+        match &self.writer {
+            Some(w) => w.sync_data().map_err(io_err(&path)),
+            None => Ok(()),
+        }
+    }
+
+    /// Flushes the current segment (and fsyncs it when `fsync`), writes the watermark,
+    /// deletes segments that hold only acknowledged records.
+    pub fn sync(&mut self, fsync: bool) -> Result<(), LogError> {
+        self.flush()?;
+        // Writes to a segment whose directory was removed succeed and vanish.
+        if self.writer.is_some() {
+            let path = self.current_path();
+            if !path.exists() {
+                self.writer = None;
+                let gone = std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "the segment file or its directory was removed",
+                );
+                return Err(io_err(&path)(gone));
+            }
+        }
+        if fsync {
+            self.sync_file()?;
         }
         if self.watermark_dirty {
             let tmp = self.dir.join("watermark.tmp");
@@ -191,7 +306,9 @@ impl SegmentLog {
         // Segment i holds seqs below the first seq of segment i + 1.
         while self.segments.len() > 1 && self.segments[1].0 <= self.watermark {
             let (_, path) = self.segments.remove(0);
-            if let Err(e) = fs::remove_file(&path) {
+            if let Err(e) = fs::remove_file(&path)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
                 tracing::warn!(path = %path.display(), error = %e, "Could not delete an acknowledged spool segment.");
             }
         }
@@ -236,8 +353,10 @@ fn read_records(mut bytes: &[u8], watermark: u64, out: &mut Recovered) {
             out.corrupt += 1;
             return;
         }
+        // A record rewritten after a failed write may also be in the abandoned segment.
+        let seen = out.next_seq > seq && out.messages.last().is_some_and(|(s, _)| *s >= seq);
         out.next_seq = out.next_seq.max(seq + 1);
-        if seq >= watermark {
+        if seq >= watermark && !seen {
             match serde_json::from_slice::<Message>(payload) {
                 Ok(m) => out.messages.push((seq, m)),
                 Err(_) => out.corrupt += 1,

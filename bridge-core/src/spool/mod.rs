@@ -5,6 +5,11 @@
 //! watermark, so a module restart or an edgeHub outage loses nothing within the bound.
 //! Delivery is at-least-once: after a crash, messages acked but not yet recorded in the
 //! watermark are sent again.
+//!
+//! Disk trouble (full, read-only, directory removed) never loses a message that is in
+//! memory and never stops telemetry: the spool keeps working from memory, says why in
+//! [`SpoolStats::error`], and writes every waiting message that is not on disk to a new
+//! segment as soon as a retry ([`Spool::sync`]) succeeds.
 
 mod log;
 
@@ -33,6 +38,42 @@ impl Default for SpoolOptions {
     }
 }
 
+/// Why the spool directory cannot be written (see [`SpoolStats::error`]); reported as
+/// its sentence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DiskFault {
+    /// No space left (ENOSPC) or quota exceeded.
+    #[error("The spool disk is full; messages are kept in memory only.")]
+    Full,
+    /// Read-only file system or no permission.
+    #[error("The spool directory is read-only; messages are kept in memory only.")]
+    ReadOnly,
+    /// The directory or a segment file disappeared.
+    #[error("The spool directory was removed; messages are kept in memory only.")]
+    Missing,
+    /// Any other I/O error.
+    #[error("The spool directory cannot be written; messages are kept in memory only.")]
+    Failed,
+}
+
+impl serde::Serialize for DiskFault {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl DiskFault {
+    fn of(error: &LogError) -> Self {
+        use std::io::ErrorKind as K;
+        match error.io_kind() {
+            Some(K::StorageFull | K::QuotaExceeded) => Self::Full,
+            Some(K::ReadOnlyFilesystem | K::PermissionDenied) => Self::ReadOnly,
+            Some(K::NotFound) => Self::Missing,
+            _ => Self::Failed,
+        }
+    }
+}
+
 /// Counters for health reporting.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -47,6 +88,13 @@ pub struct SpoolStats {
     pub recovered: u64,
     /// Damaged records skipped while recovering.
     pub corrupt: u64,
+    /// Set while the spool directory cannot be written (messages wait in memory);
+    /// `null` once it works again (so the reported property is cleared).
+    pub error: Option<DiskFault>,
+    /// Failed writes to the spool directory since start.
+    pub write_failures: u64,
+    /// Messages refused because they were larger than the hub accepts.
+    pub oversized: u64,
 }
 
 /// The spool. Synchronous and owned by the forwarder task.
@@ -60,6 +108,10 @@ pub struct Spool {
     max_bytes: u64,
     stats: SpoolStats,
     log: Option<SegmentLog>,
+    /// While the disk fails: the first sequence number that may not be on disk.
+    unlogged_from: Option<u64>,
+    /// The last disk error, in words, for the log.
+    last_error: Option<String>,
 }
 
 #[derive(Debug)]
@@ -80,9 +132,21 @@ impl Spool {
             max_bytes: options.max_bytes.max(1),
             stats: SpoolStats::default(),
             log: None,
+            unlogged_from: None,
+            last_error: None,
         };
         if let Some(dir) = &options.dir {
-            let (log, recovered) = SegmentLog::open(dir)?;
+            let (log, recovered) = match SegmentLog::open(dir) {
+                Ok(opened) => opened,
+                Err(e) => {
+                    // Never stay down for the disk: start in memory, keep retrying.
+                    tracing::error!(error = %error_text(&e), "Spool directory unusable at start: messages are kept in memory; retrying.");
+                    spool.log = Some(SegmentLog::detached(dir));
+                    spool.unlogged_from = Some(spool.next_seq);
+                    spool.disk_failed(&e);
+                    return Ok(spool);
+                }
+            };
             spool.stats.corrupt = recovered.corrupt;
             spool.next_seq = recovered.next_seq;
             for (seq, message) in recovered.messages {
@@ -102,15 +166,24 @@ impl Spool {
     }
 
     /// Appends a message; returns its sequence number. May drop the oldest messages.
-    /// A failed disk write is returned as an error, but the message is still queued.
+    /// A failed disk write is returned as an error, but the message is still queued;
+    /// while the disk fails, messages go to memory only (see [`sync`](Self::sync)).
     pub fn push(&mut self, message: Message) -> Result<u64, LogError> {
         let seq = self.next_seq;
         self.next_seq += 1;
         // Disk trouble must not lose the message: it is kept in memory either way.
         let logged = match &mut self.log {
-            Some(log) => log.append(seq, &message),
-            None => Ok(()),
+            Some(log) if self.unlogged_from.is_none() => {
+                let unflushed = log.unflushed_from().unwrap_or(seq);
+                log.append(seq, &message).inspect_err(|_| {
+                    self.unlogged_from = Some(unflushed.min(seq));
+                })
+            }
+            _ => Ok(()),
         };
+        if let Err(e) = &logged {
+            self.disk_failed(e);
+        }
         let size = message.size() as u64;
         self.bytes += size;
         self.entries.push_back(Entry {
@@ -183,13 +256,80 @@ impl Spool {
         }
     }
 
-    /// Makes everything written so far durable (fsync) and records the watermark.
-    pub fn sync(&mut self) -> Result<(), LogError> {
-        match &mut self.log {
-            Some(log) => log.sync(),
-            None => Ok(()),
-        }
+    /// Counts a message refused before it entered the spool (too large to send).
+    pub fn count_rejected(&mut self) {
+        self.stats.oversized += 1;
     }
+
+    fn disk_failed(&mut self, error: &LogError) {
+        self.stats.write_failures += 1;
+        self.stats.error = Some(DiskFault::of(error));
+        self.last_error = Some(error_text(error));
+    }
+
+    /// The last disk error in words, while the disk fails.
+    pub fn disk_error(&self) -> Option<&str> {
+        self.stats.error.and(self.last_error.as_deref())
+    }
+
+    /// Hands what was appended to the kernel (`write`, no `fsync`): after this a killed
+    /// process loses nothing; a power loss may.
+    pub fn flush(&mut self) -> Result<(), LogError> {
+        let Some(log) = &mut self.log else {
+            return Ok(());
+        };
+        if self.unlogged_from.is_some() {
+            return Ok(());
+        }
+        let unflushed = log.unflushed_from();
+        let result = log.flush();
+        if let Err(e) = &result {
+            self.unlogged_from = unflushed;
+            self.disk_failed(e);
+        }
+        result
+    }
+
+    /// Writes out what is buffered, `fsync`s it when `fsync`, and records the watermark.
+    /// While the disk fails, first tries to write every waiting message that is not on
+    /// disk to a fresh segment; success ends the failure.
+    pub fn sync(&mut self, fsync: bool) -> Result<(), LogError> {
+        let Some(log) = &mut self.log else {
+            return Ok(());
+        };
+        if let Some(from) = self.unlogged_from {
+            let start = self.entries.partition_point(|e| e.seq < from);
+            let records = self
+                .entries
+                .range(start..)
+                .map(|e| (e.seq, e.message.as_ref()));
+            if let Err(e) = log.rewrite(records) {
+                self.disk_failed(&e);
+                return Err(e);
+            }
+            self.unlogged_from = None;
+            self.stats.error = None;
+            self.last_error = None;
+        }
+        let result = log.sync(fsync);
+        if let Err(e) = &result {
+            self.unlogged_from = Some(self.first_seq().unwrap_or(self.next_seq));
+            self.disk_failed(e);
+        }
+        result
+    }
+}
+
+/// An error and its sources in one line.
+fn error_text(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 #[cfg(test)]

@@ -1,11 +1,16 @@
 //! The module's configuration (module twin desired properties, or `--config FILE`),
-//! parsed once into validated types. Every error names its JSON path; all are collected.
+//! parsed once into validated types. Every error names its JSON path; all are collected:
+//! objects are read field by field (see `fields`), so one wrong field never hides
+//! another, and each problem names the field itself.
+
+mod connection;
+mod fields;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bridge_core::config::{ConfigErrors, ConfigIssue, from_value};
+use bridge_core::config::{ConfigErrors, ConfigIssue};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -151,34 +156,115 @@ impl Connection {
 /// Report-on-change settings (shared with the other modules).
 pub use bridge_core::report::Report;
 
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug)]
 enum MapRef {
     Name(String),
     Inline(Value),
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+/// A device's fields as read; `None` where the field had a problem (recorded).
+#[derive(Debug)]
 struct RawDevice {
-    map: MapRef,
-    connection: Connection,
-    #[serde(default = "default_unit")]
+    map: Option<MapRef>,
+    connection: Option<Connection>,
+    /// `connection.type` is `rtu` (even when the connection has problems).
+    rtu: bool,
     unit_id: u8,
-    #[serde(default = "default_poll")]
     poll_interval_ms: u64,
-    #[serde(default = "default_timeout")]
     timeout_ms: u64,
-    #[serde(default)]
     points: Option<Vec<String>>,
-    #[serde(default = "default_gap")]
     max_gap_registers: u16,
-    #[serde(default = "default_max_regs")]
     max_registers_per_read: u16,
-    #[serde(default)]
     report: Report,
-    #[serde(default = "default_enabled")]
     enabled: bool,
+}
+
+/// Longest poll interval (a day), ms.
+const MAX_POLL_MS: u64 = 86_400_000;
+/// Most points one device may list.
+const MAX_POINTS: usize = 10_000;
+
+fn read_device(doc: &Value, path: &str, issues: &mut Vec<ConfigIssue>) -> Option<RawDevice> {
+    let mut f = fields::Fields::of(doc, path, "A device", issues)?;
+    let map = match f.raw("map") {
+        None => {
+            issues.push(ConfigIssue::new(f.at("map"), "map is required."));
+            None
+        }
+        Some(Value::String(name)) => {
+            fields::check_len(name, fields::MAX_NAME, &f.at("map"), "map", issues);
+            Some(MapRef::Name(name.clone()))
+        }
+        Some(inline @ Value::Object(_)) => Some(MapRef::Inline(inline.clone())),
+        Some(other) => {
+            issues.push(ConfigIssue::new(
+                f.at("map"),
+                format!(
+                    "map must be a device map name or an inline map object, not {}.",
+                    fields::kind(other)
+                ),
+            ));
+            None
+        }
+    };
+    let rtu = f
+        .raw("connection")
+        .and_then(|c| c.get("type"))
+        .is_some_and(|t| t == "rtu" || t == "ascii");
+    let connection = match f.raw("connection") {
+        None => {
+            issues.push(ConfigIssue::new(
+                f.at("connection"),
+                "connection is required.",
+            ));
+            None
+        }
+        Some(c) => connection::parse_connection(c, &f.at("connection"), issues),
+    };
+    let unit_id = f.or("unitId", default_unit(), issues);
+    let poll_interval_ms = f.or("pollIntervalMs", default_poll(), issues);
+    let timeout_ms = f.or("timeoutMs", default_timeout(), issues);
+    let points: Option<Vec<String>> = f.opt("points", issues);
+    if let Some(names) = &points {
+        if names.len() > MAX_POINTS {
+            issues.push(ConfigIssue::new(
+                f.at("points"),
+                format!("At most {MAX_POINTS} points per device."),
+            ));
+        }
+        for (i, n) in names.iter().enumerate() {
+            fields::check_len(
+                n,
+                fields::MAX_NAME,
+                &format!("{}[{i}]", f.at("points")),
+                "A point name",
+                issues,
+            );
+        }
+    }
+    let max_gap_registers = f.or("maxGapRegisters", default_gap(), issues);
+    let max_registers_per_read = f.or("maxRegistersPerRead", default_max_regs(), issues);
+    let report = match f.raw("report") {
+        None => Report::default(),
+        Some(r) => {
+            fields::each_field::<Report>(r, &f.at("report"), "report", issues).unwrap_or_default()
+        }
+    };
+    let enabled = f.or("enabled", default_enabled(), issues);
+    f.finish(issues);
+    Some(RawDevice {
+        map,
+        connection,
+        rtu,
+        unit_id,
+        poll_interval_ms,
+        timeout_ms,
+        points,
+        max_gap_registers,
+        max_registers_per_read,
+        report,
+        enabled,
+    })
 }
 
 const fn default_unit() -> u8 {
@@ -200,13 +286,36 @@ const fn default_enabled() -> bool {
     true
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[derive(Debug, Default)]
 struct RawConfig {
-    #[serde(default)]
-    devices: BTreeMap<String, Value>,
-    #[serde(default)]
-    maps: BTreeMap<String, Value>,
+    devices: serde_json::Map<String, Value>,
+    maps: serde_json::Map<String, Value>,
+}
+
+/// The root: an object with `devices` and `maps`, each of the right shape (the runtime
+/// takes `identity` out before).
+fn read_root(doc: &Value, issues: &mut Vec<ConfigIssue>) -> RawConfig {
+    let Some(mut f) = fields::Fields::of(doc, "", "The configuration", issues) else {
+        return RawConfig::default();
+    };
+    let mut object = |f: &mut fields::Fields<'_>, name: &'static str| match f.raw(name) {
+        None => serde_json::Map::new(),
+        Some(Value::Object(m)) => m.clone(),
+        Some(other) => {
+            issues.push(ConfigIssue::new(
+                name,
+                format!(
+                    "{name} must be a JSON object keyed by name, not {}.",
+                    fields::kind(other)
+                ),
+            ));
+            serde_json::Map::new()
+        }
+    };
+    let devices = object(&mut f, "devices");
+    let maps = object(&mut f, "maps");
+    f.finish(issues);
+    RawConfig { devices, maps }
 }
 
 /// A validated device.
@@ -262,8 +371,8 @@ pub fn valid_device_id(id: &str) -> bool {
 
 /// Parses and validates a desired-properties document.
 pub fn parse(doc: &Value) -> Result<ModbusConfig, ConfigErrors> {
-    let raw: RawConfig = from_value(doc, "")?;
     let mut issues = Vec::new();
+    let raw = read_root(doc, &mut issues);
     let mut maps = BTreeMap::new();
     for (name, map_doc) in &raw.maps {
         match parse_map(map_doc, &format!("maps.{name}")) {
@@ -283,14 +392,15 @@ pub fn parse(doc: &Value) -> Result<ModbusConfig, ConfigErrors> {
                 "Device ids are 1-128 characters: letters, digits and -.+%_#*?!(),:=@$'.",
             ));
         }
-        let dev: RawDevice = match from_value(dev_doc, &path) {
-            Ok(d) => d,
-            Err(e) => {
-                issues.extend(e.0);
-                continue;
-            }
+        let before = issues.len();
+        let Some(dev) = read_device(dev_doc, &path, &mut issues) else {
+            continue;
         };
-        let map = match &dev.map {
+        check_device(&dev, &path, &mut issues);
+        let (Some(map_ref), Some(connection)) = (&dev.map, &dev.connection) else {
+            continue;
+        };
+        let map = match map_ref {
             MapRef::Name(name) => match maps
                 .get(name)
                 .cloned()
@@ -301,10 +411,23 @@ pub fn parse(doc: &Value) -> Result<ModbusConfig, ConfigErrors> {
                 None => {
                     let mut known: Vec<String> = maps.keys().cloned().collect();
                     known.extend(bundled_names().iter().map(|s| s.to_string()));
-                    known.push(crate::sunspec::MAP_NAME.into());
+                    // SunSpec discovery first: the truncated list must still show it.
+                    known.insert(0, crate::sunspec::MAP_NAME.into());
+                    // Bounded: the bundled library is long (`bridge-modbus maps` lists it).
+                    let more = known.len().saturating_sub(20);
+                    known.truncate(20);
+                    let tail = if more > 0 {
+                        format!(" and {more} more (bridge-modbus maps)")
+                    } else {
+                        String::new()
+                    };
                     issues.push(ConfigIssue::new(
                         format!("{path}.map"),
-                        format!("Unknown device map '{name}'. Known: {}.", known.join(", ")),
+                        format!(
+                            "Unknown device map '{}'. Known: {}{tail}.",
+                            fields::clip(name),
+                            known.join(", ")
+                        ),
                     ));
                     continue;
                 }
@@ -317,16 +440,14 @@ pub fn parse(doc: &Value) -> Result<ModbusConfig, ConfigErrors> {
                 }
             },
         };
-        let before = issues.len();
-        check_device(&dev, &path, &mut issues);
-        if let Connection::Rtu { port, .. } | Connection::Ascii { port, .. } = &dev.connection {
+        if let Connection::Rtu { port, .. } | Connection::Ascii { port, .. } = connection {
             match serial.get(port) {
-                Some((other, conn)) if conn != &dev.connection => issues.push(ConfigIssue::new(
+                Some((other, conn)) if conn != connection => issues.push(ConfigIssue::new(
                     format!("{path}.connection"),
                     format!("Serial port {port} is also used by device '{other}' with different settings; devices on one bus share baud rate, parity, data and stop bits."),
                 )),
                 _ => {
-                    serial.insert(port.clone(), (id.clone(), dev.connection.clone()));
+                    serial.insert(port.clone(), (id.clone(), connection.clone()));
                 }
             }
         }
@@ -370,7 +491,7 @@ pub fn parse(doc: &Value) -> Result<ModbusConfig, ConfigErrors> {
             Device {
                 id: id.clone(),
                 map,
-                connection: dev.connection,
+                connection: connection.clone(),
                 unit_id: dev.unit_id,
                 poll_interval: Duration::from_millis(dev.poll_interval_ms),
                 timeout: Duration::from_millis(dev.timeout_ms),
@@ -395,8 +516,14 @@ fn check_device(dev: &RawDevice, path: &str, issues: &mut Vec<ConfigIssue>) {
     issues.extend(dev.report.issues(&format!("{path}.report")));
     let mut bad =
         |field: &str, msg: &str| issues.push(ConfigIssue::new(format!("{path}.{field}"), msg));
-    if dev.poll_interval_ms < 10 {
-        bad("pollIntervalMs", "pollIntervalMs must be at least 10.");
+    if !(10..=MAX_POLL_MS).contains(&dev.poll_interval_ms) {
+        bad(
+            "pollIntervalMs",
+            "pollIntervalMs must be 10-86400000 (a day).",
+        );
+    }
+    if dev.max_gap_registers > 125 {
+        bad("maxGapRegisters", "maxGapRegisters must be 0-125.");
     }
     if !(10..=60_000).contains(&dev.timeout_ms) {
         bad("timeoutMs", "timeoutMs must be 10-60000.");
@@ -404,51 +531,39 @@ fn check_device(dev: &RawDevice, path: &str, issues: &mut Vec<ConfigIssue>) {
     if !(1..=125).contains(&dev.max_registers_per_read) {
         bad("maxRegistersPerRead", "maxRegistersPerRead must be 1-125.");
     }
-    match &dev.connection {
-        Connection::Rtu {
-            baud_rate,
-            data_bits,
-            stop_bits,
-            port,
-            ..
+    if dev.rtu && !(1..=247).contains(&dev.unit_id) {
+        bad("unitId", "RTU unit ids are 1-247.");
+    }
+    // ASCII connections are read by their serde definition (connection.rs): their
+    // ranges are checked here.
+    if let Some(Connection::Ascii {
+        baud_rate,
+        data_bits,
+        stop_bits,
+        port,
+        ..
+    }) = &dev.connection
+    {
+        if *baud_rate == 0 {
+            bad("connection.baudRate", "baudRate must be positive.");
         }
-        | Connection::Ascii {
-            baud_rate,
-            data_bits,
-            stop_bits,
-            port,
-            ..
-        } => {
-            if !(1..=247).contains(&dev.unit_id) {
-                bad("unitId", "RTU unit ids are 1-247.");
-            }
-            if *baud_rate == 0 {
-                bad("connection.baudRate", "baudRate must be positive.");
-            }
-            if !matches!(data_bits, 7 | 8) {
-                bad("connection.dataBits", "dataBits must be 7 or 8.");
-            }
-            if !matches!(stop_bits, 1 | 2) {
-                bad("connection.stopBits", "stopBits must be 1 or 2.");
-            }
-            if port.is_empty() {
-                bad(
-                    "connection.port",
-                    "port names the serial device, e.g. /dev/ttyUSB0.",
-                );
-            }
+        if !matches!(data_bits, 7 | 8) {
+            bad("connection.dataBits", "dataBits must be 7 or 8.");
         }
-        Connection::Tcp { host, port, .. } | Connection::RtuOverTcp { host, port, .. } => {
-            if host.is_empty() {
-                bad("connection.host", "host must not be empty.");
-            }
-            if *port == 0 {
-                bad("connection.port", "port must be 1-65535.");
-            }
+        if !matches!(stop_bits, 1 | 2) {
+            bad("connection.stopBits", "stopBits must be 1 or 2.");
         }
-        Connection::Simulated {} => {}
+        if port.is_empty() {
+            bad(
+                "connection.port",
+                "port names the serial device, e.g. /dev/ttyUSB0.",
+            );
+        }
     }
 }
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod corpus;

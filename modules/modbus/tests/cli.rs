@@ -84,7 +84,11 @@ fn validate_counts_devices_or_lists_every_problem() {
     let out = bin(&["validate", &bad]);
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
-    for path in ["identity.mode", "devices.a.map", "devices.b.connection"] {
+    for path in [
+        "identity.mode",
+        "devices.a.map",
+        "devices.b.connection.host",
+    ] {
         assert!(
             err.lines()
                 .any(|l| l.starts_with(&format!("{bad}: {path}: "))),

@@ -72,7 +72,7 @@ fn unknown_fields_and_wrong_shapes_are_rejected() {
     );
     assert_eq!(paths(json!({"devices": []})), ["devices"]);
     let e = parse(&json!({"devices": {"a": {"map": "xy-md02", "connection": {"type": "tcp", "host": "h", "tls": true}}}})).unwrap_err();
-    assert_eq!(e.0[0].path, "devices.a.connection");
+    assert_eq!(e.0[0].path, "devices.a.connection.tls");
     assert!(e.0[0].message.contains("`tls`"), "{}", e.0[0].message);
     assert_eq!(paths(json!("devices")), ["."]);
 }
