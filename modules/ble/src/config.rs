@@ -230,6 +230,22 @@ pub struct Scan {
     /// formats in use; needs BlueZ 5.56+).
     #[serde(default)]
     pub mode: ScanMode,
+    /// No advertisement from any device for this long while devices are known: the scan
+    /// is restarted, then (still quiet) the adapter session. 0 disables the watchdog.
+    #[serde(default = "default_watchdog_ms")]
+    pub watchdog_ms: u64,
+    /// No adapter (BlueZ gone, adapter removed) for this long: the module exits with
+    /// code 3 so the IoT Edge agent restarts it. 0 waits for ever.
+    #[serde(default = "default_adapter_lost_exit_ms")]
+    pub adapter_lost_exit_ms: u64,
+}
+
+const fn default_watchdog_ms() -> u64 {
+    60_000
+}
+
+const fn default_adapter_lost_exit_ms() -> u64 {
+    300_000
 }
 
 /// How to scan.
@@ -252,6 +268,8 @@ impl Default for Scan {
         Self {
             max_connections: default_max_connections(),
             mode: ScanMode::Active,
+            watchdog_ms: default_watchdog_ms(),
+            adapter_lost_exit_ms: default_adapter_lost_exit_ms(),
         }
     }
 }

@@ -22,6 +22,8 @@ pub mod monitor;
 pub mod report;
 pub mod routes;
 pub mod scanner;
+pub mod signals;
+pub mod watchdog;
 
 use std::sync::Arc;
 
@@ -74,6 +76,22 @@ impl Protocol for Ble {
             &[],
             c.messages.load(Relaxed) as f64,
         );
+        out.sample(
+            "edgebridge_ble_superseded_total",
+            Counter,
+            "Advertisement readings replaced by a newer one of the same device before they were forwarded.",
+            &[],
+            c.feed.get().map_or(0, |f| f.superseded()) as f64,
+        );
+        for (action, n) in ["restartScan", "restartAdapter"].iter().zip(&c.watchdog) {
+            out.sample(
+                "edgebridge_ble_watchdog_restarts_total",
+                Counter,
+                "Scanner watchdog restarts after silence, by action.",
+                &[("action", action)],
+                n.load(Relaxed) as f64,
+            );
+        }
     }
 
     fn methods(self: &Arc<Self>) -> MethodRouter {

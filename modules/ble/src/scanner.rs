@@ -8,11 +8,8 @@ use std::time::{Duration, Instant};
 use bridge_core::device::DeviceHealth;
 use bridge_core::message::Message;
 use bridge_core::runtime::ModuleContext;
-use btleplug::api::{
-    Central, CentralEvent, Manager as _, Peripheral as _, PeripheralProperties, ScanFilter,
-};
+use btleplug::api::{Central, Manager as _, PeripheralProperties, ScanFilter};
 use btleplug::platform::{Adapter, Manager};
-use futures::{FutureExt, StreamExt};
 use serde_json::{Map, Value, json};
 use tracing::{info, warn};
 use uuid::Uuid;
@@ -165,8 +162,13 @@ fn presence_health(seen: bool, props: Option<&PeripheralProperties>) -> DeviceHe
     health
 }
 
-async fn adapter() -> Result<Adapter, String> {
-    let manager = Manager::new().await.map_err(|e| format!("BlueZ is not reachable on the system D-Bus ({e}); is bluetoothd running and /var/run/dbus mounted?"))?;
+/// The first adapter. The manager (btleplug's D-Bus connection) is kept across adapter
+/// sessions: btleplug never closes a dropped one's connection.
+async fn adapter(kept: &mut Option<Manager>) -> Result<Adapter, String> {
+    let manager = match kept {
+        Some(m) => m,
+        None => kept.insert(Manager::new().await.map_err(|e| format!("BlueZ is not reachable on the system D-Bus ({e}); is bluetoothd running and /var/run/dbus mounted?"))?),
+    };
     let adapters = manager
         .adapters()
         .await
@@ -177,13 +179,68 @@ async fn adapter() -> Result<Adapter, String> {
         .ok_or_else(|| "No Bluetooth adapter found (BlueZ runs, but has no adapter).".to_owned())
 }
 
-async fn stop_scanning(adapter: &Adapter, monitor: Option<crate::monitor::bus::Registration>) {
-    match monitor {
-        Some(m) => m.unregister().await,
-        None => {
-            let _ignored = adapter.stop_scan().await;
+/// The watchdog's first remedy: stop and start discovery, or register the passive
+/// monitor anew.
+async fn restart_scanning(
+    adapter: &Adapter,
+    monitor: Option<crate::monitor::bus::Registration>,
+    config: &BleConfig,
+) -> Option<crate::monitor::bus::Registration> {
+    let passive = monitor.is_some();
+    stop_scanning(adapter, monitor).await;
+    if passive {
+        match crate::monitor::bus::register(&crate::monitor::patterns(config)).await {
+            Ok(m) => return Some(m),
+            Err(e) => {
+                warn!(error = %e, "Could not register the advertisement monitor again; scanning actively.")
+            }
         }
     }
+    if let Err(e) = adapter.start_scan(ScanFilter::default()).await {
+        warn!(error = %e, "Could not restart discovery.");
+    }
+    None
+}
+
+/// Keeps btleplug's adapter event stream open (and empty) while GATT devices are
+/// configured: their notifications depend on it. Aborted when dropped.
+async fn gatt_event_drain(adapter: &Adapter, config: &BleConfig) -> Option<AbortOnDrop> {
+    if !config.devices.values().any(|d| d.is_gatt()) {
+        return None;
+    }
+    let mut events = adapter.events().await.ok()?;
+    let task = tokio::spawn(async move {
+        use futures::StreamExt;
+        while events.next().await.is_some() {}
+    });
+    Some(AbortOnDrop(task.abort_handle()))
+}
+
+/// Aborts a task when dropped.
+#[derive(Debug)]
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Retry interval while BlueZ or the adapter is missing.
+const RETRY: Duration = Duration::from_secs(10);
+
+async fn stop_scanning(adapter: &Adapter, monitor: Option<crate::monitor::bus::Registration>) {
+    // Best effort, and bounded: on a connection that died the call would wait for the
+    // D-Bus timeout.
+    let stop = async {
+        match monitor {
+            Some(m) => m.unregister().await,
+            None => {
+                let _ignored = adapter.stop_scan().await;
+            }
+        }
+    };
+    let _ignored = tokio::time::timeout(Duration::from_secs(3), stop).await;
 }
 
 /// Write channels of running GATT devices, by device id (for the `write` method).
@@ -191,31 +248,55 @@ pub type Writers =
     Arc<std::sync::Mutex<HashMap<String, tokio::sync::mpsc::Sender<crate::connection::WriteCmd>>>>;
 
 /// Scans until `cx.shutdown`, following configuration changes (which restart the scan and
-/// the GATT devices); retries every 10 s when BlueZ or the adapter is missing.
+/// the GATT devices); retries every 10 s when BlueZ or the adapter is missing, and exits
+/// the process (code 3) when the adapter stays missing for `scan.adapterLostExitMs`.
 pub async fn run(mut cx: ModuleContext<BleConfig>, writers: Writers, counters: Arc<Counters>) {
+    // Advertisements come from BlueZ's signals on a connection of our own.
+    let feed = crate::signals::Feed::start(cx.shutdown.child_token());
+    let _ignored = counters.feed.set(feed.clone());
+    let mut bus = feed.status();
     let mut seen = Seen {
         counters,
         ..Seen::default()
     };
+    let mut loss = crate::watchdog::AdapterLoss::new(Duration::ZERO);
+    let (mut manager, mut reconnects) = (None, 0);
     let mut routes = Routes::new(cx.devices.clone(), writers.clone());
     loop {
         routes.refresh();
-        let adapter = match adapter().await {
-            Ok(a) => a,
+        let current: Arc<BleConfig> = cx.config.borrow_and_update().clone();
+        loss.set_limit(Duration::from_millis(current.scan.adapter_lost_exit_ms));
+        // Our signal connection was re-made: btleplug's is likely gone too.
+        if std::mem::replace(&mut reconnects, bus.borrow().reconnects) != reconnects {
+            manager = None;
+        }
+        let adapter = match adapter(&mut manager).await {
+            Ok(a) => {
+                loss.available();
+                a
+            }
             Err(e) => {
+                if loss.unavailable(Instant::now()) {
+                    crate::watchdog::exit_adapter_lost(&cx, &e).await;
+                }
                 warn!(error = %e, "Bluetooth unavailable; retrying in 10 s.");
                 cx.reporter
                     .report(json!({"bluetooth": {"state": "unavailable", "error": e}}));
+                let wait = loss
+                    .remaining(Instant::now())
+                    .map_or(RETRY, |left| left.min(RETRY));
                 tokio::select! {
                     _ = cx.shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_secs(10)) => continue,
+                    _ = tokio::time::sleep(wait) => continue,
+                    // BlueZ or an adapter appeared: try at once.
+                    _ = bus.changed() => continue,
                 }
             }
         };
-        let events = adapter.events().await;
-        // Handles belong to this adapter session.
-        seen.peripherals.clear();
-        let current: Arc<BleConfig> = cx.config.borrow_and_update().clone();
+        let generation = bus.borrow_and_update().generation;
+        // GATT notifications stop arriving on btleplug 0.11 (bluez-async 0.8) when no
+        // adapter event stream is open; while GATT devices run, one is kept and drained.
+        let _drain = gatt_event_drain(&adapter, &current).await;
         // Passive: a BlueZ advertisement monitor instead of discovery; when BlueZ cannot,
         // say why and scan actively rather than not at all.
         let (monitor, fallback) = match current.scan.mode {
@@ -244,16 +325,14 @@ pub async fn run(mut cx: ModuleContext<BleConfig>, writers: Writers, counters: A
             Some(_) => Ok(()),
             None => adapter.start_scan(ScanFilter::default()).await,
         };
-        let (mut events, ()) = match (events, started) {
-            (Ok(ev), Ok(())) => (ev, ()),
-            (Err(e), _) | (_, Err(e)) => {
-                warn!(error = %e, "Could not start scanning; retrying in 10 s.");
-                tokio::select! {
-                    _ = cx.shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_secs(10)) => continue,
-                }
+        if let Err(e) = started {
+            warn!(error = %e, "Could not start scanning; retrying in 10 s.");
+            tokio::select! {
+                _ = cx.shutdown.cancelled() => return,
+                _ = tokio::time::sleep(RETRY) => continue,
             }
-        };
+        }
+        let mut monitor = monitor;
         let mode = if monitor.is_some() {
             "passive"
         } else {
@@ -264,6 +343,11 @@ pub async fn run(mut cx: ModuleContext<BleConfig>, writers: Writers, counters: A
             json!({"bluetooth": {"state": "scanning", "scanMode": mode, "error": fallback}}),
         );
         let mut sweep = tokio::time::interval(Duration::from_secs(5));
+        let quiet = Duration::from_millis(current.scan.watchdog_ms);
+        let mut watchdog = crate::watchdog::Watchdog::new(quiet, Instant::now());
+        let mut watch_tick = tokio::time::interval(
+            (quiet / 4).clamp(Duration::from_millis(100), Duration::from_secs(5)),
+        );
         let gatt_stop = cx.shutdown.child_token();
         let slots = Arc::new(tokio::sync::Semaphore::new(
             current.scan.max_connections.max(1),
@@ -283,8 +367,9 @@ pub async fn run(mut cx: ModuleContext<BleConfig>, writers: Writers, counters: A
                 gatt_stop.clone(),
             ));
         }
+        let mut powered = bus.borrow().powered;
         loop {
-            let event = tokio::select! {
+            tokio::select! {
                 _ = cx.shutdown.cancelled() => {
                     stop_scanning(&adapter, monitor).await;
                     return;
@@ -294,58 +379,58 @@ pub async fn run(mut cx: ModuleContext<BleConfig>, writers: Writers, counters: A
                     writers.lock().unwrap_or_else(|p| p.into_inner()).clear();
                     break;
                 }
-                ev = events.next() => match ev {
-                    Some(ev) => ev,
-                    None => break,
-                },
+                // Advertisements parsed from BlueZ's signals: the newest per device.
+                () = feed.ready() => {
+                    for props in feed.take(256) {
+                        if advert(&cx, props, &mut seen, &mut routes).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                changed = bus.changed() => {
+                    let status = bus.borrow_and_update().clone();
+                    if changed.is_err() || !status.bluez || status.adapters == 0 || status.generation != generation && generation != 0 {
+                        // BlueZ restarted or left, our connection was re-made, or the
+                        // adapter is gone: a new adapter session (GATT devices reconnect).
+                        let reason = status.error.clone().unwrap_or_else(|| "BlueZ restarted".into());
+                        warn!(reason = %reason, "BlueZ changed under the scan; restarting the adapter session.");
+                        cx.reporter.report(json!({"bluetooth": {"state": "restarting", "error": reason}}));
+                        break;
+                    }
+                    if status.powered != powered {
+                        powered = status.powered;
+                        if powered {
+                            info!("The Bluetooth adapter is powered on.");
+                        } else {
+                            warn!("The Bluetooth adapter is powered off; waiting for it.");
+                        }
+                        cx.reporter.report(json!({"bluetooth": {"state": if powered { "scanning" } else { "adapterOff" }, "error": null}}));
+                    }
+                }
+                _ = watch_tick.tick() => {
+                    let now = Instant::now();
+                    let silent = watchdog.silent_for(now);
+                    // Known: heard since start, or configured (BlueZ forgets silent devices).
+                    let known = feed.last_advert().is_some() || current.devices.values().any(|d| !d.is_gatt());
+                    let Some(action) = watchdog.check(now, feed.last_advert(), known) else {
+                        continue;
+                    };
+                    let reason = format!("no advertisement from any device for {:.1} s", silent.as_secs_f64());
+                    seen.counters.watchdog(action);
+                    crate::watchdog::report(&cx.reporter, action, &reason, seen.counters.watchdog_total());
+                    if action == crate::watchdog::Action::RestartAdapter {
+                        break;
+                    }
+                    monitor = restart_scanning(&adapter, monitor, &current).await;
+                }
                 _ = sweep.tick() => {
+                    feed.kick();
                     let config: Arc<BleConfig> = cx.config.borrow().clone();
                     for (id, present) in seen.presence.sweep(&config, Instant::now()) {
                         if let Some(d) = config.devices.values().find(|d| d.id == id) {
                             routes.sink(&id, &d.map, &d.writable).send(Out::Health(presence_health(present, None)));
                         }
                     }
-                    continue;
-                }
-            };
-            // BlueZ signals each changed property and btleplug makes an event of each:
-            // take what is already queued and fetch each device's properties once.
-            let mut ids: Vec<btleplug::platform::PeripheralId> = Vec::new();
-            let mut next = Some(event);
-            while let Some(event) = next.take() {
-                match event {
-                    CentralEvent::StateUpdate(state) => {
-                        let on = matches!(state, btleplug::api::CentralState::PoweredOn);
-                        if on {
-                            info!("The Bluetooth adapter is powered on.");
-                        } else {
-                            warn!(
-                                ?state,
-                                "The Bluetooth adapter is powered off; waiting for it."
-                            );
-                        }
-                        cx.reporter.report(json!({"bluetooth": {"state": if on { "scanning" } else { "adapterOff" }, "error": null}}));
-                    }
-                    CentralEvent::DeviceDiscovered(id)
-                    | CentralEvent::DeviceUpdated(id)
-                    | CentralEvent::ManufacturerDataAdvertisement { id, .. }
-                    | CentralEvent::ServiceDataAdvertisement { id, .. }
-                        if !ids.contains(&id) =>
-                    {
-                        ids.push(id);
-                    }
-                    _ => {}
-                }
-                if ids.len() < 256 {
-                    next = events.next().now_or_never().flatten();
-                }
-            }
-            for id in ids {
-                if advert(&cx, &adapter, &id, &mut seen, &mut routes)
-                    .await
-                    .is_err()
-                {
-                    return;
                 }
             }
         }
@@ -367,12 +452,7 @@ struct Seen {
     packet_ids: HashMap<String, u32>,
     /// The key problem last reported per device (`encrypted`, `decryption failed`).
     decode_errors: HashMap<String, &'static str>,
-    /// Peripheral handles: looking one up is a D-Bus round trip of its own.
-    peripherals: HashMap<btleplug::platform::PeripheralId, btleplug::platform::Peripheral>,
 }
-
-/// Bound on cached peripheral handles (phones rotate random addresses).
-const MAX_PERIPHERALS: usize = 4096;
 
 /// Module-wide counters for metrics.
 #[derive(Debug, Default)]
@@ -381,6 +461,10 @@ pub struct Counters {
     pub decoded: std::sync::atomic::AtomicU64,
     /// Telemetry messages sent from advertisements.
     pub messages: std::sync::atomic::AtomicU64,
+    /// The advertisement feed (superseded readings).
+    pub feed: std::sync::OnceLock<Arc<crate::signals::Feed>>,
+    /// Watchdog restarts: of the scan, of the adapter session.
+    pub watchdog: [std::sync::atomic::AtomicU64; 2],
 }
 
 /// What discovery makes of an unconfigured device: the first listed decoder that
@@ -443,30 +527,10 @@ struct Closed;
 /// Decodes and forwards the current advertisement of one device.
 async fn advert(
     cx: &ModuleContext<BleConfig>,
-    adapter: &Adapter,
-    id: &btleplug::platform::PeripheralId,
+    props: PeripheralProperties,
     seen: &mut Seen,
     routes: &mut Routes,
 ) -> Result<(), Closed> {
-    let peripherals = &mut seen.peripherals;
-    let peripheral = match peripherals.get(id) {
-        Some(p) => p.clone(),
-        None => {
-            let Ok(p) = adapter.peripheral(id).await else {
-                return Ok(());
-            };
-            if peripherals.len() >= MAX_PERIPHERALS {
-                peripherals.clear();
-            }
-            peripherals.insert(id.clone(), p.clone());
-            p
-        }
-    };
-    let Ok(Some(props)) = peripheral.properties().await else {
-        // Gone, or a handle from an earlier BlueZ session: look it up afresh next time.
-        peripherals.remove(id);
-        return Ok(());
-    };
     let config: Arc<BleConfig> = cx.config.borrow().clone();
     let address = props.address.to_string().to_ascii_uppercase();
     let device = config.devices.get(&address);

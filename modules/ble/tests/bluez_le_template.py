@@ -6,7 +6,7 @@ devices with advertisement data of the right D-Bus types, and to change it later
 
 Manufacturer data is a{qv} and service data a{sv} with variants holding ay (the stock
 template's empty defaults have the wrong type and btleplug silently ignores them).
-Properties are changed through Set so PropertiesChanged is emitted, as BlueZ does.
+An advertisement's changes go out in one PropertiesChanged signal, as bluetoothd sends them.
 """
 import dbus
 
@@ -26,16 +26,18 @@ def _path(adapter, address):
 
 
 def _set_advert(dev, mfg, svc, rssi):
-    props = dbus.Interface(dev, dbus.PROPERTIES_IFACE)
+    """Like bluetoothd, one PropertiesChanged carries everything one advertisement changed."""
+    changed = {}
     if len(mfg):
-        dev.Set(DEVICE_IFACE, "ManufacturerData", dbus.Dictionary(
-            {dbus.UInt16(k): dbus.Array(v, signature="y", variant_level=1) for k, v in mfg.items()}, signature="qv"))
+        changed["ManufacturerData"] = dbus.Dictionary(
+            {dbus.UInt16(k): dbus.Array(v, signature="y", variant_level=1) for k, v in mfg.items()}, signature="qv")
     if len(svc):
-        dev.Set(DEVICE_IFACE, "ServiceData", dbus.Dictionary(
-            {dbus.String(k): dbus.Array(v, signature="y", variant_level=1) for k, v in svc.items()}, signature="sv"))
-        dev.Set(DEVICE_IFACE, "UUIDs", dbus.Array(list(svc.keys()), signature="s"))
-    dev.Set(DEVICE_IFACE, "RSSI", dbus.Int16(rssi))
-    del props
+        changed["ServiceData"] = dbus.Dictionary(
+            {dbus.String(k): dbus.Array(v, signature="y", variant_level=1) for k, v in svc.items()}, signature="sv")
+        changed["UUIDs"] = dbus.Array(list(svc.keys()), signature="s")
+    changed["RSSI"] = dbus.Int16(rssi)
+    dev.props[DEVICE_IFACE].update(changed)
+    dev.EmitSignal(dbus.PROPERTIES_IFACE, "PropertiesChanged", "sa{sv}as", [DEVICE_IFACE, changed, []])
 
 
 @dbus.service.method(bluez5.BLUEZ_MOCK_IFACE, in_signature="sssa{qay}a{say}n", out_signature="s")
