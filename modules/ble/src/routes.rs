@@ -32,7 +32,7 @@ pub enum Out {
 
 /// Messages waiting while a device's route opens (DPS and paced connects take
 /// seconds); beyond this the newest are dropped and counted.
-const QUEUE: usize = 256;
+const QUEUE: usize = 32;
 
 /// A device's end for producers. Cheap to clone.
 #[derive(Debug, Clone)]
