@@ -130,10 +130,14 @@ pub async fn run(
     // than once per device: replies and publishes then come in batches too. Measured at
     // 2000 devices: 10 ms slots 2.0-2.5 µs/value, 25 ms 1.4-1.5, 100 ms 1.4-1.6 with
     // higher latency (`cargo bench --bench modbus_scale`).
+    // The first poll goes out at once (users wait for the first reading after a
+    // deployment or restart); the slot schedule starts from the second.
     let slot = Duration::from_millis(25);
     let slots = (device.poll_interval.as_millis() / slot.as_millis()).max(1) as u64;
     let phase = slot * (hash(&id) % slots) as u32;
-    let mut next = tokio::time::Instant::now() + phase;
+    let started_at = tokio::time::Instant::now();
+    let mut next = started_at;
+    let mut first = true;
     // One timer entry, re-armed each cycle.
     let tick = tokio::time::sleep_until(next);
     tokio::pin!(tick);
@@ -236,7 +240,12 @@ pub async fn run(
                 });
                 facts_sent = Some(facts);
             }
-            next += device.poll_interval;
+            next = if first {
+                first_slot(started_at + phase, device.poll_interval, next)
+            } else {
+                next + device.poll_interval
+            };
+            first = false;
             // Fell behind (slow device): skip missed cycles rather than bursting.
             let now = tokio::time::Instant::now();
             if next < now {
@@ -266,6 +275,23 @@ pub async fn run(
     }
 }
 
+/// The slot-schedule time (`anchor` + k × `interval`) that follows an immediate first
+/// poll made at `first`: at least half an interval later, so the second poll is never
+/// a near-duplicate of the first.
+fn first_slot(
+    anchor: tokio::time::Instant,
+    interval: Duration,
+    first: tokio::time::Instant,
+) -> tokio::time::Instant {
+    let earliest = first + interval / 2;
+    if anchor >= earliest {
+        return anchor;
+    }
+    let behind = earliest - anchor;
+    let steps = behind.as_nanos().div_ceil(interval.as_nanos().max(1));
+    anchor + interval * u32::try_from(steps).unwrap_or(u32::MAX)
+}
+
 fn hash(text: &str) -> u64 {
     text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
@@ -280,6 +306,25 @@ mod tests {
         v.iter()
             .map(|(k, x)| (k.to_string(), Reading::Float(*x)))
             .collect()
+    }
+
+    #[test]
+    fn after_the_immediate_first_poll_devices_keep_their_slot() {
+        let t0 = tokio::time::Instant::now();
+        let s = Duration::from_secs(1);
+        let ms = Duration::from_millis;
+        // Phase 750 ms: the second poll is at the slot itself.
+        assert_eq!(first_slot(t0 + ms(750), s, t0), t0 + ms(750));
+        // Phase 100 ms is too close to the first poll: the next slot instead.
+        assert_eq!(first_slot(t0 + ms(100), s, t0), t0 + ms(1100));
+        // Phase 0.
+        assert_eq!(first_slot(t0, s, t0), t0 + s);
+        // Every result is on the grid and at least half an interval after the first poll.
+        for phase in (0..1000).step_by(25) {
+            let t = first_slot(t0 + ms(phase), s, t0 + ms(3));
+            assert!(t >= t0 + ms(503), "{phase}");
+            assert_eq!((t - t0 - ms(phase)).as_millis() % 1000, 0, "{phase}");
+        }
     }
 
     #[test]
