@@ -61,9 +61,11 @@ pub enum Connection {
         /// Stop bits (1 or 2).
         #[serde(default = "default_stop_bits")]
         stop_bits: u8,
-        /// Silence between frames, in ms (t3.5 is about 4 ms at 9600 baud).
-        #[serde(default = "default_rtu_gap")]
-        frame_gap_ms: u64,
+        /// Silence between the last byte of a reply and the next request, in ms
+        /// (fractions allowed). Default: 3.5 character times at the baud rate and framing
+        /// (4.01 ms at 9600 8E1), 1.75 ms above 19200 baud (Modbus serial line spec 2.5.1.1).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        frame_gap_ms: Option<f64>,
     },
     /// RTU framing over TCP (serial-to-Ethernet converters).
     RtuOverTcp {
@@ -71,9 +73,10 @@ pub enum Connection {
         host: String,
         /// TCP port.
         port: u16,
-        /// Silence between frames, in ms.
-        #[serde(default = "default_rtu_gap")]
-        frame_gap_ms: u64,
+        /// Silence between the last byte of a reply and the next request, in ms
+        /// (default 5: the converter's serial side is unknown).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        frame_gap_ms: Option<f64>,
     },
     /// The built-in simulated device: a Modbus TCP server on loopback serving the map
     /// with changing values (for demos and tests).
@@ -95,9 +98,6 @@ const fn default_data_bits() -> u8 {
 const fn default_stop_bits() -> u8 {
     1
 }
-const fn default_rtu_gap() -> u64 {
-    5
-}
 
 impl Connection {
     /// Devices with the same key share one bus task (one connection or serial port).
@@ -110,12 +110,32 @@ impl Connection {
         }
     }
 
-    /// Pause between frames.
+    /// Pause between frames (RTU: from the last byte received to the next request).
     pub fn frame_gap(&self) -> Duration {
+        let ms = |v: f64| Duration::from_secs_f64(v.clamp(0.0, 60_000.0) / 1000.0);
         match self {
-            Connection::Tcp { frame_gap_ms, .. }
-            | Connection::Rtu { frame_gap_ms, .. }
-            | Connection::RtuOverTcp { frame_gap_ms, .. } => Duration::from_millis(*frame_gap_ms),
+            Connection::Tcp { frame_gap_ms, .. } => Duration::from_millis(*frame_gap_ms),
+            Connection::Rtu {
+                frame_gap_ms: Some(v),
+                ..
+            }
+            | Connection::RtuOverTcp {
+                frame_gap_ms: Some(v),
+                ..
+            } => ms(*v),
+            Connection::Rtu {
+                baud_rate,
+                parity,
+                data_bits,
+                stop_bits,
+                ..
+            } => crate::bus::rtu::t35(
+                *baud_rate,
+                1 + u32::from(*data_bits)
+                    + u32::from(*parity != Parity::None)
+                    + u32::from(*stop_bits),
+            ),
+            Connection::RtuOverTcp { .. } => Duration::from_millis(5),
             Connection::Simulated {} => Duration::ZERO,
         }
     }

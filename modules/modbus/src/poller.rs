@@ -153,7 +153,10 @@ pub async fn run(
             .fetch_max(late.as_micros() as u64, Ordering::Relaxed);
         let polled_at = SystemTime::now();
         let started = Instant::now();
-        let outcome = entry.read(&device.wanted).await;
+        // Requests carry the poll's deadline: the bus serves the most overdue first.
+        let outcome = crate::bus::queue::POLL_DUE
+            .scope(next, entry.read(&device.wanted))
+            .await;
         stats
             .poll_us
             .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);

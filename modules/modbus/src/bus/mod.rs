@@ -3,6 +3,7 @@
 //! a timeout. Connection failures back off exponentially; exceptions never reconnect.
 
 pub mod pdu;
+pub mod queue;
 pub mod rtu;
 pub mod tcp;
 
@@ -85,6 +86,7 @@ pub fn exception_name(code: u8) -> &'static str {
 }
 
 struct Job {
+    due: Instant,
     unit: u8,
     op: Op,
     timeout: Duration,
@@ -109,6 +111,7 @@ impl BusHandle {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Job {
+                due: queue::current_due(),
                 unit,
                 op,
                 timeout,
@@ -140,9 +143,16 @@ pub fn spawn_bus(
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
         let mut retry_at = Instant::now();
         let mut last_frame = Instant::now();
-        let gap = connection.frame_gap();
+        // RTU transports time their own gap from the last byte received.
+        let gap = match connection {
+            Connection::Tcp { .. } => connection.frame_gap(),
+            _ => Duration::ZERO,
+        };
+        let mut queue = queue::DeadlineQueue::default();
         loop {
-            let Some(job) = rx.recv().await else { return };
+            let Some(job) = queue.next(&mut rx, |j: &Job| j.due).await else {
+                return;
+            };
             if job.reply.is_closed() {
                 continue;
             }
@@ -181,7 +191,7 @@ pub fn spawn_bus(
                 }
             }
             let since = last_frame.elapsed();
-            if since < gap {
+            if !gap.is_zero() && since < gap {
                 tokio::time::sleep(gap - since).await;
             }
             let result = match link.as_mut() {
@@ -247,9 +257,10 @@ async fn open(connection: &Connection, sim_addr: Option<SocketAddr>) -> Result<L
             let _ignored = stream.set_nodelay(true);
             Ok(Link::Tcp(TcpTransport::new(stream)))
         }
-        Connection::RtuOverTcp { host, port, .. } => Ok(Link::Rtu(RtuTransport::new(Box::new(
-            connect_host(host, *port).await?,
-        )))),
+        Connection::RtuOverTcp { host, port, .. } => Ok(Link::Rtu(RtuTransport::new(
+            Box::new(connect_host(host, *port).await?),
+            connection.frame_gap(),
+        ))),
         Connection::Rtu {
             port,
             baud_rate,
@@ -276,7 +287,10 @@ async fn open(connection: &Connection, sim_addr: Option<SocketAddr>) -> Result<L
                 });
             let stream =
                 tokio_serial::SerialStream::open(&builder).map_err(|e| format!("{port}: {e}"))?;
-            Ok(Link::Rtu(RtuTransport::new(Box::new(stream))))
+            Ok(Link::Rtu(RtuTransport::new(
+                Box::new(stream),
+                connection.frame_gap(),
+            )))
         }
     }
 }
