@@ -10,7 +10,7 @@ use bridge_core::downstream::{IdentityConfig, parse_identity};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::map::{DeviceMap, bundled, bundled_names, parse_map};
+use crate::map::{DeviceMap, bundled_names, bundled_shared, parse_map};
 use crate::plan::Limits;
 
 /// Serial parity.
@@ -257,8 +257,13 @@ pub fn valid_device_id(id: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || "-.+%_#*?!(),:=@$'".contains(c))
 }
 
-/// Parses and validates a desired-properties document.
+/// Parses and validates a desired-properties document (device groups expanded first).
 pub fn parse(doc: &Value) -> Result<ModbusConfig, ConfigErrors> {
+    let (doc, origins) = groups::expand(doc)?;
+    origins.finish(parse_devices(&doc))
+}
+
+fn parse_devices(doc: &Value) -> Result<ModbusConfig, ConfigErrors> {
     let raw: RawConfig = from_value(doc, "")?;
     let mut issues = Vec::new();
     let identity = match &raw.identity {
@@ -298,11 +303,7 @@ pub fn parse(doc: &Value) -> Result<ModbusConfig, ConfigErrors> {
             }
         };
         let map = match &dev.map {
-            MapRef::Name(name) => match maps
-                .get(name)
-                .cloned()
-                .or_else(|| bundled(name).and_then(Result::ok).map(Arc::new))
-            {
+            MapRef::Name(name) => match maps.get(name).cloned().or_else(|| bundled_shared(name)) {
                 Some(m) => m,
                 None => {
                     let mut known: Vec<String> = maps.keys().cloned().collect();
@@ -451,6 +452,8 @@ fn check_device(dev: &RawDevice, path: &str, issues: &mut Vec<ConfigIssue>) {
         Connection::Simulated {} => {}
     }
 }
+
+pub mod groups;
 
 #[cfg(test)]
 mod tests;
