@@ -247,12 +247,13 @@ async fn scenario(n: usize, device_mode: bool) {
         .filter(|m| m.output.as_deref() == Some("telemetry"))
         .count();
     let sessions = sim.hub.connect_count();
+    let refused_connects = sim.hub.refusals().len();
     let reported = sim.hub.twin("edge-gw/modbus")["reported"].clone();
     let reported_size = edgehub_sim::limits::section_size(&reported);
     let health_entries = reported["deviceHealth"].as_object().map_or(0, |m| m.len());
     let published = v["published"].as_u64().unwrap_or(0);
     println!(
-        "  {} N={n:>5}: {:>8.0} values/s  CPU {:>5.2} µs/value ({:>4.1} % of a core)  RSS {:.1} MiB (peak {:.1})  delivered {received}/{published} = {:.2} %  online {}  MQTT sessions opened {sessions}  desired {desired_size} B  reported {reported_size} B ({health_entries} deviceHealth entries, {} reported patches refused)",
+        "  {} N={n:>5}: {:>8.0} values/s  CPU {:>5.2} µs/value ({:>4.1} % of a core)  RSS {:.1} MiB (peak {:.1})  delivered {received}/{published} = {:.2} %  online {}  MQTT sessions opened {sessions} (refused {refused_connects})  desired {desired_size} B  reported {reported_size} B ({health_entries} deviceHealth entries, {} reported patches refused)",
         if device_mode {
             "device mode"
         } else {
