@@ -53,7 +53,7 @@ echo "image localhost/$MODULE:proof: $((size / 1024 / 1024)) MiB"
 echo "== podman run"
 run() { podman run --runtime runc --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 --network none --rm --pull=never "$@"; }
 run "localhost/$MODULE:proof" --version
-if [ "$MODULE" = bridge-modbus ]; then run "localhost/$MODULE:proof" maps; fi
+run "localhost/$MODULE:proof" maps
 run --entrypoint /opt/edge-bridge/module "localhost/$MODULE:proof" validate "/opt/edge-bridge/device-maps/examples/${MODULE#bridge-}-config.json"
 if [ "$MODULE" != bridge-modbus ]; then
   # bridge-ble needs the host's BlueZ; without it the module must say so and keep running.

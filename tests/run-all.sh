@@ -8,6 +8,7 @@ tests/setup-peers.sh
 echo "== fmt";    cargo fmt --all -- --check
 echo "== clippy"; cargo clippy --workspace --all-targets -- -D warnings
 echo "== device-map schemas"; .venv-peers/bin/python tests/python/check_maps.py
+echo "== device-map lint"; .venv-peers/bin/python tests/python/lint_maps.py
 echo "== README field reference"; python3 deploy/gen_field_reference.py --check
 echo "== tests";  cargo test --workspace --no-fail-fast
 echo "== image proof (hadolint, buildah, podman)"; deploy/prove-image.sh bridge-modbus

@@ -10,11 +10,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tracing::info;
 
-use crate::hub::tls;
 use crate::hub::topics::decode_bag;
 use crate::identity::encode::percent_encode_all;
 use crate::identity::sas::{dps_resource_uri, string_to_sign, token};
 use crate::identity::{SymmetricKey, TrustRoots};
+use crate::mqtt::tls;
 
 /// Where DPS is.
 #[derive(Debug, Clone)]

@@ -4,15 +4,15 @@
 //! last sent value when `deadbandPercent` is set), but not more often than
 //! `minIntervalMs`, and at least every `maxSilenceMs` even if unchanged.
 
-use std::collections::BTreeMap;
-use std::time::Duration;
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 use crate::config::ConfigIssue;
 
 /// Report-on-change settings of one device (`report` in the device configuration).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Report {
     /// Send a field only when it changed beyond its deadband (or stayed silent too long).
@@ -131,9 +131,90 @@ impl Report {
     }
 }
 
+/// A value report-on-change can compare.
+pub trait Reportable: Clone + PartialEq {
+    /// The value as a number when deadbands apply to it (not for booleans or text).
+    fn number(&self) -> Option<f64>;
+}
+
+impl Reportable for serde_json::Value {
+    fn number(&self) -> Option<f64> {
+        self.as_f64()
+    }
+}
+
+/// The report-on-change memory of one device, for every module: what was last sent
+/// per field, and when.
+#[derive(Debug)]
+pub struct Memory<V> {
+    last: HashMap<String, (V, Instant)>,
+}
+
+impl<V> Default for Memory<V> {
+    fn default() -> Self {
+        Self {
+            last: HashMap::new(),
+        }
+    }
+}
+
+impl<V: Reportable> Memory<V> {
+    /// Whether to send `field`'s `value` now under `report`; remembered when it is.
+    pub fn offer(&mut self, report: &Report, field: &str, value: &V, now: Instant) -> bool {
+        if !report.on_change {
+            return true;
+        }
+        let (change, since) = match self.last.get(field) {
+            None => (Change::First, Duration::ZERO),
+            Some((prev, at)) => (
+                match (prev.number(), value.number()) {
+                    (Some(a), Some(b)) => Change::Numeric(a, b),
+                    _ => Change::Other {
+                        same: prev == value,
+                    },
+                },
+                now.duration_since(*at),
+            ),
+        };
+        let send = report.send(field, change, since);
+        if send {
+            self.last.insert(field.to_owned(), (value.clone(), now));
+        }
+        send
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn memory_remembers_what_was_sent() {
+        let report = Report {
+            on_change: true,
+            deadband: 0.5,
+            ..Report::default()
+        };
+        let mut m = Memory::<serde_json::Value>::default();
+        let t0 = Instant::now();
+        let v = |x: f64| serde_json::json!(x);
+        assert!(m.offer(&report, "t", &v(20.0), t0), "first value goes");
+        assert!(!m.offer(&report, "t", &v(20.4), t0 + Duration::from_secs(1)));
+        assert!(m.offer(&report, "t", &v(20.6), t0 + Duration::from_secs(2)));
+        assert!(m.offer(&report, "b", &serde_json::json!(true), t0));
+        assert!(!m.offer(
+            &report,
+            "b",
+            &serde_json::json!(true),
+            t0 + Duration::from_secs(1)
+        ));
+        assert!(m.offer(
+            &report,
+            "b",
+            &serde_json::json!(false),
+            t0 + Duration::from_secs(1)
+        ));
+    }
 
     fn on() -> Report {
         Report {

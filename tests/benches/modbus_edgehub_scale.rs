@@ -191,9 +191,6 @@ impl bridge_core::runtime::Protocol for SharedModbus {
     fn demo_config(&self) -> Value {
         self.0.demo_config()
     }
-    fn methods(self: &std::sync::Arc<Self>) -> bridge_core::hub::MethodRouter {
-        self.0.methods()
-    }
     async fn run(
         self: std::sync::Arc<Self>,
         cx: bridge_core::runtime::ModuleContext<Self::Config>,

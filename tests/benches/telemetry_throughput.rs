@@ -10,8 +10,10 @@
 use std::time::{Duration, Instant};
 
 use bridge_core::forwarder::{ForwarderOptions, spawn_forwarder};
-use bridge_core::hub::{Message, MethodRouter, SessionOptions, spawn_session};
+use bridge_core::hub::{SessionOptions, spawn_session};
 use bridge_core::identity::{Credentials, HubIdentity, Signer, SymmetricKey, TrustRoots};
+use bridge_core::message::Message;
+use bridge_core::methods::MethodRouter;
 use bridge_core::spool::{Spool, SpoolOptions};
 use bridge_core::upstream;
 use bridge_e2e::procstat;

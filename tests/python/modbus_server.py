@@ -1,6 +1,6 @@
 """A pymodbus (pinned 3.16.1) server for the Modbus end-to-end tests.
 
-Serves several unit ids over TCP or RTU (a serial port, e.g. one end of a socat pty
+Serves several unit ids over TCP, RTU or ASCII (a serial port, e.g. one end of a socat pty
 pair) from a JSON spec. Values are typed and encoded here with Python's struct module,
 independently of the module's own codec:
 
@@ -8,7 +8,8 @@ independently of the module's own codec:
                      "input": [...], "coils": [{"address": 0, "value": true}], "discrete": [...]}},
      "silent": [7],                                  # unit ids that never answer
      "stall": {"unit": 1, "address": 99, "seconds": 0.8},   # delay the first reply to this read
-     "requestLog": "/tmp/x.log"}                    # append "unit function address" per request
+     "requestLog": "/tmp/x.log",                    # append "unit function address" per request
+     "identity": {"VendorName": "Eastron", ...}}    # FC43/14 device identification (all units)
 
 Registers not listed are undefined: reading them gives exception 2 (illegal data address).
 Prints "ready" once listening.
@@ -75,7 +76,7 @@ def device(unit, spec):
 
 async def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--mode", choices=["tcp", "rtu"], required=True)
+    ap.add_argument("--mode", choices=["tcp", "rtu", "ascii"], required=True)
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--device")
     ap.add_argument("--spec", required=True)
@@ -88,10 +89,17 @@ async def main():
     state = {"stalled": False, "last": None}
     request_log = spec.get("requestLog")
     rtu = args.mode == "rtu"
+    ascii_mode = args.mode == "ascii"
 
     def trace_packet(sending, data):
-        unit = data[0] if rtu else (data[6] if len(data) > 6 else None)
-        pdu = data[1:] if rtu else data[7:]
+        if ascii_mode:  # ':' + hex(unit, PDU, LRC) + CR LF
+            try:
+                raw = bytes.fromhex(bytes(data).strip()[1:].decode())
+            except ValueError:
+                raw = b""
+            data_unit, data_pdu = (raw[0] if raw else None), raw[1:-1]
+        unit = data_unit if ascii_mode else data[0] if rtu else (data[6] if len(data) > 6 else None)
+        pdu = data_pdu if ascii_mode else data[1:] if rtu else data[7:]
         if not sending:
             state["last"] = (unit, pdu[0] if pdu else None, int.from_bytes(pdu[1:3], "big") if len(pdu) >= 3 else None)
             if request_log:
@@ -105,10 +113,21 @@ async def main():
             time.sleep(stall["seconds"])  # blocks the server, as a hung device would
         return data
 
+    identity = None
+    if spec.get("identity"):
+        from pymodbus import ModbusDeviceIdentification
+        identity = ModbusDeviceIdentification(info_name=spec["identity"])
     if rtu:
-        server = ModbusSerialServer(devices, framer=FramerType.RTU, port=args.device, baudrate=9600, trace_packet=trace_packet)
+        server = ModbusSerialServer(devices, framer=FramerType.RTU, port=args.device, baudrate=9600, trace_packet=trace_packet,
+                                    identity=identity)
+    elif ascii_mode:
+        # 8N1: a pty carries bytes and emulates no parity, and pyserial's second
+        # reconfiguration of a pty for 7E1 fails with EINVAL. ASCII frames are 7-bit text.
+        server = ModbusSerialServer(devices, framer=FramerType.ASCII, port=args.device, baudrate=9600,
+                                    trace_packet=trace_packet, identity=identity)
     else:
-        server = ModbusTcpServer(devices, address=("127.0.0.1", args.port), trace_packet=trace_packet)
+        server = ModbusTcpServer(devices, address=("127.0.0.1", args.port), trace_packet=trace_packet,
+                                 identity=identity)
     task = asyncio.create_task(server.serve_forever())
     await asyncio.sleep(0.3)
     print("ready", flush=True)

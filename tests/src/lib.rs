@@ -255,6 +255,15 @@ impl PyModbus {
 
     /// Serves `spec` over RTU on one end of a socat pty pair; the module uses `client_tty`.
     pub async fn rtu(spec: &serde_json::Value) -> Result<Self> {
+        Self::serial(spec, "rtu").await
+    }
+
+    /// Serves `spec` over Modbus ASCII on one end of a socat pty pair.
+    pub async fn ascii(spec: &serde_json::Value) -> Result<Self> {
+        Self::serial(spec, "ascii").await
+    }
+
+    async fn serial(spec: &serde_json::Value, mode: &'static str) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let spec_path = dir.path().join("spec.json");
         std::fs::write(&spec_path, spec.to_string())?;
@@ -277,7 +286,7 @@ impl PyModbus {
             port: 0,
             client_tty,
             spec: spec_path,
-            mode: "rtu",
+            mode,
             server_tty,
             _dir: dir,
         };

@@ -7,12 +7,12 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use bridge_core::forwarder::{ForwarderOptions, spawn_forwarder};
-use bridge_core::hub::{
-    ConnState, Message, MethodResponse, MethodRouter, SessionOptions, spawn_session,
-};
+use bridge_core::hub::{ConnState, SessionOptions, spawn_session};
 use bridge_core::identity::{
     Credentials, EdgeEnvironment, Signer, WorkloadClient, WorkloadEndpoint,
 };
+use bridge_core::message::Message;
+use bridge_core::methods::{MethodResponse, MethodRouter};
 use bridge_core::spool::{Spool, SpoolOptions};
 use bridge_core::upstream;
 use bridge_e2e::{eventually, init_tracing, module_credentials};

@@ -73,7 +73,11 @@ async fn each_modbus_device_is_its_own_hub_device() {
     // Writable points are properties of the device, not telemetry.
     assert_eq!(a.json(), json!({"counter": 11}));
     // Field names and types in real telemetry match the generated model.
-    let models = bridge_modbus::models::models(&bridge_modbus::config::parse(&desired).unwrap());
+    let models = bridge_modbus::models::models(
+        &bridge_core::runtime::parse_envelope(&bridge_modbus::Modbus::new(), &desired)
+            .unwrap()
+            .config,
+    );
     let model = models
         .as_array()
         .unwrap()
@@ -124,9 +128,14 @@ async fn each_modbus_device_is_its_own_hub_device() {
         !msgs
             .iter()
             .any(|r| r.identity == "edge-gw/modbus" && r.output.as_deref() == Some("telemetry")),
-        "telemetry leaked onto the module identity"
+        "telemetry leaked onto the module identity: {:?}",
+        msgs.iter()
+            .filter(|r| r.identity == "edge-gw/modbus")
+            .map(|r| (r.output.clone(), r.json()))
+            .collect::<Vec<_>>()
     );
-    // The first polls go out at once, so telemetry may precede meter-x's turn to connect.
+    // The first poll goes at once, so telemetry can arrive before the last connection
+    // (paced by connectIntervalMs) was even tried.
     eventually(T, "the unknown device refused by the hub", || {
         sim.hub.refusals().iter().any(|r| r.client_id == "meter-x")
     })

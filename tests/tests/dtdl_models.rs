@@ -72,8 +72,30 @@ fn ble_models_pass_the_dtdl_parser() {
         "custom".into(),
         json!({"address": "C0:FF:EE:00:01:00", "map": {"name": "acme-tag", "source": {"manufacturerId": 4660}, "fields": {"temperature": {"offset": 0, "type": "i16", "scale": 0.01, "unit": "°C"}}}}),
     );
+    // Writable characteristics: the device's own interface extends its map's.
+    devices.insert(
+        "box.1".into(),
+        json!({"address": "C0:FF:EE:00:02:00", "map": "ble-battery", "writable": [
+            {"name": "setpoint", "characteristic": "12345678-1234-5678-1234-56789abcdef0", "type": "u8", "min": 0, "max": 100},
+            "12345678-1234-5678-1234-56789abcdef1"
+        ]}),
+    );
     let cfg = bridge_ble::config::parse(&json!({"devices": devices})).unwrap();
     let models = bridge_ble::models::models(&cfg);
     let interfaces = parse_with_dtdl_parser(&models);
-    assert_eq!(interfaces.len(), maps.len() + 2);
+    assert_eq!(interfaces.len(), maps.len() + 3);
+    let own = models
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["@id"] == "dtmi:edgebridge:ble:ble_battery:d_box_1;1")
+        .expect("the device's own interface");
+    assert_eq!(own["extends"], "dtmi:edgebridge:ble:ble_battery;1");
+    assert!(
+        own["contents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "setpoint" && c["writable"] == true)
+    );
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use bridge_core::forwarder::{ForwarderOptions, spawn_forwarder};
-use bridge_core::hub::Message;
+use bridge_core::message::Message;
 use bridge_core::spool::{Spool, SpoolOptions};
 use bridge_core::upstream::{self, mqtt::MqttUpstreamConfig};
 use bridge_e2e::{Mosquitto, eventually, free_port, init_tracing};

@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
-use bridge_core::hub::Message;
 use bridge_core::hub::topics::telemetry_topic;
 use bridge_core::identity::{HubIdentity, SymmetricKey};
+use bridge_core::message::Message;
 use bridge_e2e::{init_tracing, run_python, sim_on_8883, write_ca};
 use edgehub_sim::SimOptions;
 use serde_json::json;

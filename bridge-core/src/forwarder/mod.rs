@@ -13,9 +13,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::hub::Message;
+use crate::link::{LinkEvent, Outbound, Upstream};
+use crate::message::Message;
 use crate::spool::{Spool, SpoolStats};
-use crate::upstream::{LinkEvent, Outbound, Upstream};
 
 /// Forwarder tunables.
 #[derive(Debug, Clone)]

@@ -3,9 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use super::message::Message;
 use crate::identity::HubIdentity;
 use crate::identity::encode::{percent_decode, percent_encode_all};
+use crate::message::Message;
 
 /// The api-version we announce; 2020-09-30 is needed for `model-id`.
 pub const API_VERSION: &str = "2020-09-30";

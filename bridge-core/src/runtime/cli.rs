@@ -1,8 +1,139 @@
-//! The command line every module binary shares.
+//! The command line every module binary shares: the global options ([`CommonArgs`]) and
+//! the subcommands ([`Command`]), generic over the protocol's own extra subcommands.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
-use clap::Args;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+
+/// A module binary's command line.
+#[derive(Debug, Parser)]
+pub struct Cli<E: Subcommand> {
+    /// Options for running (accepted before or after any subcommand).
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// What to do; `run` when absent.
+    #[command(subcommand)]
+    pub command: Option<Command<E>>,
+}
+
+/// The subcommands every module has, then the protocol's own (`E`).
+#[derive(Debug, Subcommand)]
+pub enum Command<E: Subcommand> {
+    /// Run the module (the default).
+    Run,
+    /// Check a configuration file without running it; prints each problem with its JSON path.
+    Validate {
+        /// The configuration file.
+        file: PathBuf,
+    },
+    /// List the bundled device maps.
+    Maps,
+    /// Write DTDL v2 models (a JSON array) for a configuration: one interface per device
+    /// map in use and the gateway module's interface with relationships to them.
+    Models {
+        /// The module configuration (validated first).
+        #[arg(long = "from")]
+        from: PathBuf,
+    },
+    /// Write an IoT Edge deployment manifest for a configuration file: the module with its
+    /// image and the host access it needs (serial ports, D-Bus socket), a spool volume,
+    /// routes for its outputs, and the configuration as desired properties.
+    Manifest {
+        /// The module configuration (validated first).
+        #[arg(long = "from")]
+        from: PathBuf,
+        /// Container image reference, e.g. myregistry.azurecr.io/MODULE:0.1.0.
+        #[arg(long)]
+        image: String,
+        /// Module name in the deployment.
+        #[arg(long)]
+        name: Option<String>,
+        /// edgeHub store-and-forward time to live, in seconds.
+        #[arg(long, default_value_t = 7200)]
+        ttl_secs: u64,
+    },
+    /// The protocol's own subcommands.
+    #[command(flatten)]
+    Extra(E),
+}
+
+/// A protocol without subcommands of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+pub enum NoExtra {}
+
+/// Who the binary is, for `--help` and `--version`.
+#[derive(Debug, Clone, Copy)]
+pub struct Program {
+    /// Binary name, e.g. `bridge-modbus` (also the default module name in manifests).
+    pub name: &'static str,
+    /// Its version (the module crate's `CARGO_PKG_VERSION`).
+    pub version: &'static str,
+    /// One paragraph for `--help`.
+    pub about: &'static str,
+}
+
+impl<E: Subcommand> Cli<E> {
+    /// The clap command for `program`.
+    pub fn command_for(program: Program) -> clap::Command {
+        Self::command()
+            .name(program.name)
+            .bin_name(program.name)
+            .version(program.version)
+            .about(program.about)
+            .mut_subcommand("manifest", |m| {
+                m.mut_arg("name", |a| a.default_value(program.name))
+                    .mut_arg("image", |a| {
+                        a.help(format!(
+                            "Container image reference, e.g. myregistry.azurecr.io/{}:{}",
+                            program.name, program.version
+                        ))
+                    })
+            })
+    }
+
+    /// Arguments of the subcommands (the protocol's included) that reuse the id or the
+    /// long flag of a global option (`--log`, `--config`…): clap neither refuses nor
+    /// separates them and panics when such a command line is parsed, so a module's tests
+    /// assert this list is empty. Each as `SUBCOMMAND --FLAG`.
+    pub fn clashes(program: Program) -> Vec<String> {
+        fn walk(cmd: &clap::Command, global: &[(String, Option<String>)], out: &mut Vec<String>) {
+            for sub in cmd.get_subcommands() {
+                for arg in sub.get_arguments() {
+                    let (id, long) = (arg.get_id().as_str(), arg.get_long());
+                    if global
+                        .iter()
+                        .any(|(g, l)| g == id || (long.is_some() && l.as_deref() == long))
+                    {
+                        out.push(format!("{} --{}", sub.get_name(), long.unwrap_or(id)));
+                    }
+                }
+                walk(sub, global, out);
+            }
+        }
+        let command = Self::command_for(program);
+        let global: Vec<(String, Option<String>)> = command
+            .get_arguments()
+            .filter(|a| a.is_global_set())
+            .map(|a| (a.get_id().to_string(), a.get_long().map(str::to_owned)))
+            .collect();
+        let mut out = Vec::new();
+        walk(&command, &global, &mut out);
+        out
+    }
+
+    /// Parses `args` (the first is the program path); `--help`, `--version` and usage
+    /// errors come back as a `clap::Error` (`.exit()` prints it with the right status).
+    pub fn try_parse_for<I, T>(program: Program, args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let mut command = Self::command_for(program);
+        let matches = command.try_get_matches_from_mut(args)?;
+        Self::from_arg_matches(&matches).map_err(|e| e.format(&mut command))
+    }
+}
 
 /// Options common to every module binary (flatten into the module's own parser).
 #[derive(Debug, Clone, Args)]
@@ -108,17 +239,146 @@ impl CommonArgs {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use clap::Parser;
+    #![allow(clippy::unwrap_used)]
 
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        common: CommonArgs,
-    }
+    use std::path::Path;
+
+    use super::*;
 
     fn parse(args: &[&str]) -> CommonArgs {
-        Cli::parse_from(std::iter::once("x").chain(args.iter().copied())).common
+        Cli::<NoExtra>::parse_from(std::iter::once("x").chain(args.iter().copied())).common
+    }
+
+    /// A protocol's own subcommands, as a module would declare them.
+    #[derive(Debug, PartialEq, Eq, Subcommand)]
+    enum Tool {
+        /// Find devices.
+        Scan {
+            /// Where.
+            #[arg(long)]
+            tcp: String,
+        },
+    }
+
+    /// Subcommands whose flags collide with the global ones.
+    #[derive(Debug, Subcommand)]
+    enum Clash {
+        /// Fetch.
+        Fetch {
+            /// Same id and flag as the global `--log`.
+            #[arg(long)]
+            log: bool,
+            /// Another id, the flag of the global `--upstream`.
+            #[arg(long = "upstream")]
+            source: String,
+            /// Fine.
+            #[arg(long)]
+            url: String,
+        },
+    }
+
+    const PROGRAM: Program = Program {
+        name: "bridge-test",
+        version: "9.8.7",
+        about: "A test module",
+    };
+
+    fn cli<E: Subcommand>(args: &[&str]) -> Result<Cli<E>, clap::Error> {
+        Cli::try_parse_for(
+            PROGRAM,
+            std::iter::once("bridge-test").chain(args.iter().copied()),
+        )
+    }
+
+    #[test]
+    fn shared_subcommands_parse() {
+        Cli::<Tool>::command_for(PROGRAM).debug_assert();
+        Cli::<NoExtra>::command_for(PROGRAM).debug_assert();
+        assert!(Cli::<NoExtra>::clashes(PROGRAM).is_empty());
+        assert!(cli::<NoExtra>(&[]).unwrap().command.is_none());
+        let run = cli::<NoExtra>(&["run", "--config", "c.json"]).unwrap();
+        assert!(matches!(run.command, Some(Command::Run)));
+        assert_eq!(run.common.config, Some(PathBuf::from("c.json")));
+        let before = cli::<NoExtra>(&["--log", "debug", "validate", "f.json"]).unwrap();
+        assert_eq!(before.common.log, "debug");
+        assert!(
+            matches!(before.command, Some(Command::Validate { file }) if file == Path::new("f.json"))
+        );
+        assert!(matches!(
+            cli::<NoExtra>(&["maps"]).unwrap().command,
+            Some(Command::Maps)
+        ));
+        assert!(matches!(
+            cli::<NoExtra>(&["models", "--from", "f.json"]).unwrap().command,
+            Some(Command::Models { from }) if from == Path::new("f.json")
+        ));
+        // The module name defaults to the binary's.
+        let manifest = cli::<NoExtra>(&["manifest", "--from", "f.json", "--image", "i:1"]);
+        assert!(matches!(
+            manifest.unwrap().command,
+            Some(Command::Manifest { from, image, name: Some(name), ttl_secs: 7200 })
+                if from == Path::new("f.json") && image == "i:1" && name == "bridge-test"
+        ));
+        let named = cli::<NoExtra>(&[
+            "manifest",
+            "--from",
+            "f",
+            "--image",
+            "i",
+            "--name",
+            "m2",
+            "--ttl-secs",
+            "60",
+        ]);
+        assert!(matches!(
+            named.unwrap().command,
+            Some(Command::Manifest { name: Some(name), ttl_secs: 60, .. }) if name == "m2"
+        ));
+    }
+
+    #[test]
+    fn protocol_subcommands_sit_beside_the_shared_ones() {
+        let scan = cli::<Tool>(&["scan", "--tcp", "h:502"]).unwrap();
+        assert!(matches!(
+            scan.command,
+            Some(Command::Extra(Tool::Scan { tcp })) if tcp == "h:502"
+        ));
+        assert!(matches!(
+            cli::<Tool>(&["maps"]).unwrap().command,
+            Some(Command::Maps)
+        ));
+        assert!(Cli::<Tool>::clashes(PROGRAM).is_empty());
+        assert_eq!(
+            Cli::<Clash>::clashes(PROGRAM),
+            ["fetch --log", "fetch --upstream"]
+        );
+        let help = Cli::<Tool>::command_for(PROGRAM).render_help().to_string();
+        assert!(help.contains("scan") && help.contains("manifest"), "{help}");
+        // Without extras the word is refused like any unknown subcommand.
+        let refused = cli::<NoExtra>(&["scan", "--tcp", "h"]).unwrap_err();
+        assert_eq!(refused.kind(), clap::error::ErrorKind::InvalidSubcommand);
+        assert_eq!(refused.exit_code(), 2);
+    }
+
+    #[test]
+    fn version_help_and_usage_errors_come_back_as_errors() {
+        let version = cli::<NoExtra>(&["--version"]).unwrap_err();
+        assert_eq!(version.kind(), clap::error::ErrorKind::DisplayVersion);
+        assert_eq!(version.to_string(), "bridge-test 9.8.7\n");
+        assert_eq!(version.exit_code(), 0);
+        let help = cli::<NoExtra>(&["--help"]).unwrap_err().to_string();
+        assert!(help.starts_with("A test module"), "{help}");
+        let missing = cli::<NoExtra>(&["manifest", "--from", "f"]).unwrap_err();
+        assert_eq!(
+            missing.kind(),
+            clap::error::ErrorKind::MissingRequiredArgument
+        );
+        assert!(missing.to_string().contains("--image"), "{missing}");
+        let image_help = Cli::<NoExtra>::command_for(PROGRAM)
+            .find_subcommand_mut("manifest")
+            .map(|m| m.render_help().to_string())
+            .unwrap_or_default();
+        assert!(image_help.contains("myregistry.azurecr.io/bridge-test:9.8.7"));
     }
 
     #[test]

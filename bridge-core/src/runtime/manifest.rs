@@ -1,8 +1,11 @@
 //! IoT Edge deployment manifests, pure: `$edgeAgent` (runtime, system modules, our
 //! module with its image and `createOptions`), `$edgeHub` (routes, store and forward), and
 //! the module's desired properties, so users never hand-edit escaped JSON.
+//!
+//! A protocol says what its container needs ([`Deployment`], derived from its validated
+//! configuration); [`module_manifest`] turns that into the whole manifest.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value, json};
 
@@ -19,6 +22,89 @@ pub struct ModuleSpec {
     pub env: BTreeMap<String, String>,
     /// Desired properties (the module configuration).
     pub desired: Value,
+}
+
+/// Where the spool lives inside the container (the image creates it owned by the module
+/// user; a named volume mounted there inherits that ownership).
+pub const SPOOL_DIR: &str = "/opt/edge-bridge/spool";
+
+/// What a module's container needs from the host, derived from its validated configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Deployment {
+    /// Host device nodes (serial ports) mapped into the container at the same path, `rwm`.
+    pub devices: BTreeSet<String>,
+    /// Supplementary groups (GIDs) the container joins, e.g. `20` (dialout) for serial ports.
+    pub group_add: Vec<String>,
+    /// Host paths bound into the container (`HOST:CONTAINER`), before the spool volume.
+    pub binds: Vec<String>,
+    /// Environment variables besides the runtime's (`RUST_LOG`, `EDGE_BRIDGE_SPOOL_DIR`).
+    pub env: BTreeMap<String, String>,
+    /// Named volume mounted at [`SPOOL_DIR`] so the spool survives container restarts.
+    pub spool_volume: Option<String>,
+}
+
+impl Deployment {
+    /// Docker create options: `HostConfig` with `Devices` and `GroupAdd` when there are
+    /// any, and `Binds` (the protocol's, then the spool volume).
+    pub fn create_options(&self) -> Value {
+        let mut host = Map::new();
+        let binds: Vec<Value> = self
+            .binds
+            .iter()
+            .cloned()
+            .chain(self.spool_volume.iter().map(|v| format!("{v}:{SPOOL_DIR}")))
+            .map(Value::String)
+            .collect();
+        if !binds.is_empty() {
+            host.insert("Binds".into(), Value::Array(binds));
+        }
+        if !self.devices.is_empty() {
+            let devices = self.devices.iter().map(
+                |p| json!({"PathOnHost": p, "PathInContainer": p, "CgroupPermissions": "rwm"}),
+            );
+            host.insert("Devices".into(), Value::Array(devices.collect()));
+        }
+        if !self.group_add.is_empty() {
+            host.insert("GroupAdd".into(), json!(self.group_add));
+        }
+        json!({ "HostConfig": host })
+    }
+
+    /// The environment: `RUST_LOG=info`, `EDGE_BRIDGE_SPOOL_DIR` with a spool volume, then
+    /// the protocol's own (which win).
+    pub fn environment(&self) -> BTreeMap<String, String> {
+        let mut env = BTreeMap::from([("RUST_LOG".to_owned(), "info".to_owned())]);
+        if self.spool_volume.is_some() {
+            env.insert("EDGE_BRIDGE_SPOOL_DIR".into(), SPOOL_DIR.into());
+        }
+        env.extend(self.env.clone());
+        env
+    }
+
+    /// The module's entry in a manifest, with `desired` as its desired properties.
+    pub fn module(&self, name: &str, image: &str, desired: Value) -> ModuleSpec {
+        ModuleSpec {
+            name: name.into(),
+            image: image.into(),
+            create_options: self.create_options(),
+            env: self.environment(),
+            desired,
+        }
+    }
+}
+
+/// The manifest for one module: its deployment, its configuration document as desired
+/// properties, the default routes, and edgeHub's store-and-forward time to live.
+pub fn module_manifest(
+    name: &str,
+    image: &str,
+    deployment: &Deployment,
+    desired: Value,
+    store_ttl_secs: u64,
+) -> Value {
+    let module = deployment.module(name, image, desired);
+    let routes = default_routes(std::slice::from_ref(&module));
+    deployment_manifest(&[module], &routes, store_ttl_secs)
 }
 
 /// edgeAgent reads `createOptions` in chunks of at most 512 characters
@@ -164,5 +250,66 @@ mod tests {
             doc["modulesContent"]["bridge-modbus"]["properties.desired"],
             json!({"devices": {}})
         );
+    }
+
+    fn create_options_of(m: &Value, name: &str) -> Value {
+        let settings =
+            &m["modulesContent"]["$edgeAgent"]["properties.desired"]["modules"][name]["settings"];
+        serde_json::from_str(settings["createOptions"].as_str().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn deployment_becomes_host_config_env_and_desired_properties() {
+        let serial = Deployment {
+            devices: ["/dev/ttyUSB1".to_owned(), "/dev/ttyUSB0".to_owned()].into(),
+            group_add: vec!["20".into()],
+            spool_volume: Some("edge-bridge-modbus-spool".into()),
+            ..Deployment::default()
+        };
+        let desired = json!({"devices": {"a": {"map": "m"}}});
+        let m = module_manifest("bridge-modbus", "img:1", &serial, desired.clone(), 60);
+        // The exact text edgeAgent gets (serde_json sorts keys; ports sorted, deduplicated).
+        assert_eq!(
+            m["modulesContent"]["$edgeAgent"]["properties.desired"]["modules"]["bridge-modbus"]["settings"]
+                ["createOptions"],
+            r#"{"HostConfig":{"Binds":["edge-bridge-modbus-spool:/opt/edge-bridge/spool"],"Devices":[{"CgroupPermissions":"rwm","PathInContainer":"/dev/ttyUSB0","PathOnHost":"/dev/ttyUSB0"},{"CgroupPermissions":"rwm","PathInContainer":"/dev/ttyUSB1","PathOnHost":"/dev/ttyUSB1"}],"GroupAdd":["20"]}}"#
+        );
+        let module =
+            &m["modulesContent"]["$edgeAgent"]["properties.desired"]["modules"]["bridge-modbus"];
+        assert_eq!(
+            module["env"],
+            json!({"EDGE_BRIDGE_SPOOL_DIR": {"value": SPOOL_DIR}, "RUST_LOG": {"value": "info"}})
+        );
+        assert_eq!(
+            m["modulesContent"]["bridge-modbus"]["properties.desired"],
+            desired
+        );
+        assert_eq!(
+            m["modulesContent"]["$edgeHub"]["properties.desired"]["storeAndForwardConfiguration"]["timeToLiveSecs"],
+            60
+        );
+
+        // Binds before the spool volume; no Devices or GroupAdd when there are none.
+        let dbus = Deployment {
+            binds: vec!["/var/run/dbus:/var/run/dbus".into()],
+            spool_volume: Some("edge-bridge-ble-spool".into()),
+            env: [("RUST_LOG".to_owned(), "debug".to_owned())].into(),
+            ..Deployment::default()
+        };
+        let m = module_manifest("ble", "img:2", &dbus, json!({}), 7200);
+        assert_eq!(
+            create_options_of(&m, "ble"),
+            json!({"HostConfig": {"Binds": ["/var/run/dbus:/var/run/dbus", "edge-bridge-ble-spool:/opt/edge-bridge/spool"]}})
+        );
+        assert_eq!(
+            m["modulesContent"]["$edgeAgent"]["properties.desired"]["modules"]["ble"]["env"]["RUST_LOG"]
+                ["value"],
+            "debug"
+        );
+
+        // Nothing needed: an empty HostConfig and no spool directory.
+        let bare = Deployment::default();
+        assert_eq!(bare.create_options(), json!({"HostConfig": {}}));
+        assert_eq!(bare.environment().len(), 1);
     }
 }

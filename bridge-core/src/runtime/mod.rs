@@ -3,6 +3,7 @@
 
 mod apply;
 pub mod cli;
+pub mod commands;
 pub mod config_source;
 pub mod manifest;
 
@@ -15,17 +16,20 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+pub use crate::reporter::Reporter;
 pub use apply::{Applied, ConfigTracker};
-pub use cli::{CommonArgs, UpstreamChoice, UpstreamChoiceError};
+pub use cli::{CommonArgs, NoExtra, UpstreamChoice, UpstreamChoiceError};
+pub use commands::{CommandError, CommandLine};
 pub use config_source::Candidate;
 
 use crate::config::ConfigErrors;
-use crate::downstream::DeviceHub;
+use crate::device::{DeviceHub, Devices, IdentityConfig};
 use crate::forwarder::{ForwarderOptions, TelemetrySender, spawn_forwarder};
-use crate::hub::{HubSession, MethodRouter, SessionOptions, spawn_session};
+use crate::hub::{HubSession, SessionOptions, spawn_session};
 use crate::identity::{
     ConnectionString, ConnectionStringError, Credentials, CredentialsError, EdgeEnvironment,
 };
+use crate::methods::MethodRouter;
 use crate::spool::{LogError, Spool, SpoolOptions};
 use crate::upstream::{self, mqtt::MqttUpstreamConfig, mqtt::MqttUrlError};
 
@@ -66,36 +70,8 @@ pub struct ModuleContext<C> {
     pub reporter: Reporter,
     /// Cancelled on SIGTERM/SIGINT.
     pub shutdown: CancellationToken,
-    /// Opens downstream device identities (only when connected to a hub).
-    pub devices: Option<DeviceHub>,
-}
-
-/// Reported-properties sink: the hub session when connected to a hub, the log otherwise.
-#[derive(Debug, Clone)]
-pub struct Reporter {
-    session: Option<HubSession>,
-}
-
-impl Reporter {
-    /// A reporter that only logs (for stdout and MQTT upstreams, and tests).
-    pub fn log_only() -> Self {
-        Self { session: None }
-    }
-
-    /// A reporter that patches the module twin.
-    pub fn hub(session: HubSession) -> Self {
-        Self {
-            session: Some(session),
-        }
-    }
-
-    /// Queues a reported-properties patch (merged and retried until acknowledged).
-    pub fn report(&self, patch: Value) {
-        match &self.session {
-            Some(s) => s.report(patch),
-            None => tracing::debug!(%patch, "Reported properties (no hub)."),
-        }
-    }
+    /// Opens each field device's route (its own identity or the module's).
+    pub devices: Devices,
 }
 
 /// The runtime could not start.
@@ -159,7 +135,40 @@ fn load_file<P: Protocol>(
     path: &std::path::Path,
 ) -> Result<(P::Config, Value), ConfigErrors> {
     let doc = config_source::read_doc(path).map_err(|e| ConfigErrors::one(".", e))?;
-    Ok((protocol.parse_config(&doc)?, doc))
+    Ok((parse_envelope(protocol, &doc)?.config.as_ref().clone(), doc))
+}
+
+/// A whole configuration: the runtime's sections (`identity`) and the protocol's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Envelope<C> {
+    /// The protocol's configuration (every other top-level key).
+    pub config: Arc<C>,
+    /// How devices reach the hub.
+    pub identity: Arc<IdentityConfig>,
+}
+
+/// Validates a document: `identity` by the runtime, the rest by the protocol, every
+/// problem of both reported.
+pub fn parse_envelope<P: Protocol>(
+    protocol: &P,
+    doc: &Value,
+) -> Result<Envelope<P::Config>, ConfigErrors> {
+    let mut rest = doc.clone();
+    let identity = match rest.as_object_mut().and_then(|m| m.remove("identity")) {
+        None | Some(Value::Null) => Ok(IdentityConfig::default()),
+        Some(v) => crate::device::parse_identity(&v, "identity"),
+    };
+    match (identity, protocol.parse_config(&rest)) {
+        (Ok(identity), Ok(config)) => Ok(Envelope {
+            config: Arc::new(config),
+            identity: Arc::new(identity),
+        }),
+        (Err(mut a), Err(b)) => {
+            a.0.extend(b.0);
+            Err(a)
+        }
+        (Err(e), _) | (_, Err(e)) => Err(e),
+    }
 }
 
 /// For the `validate`, `models` and `manifest` subcommands: the validated config and its
@@ -313,7 +322,7 @@ pub async fn run_module<P: Protocol>(
         }
     }
     // Wait for the first valid configuration before starting the protocol.
-    let mut tracker = ConfigTracker::<P::Config>::default();
+    let mut tracker = ConfigTracker::<Envelope<P::Config>>::default();
     let signal = shutdown_signal();
     tokio::pin!(signal);
     let first = loop {
@@ -330,13 +339,14 @@ pub async fn run_module<P: Protocol>(
             }
         }
     };
-    let (config_tx, config_rx) = watch::channel(first);
+    let (identity_tx, identity_rx) = watch::channel(first.identity.clone());
+    let (config_tx, config_rx) = watch::channel(first.config.clone());
     let cx = ModuleContext {
         config: config_rx,
+        devices: Devices::new(telemetry.clone(), reporter.clone(), devices, identity_rx),
         telemetry,
         reporter: reporter.clone(),
         shutdown: protocol_stop.clone(),
-        devices,
     };
     let mut protocol_task = tokio::spawn(protocol.clone().run(cx));
     loop {
@@ -346,7 +356,15 @@ pub async fn run_module<P: Protocol>(
             cand = cand_rx.recv() => match cand {
                 Some(c) => {
                     if let Some(cfg) = apply_candidate(&*protocol, &mut tracker, &c, &reporter) {
-                        let _ignored = config_tx.send(cfg);
+                        // Identity first: the module reads it when the config changes.
+                        identity_tx.send_if_modified(|id| {
+                            let new = *id != cfg.identity;
+                            if new {
+                                *id = cfg.identity.clone();
+                            }
+                            new
+                        });
+                        let _ignored = config_tx.send(cfg.config.clone());
                     }
                 }
                 None => break,
@@ -421,12 +439,12 @@ fn choice_label(choice: &UpstreamChoice) -> &'static str {
 
 fn apply_candidate<P: Protocol>(
     protocol: &P,
-    tracker: &mut ConfigTracker<P::Config>,
+    tracker: &mut ConfigTracker<Envelope<P::Config>>,
     candidate: &Candidate,
     reporter: &Reporter,
-) -> Option<Arc<P::Config>> {
+) -> Option<Arc<Envelope<P::Config>>> {
     let parsed = match &candidate.doc {
-        Ok(doc) => protocol.parse_config(doc),
+        Ok(doc) => parse_envelope(protocol, doc),
         Err(e) => Err(ConfigErrors::one(".", e.clone())),
     };
     let outcome = tracker.offer(candidate, parsed);

@@ -9,7 +9,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
-use crate::hub::Message;
+use crate::message::Message;
 
 const MAGIC: u8 = 0xA5;
 const HEADER: usize = 1 + 8 + 4 + 4;

@@ -12,7 +12,7 @@ use std::collections::{BTreeSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::hub::Message;
+use crate::message::Message;
 pub use log::{LogError, SegmentLog};
 
 /// Spool settings.

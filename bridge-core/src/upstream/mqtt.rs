@@ -4,15 +4,15 @@
 
 use std::time::{Duration, Instant};
 
-use rumqttc::{
-    AsyncClient, ConnectReturnCode, Event, MqttOptions, Outgoing, Packet, QoS, Transport,
-};
+use rumqttc::{AsyncClient, ConnectReturnCode, Event, MqttOptions, Packet, Transport};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::{AckTracker, Backoff, LinkEnd, LinkEvent, Tag};
-use crate::hub::{Message, tls};
+use crate::backoff::Backoff;
 use crate::identity::TrustRoots;
+use crate::link::{LinkEnd, LinkEvent};
+use crate::message::Message;
+use crate::mqtt::{Publisher, Tag, error_chain, tls};
 
 /// Where and how to publish.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,7 +152,7 @@ async fn connection(
         }
     }
     let (client, mut eventloop) = AsyncClient::new(opts, 512);
-    let mut acks = AckTracker::default();
+    let mut publisher = Publisher::new(client, 256);
     let mut connected = false;
     // Made once, not per event (each fresh future registers a waiter).
     let cancelled = shutdown.cancelled();
@@ -169,22 +169,15 @@ async fn connection(
                     connected = true;
                     end.emit(LinkEvent::Up);
                 }
-                Ok(Event::Outgoing(Outgoing::Publish(pkid))) => acks.sent(pkid),
-                Ok(Event::Incoming(Packet::PubAck(ack))) => {
-                    if let Some(Tag::Telemetry(seq)) = acks.acked(ack.pkid) {
-                        end.emit(LinkEvent::Acked(seq));
-                    }
+                Ok(event) => {
+                    publisher.on_event(&event, end);
                 }
-                Ok(_) => {}
-                Err(e) => return Some(crate::hub::error_text(&e)),
+                Err(e) => return Some(error_chain(&e)),
             },
-            Some(out) = end.rx.recv(), if connected && acks.backlog() < 256 => {
+            Some(out) = end.rx.recv(), if connected && publisher.ready() => {
                 let topic = config.topic(&out.message, &config.client_id);
                 let payload = if config.envelope { super::stdout::json_line(&out.message).into_bytes() } else { out.message.body.clone() };
-                match client.try_publish(topic, QoS::AtLeastOnce, false, payload) {
-                    Ok(()) => acks.queued(Tag::Telemetry(out.seq)),
-                    Err(e) => warn!(error = %e, "Could not queue a publish."),
-                }
+                publisher.publish(topic, payload, Tag::Telemetry(out.seq));
             }
         }
     }

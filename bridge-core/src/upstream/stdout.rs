@@ -6,7 +6,7 @@ use std::io::Write;
 use serde_json::Value;
 
 use super::{LinkEnd, LinkEvent};
-use crate::hub::Message;
+use crate::message::Message;
 use crate::text::push_json_str;
 
 /// The JSON line for a message. A JSON body stays JSON; anything else becomes a string.

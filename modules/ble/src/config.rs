@@ -41,9 +41,192 @@ struct RawDevice {
     #[serde(default = "default_poll")]
     poll_interval_ms: u64,
     #[serde(default)]
-    writable: Vec<String>,
+    writable: Vec<Value>,
     #[serde(default)]
     report: crate::report::Report,
+}
+
+/// A writable characteristic given as an object: a named, typed writable property.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RawWritable {
+    name: String,
+    characteristic: String,
+    #[serde(rename = "type", default)]
+    kind: WritableType,
+    #[serde(default)]
+    min: Option<f64>,
+    #[serde(default)]
+    max: Option<f64>,
+}
+
+/// How a writable characteristic's value is written (GATT numbers are little-endian).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum WritableType {
+    /// Raw bytes, given as a hex string.
+    #[default]
+    Hex,
+    /// Unsigned 8-bit.
+    U8,
+    /// Signed 8-bit.
+    I8,
+    /// Unsigned 16-bit.
+    U16,
+    /// Signed 16-bit.
+    I16,
+    /// Unsigned 32-bit.
+    U32,
+    /// Signed 32-bit.
+    I32,
+}
+
+/// A characteristic the device lets us write: through the `write` method, and (with
+/// its own identity) as a writable property named `name`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Writable {
+    /// Property name (the characteristic UUID's hex digits after `characteristic_`
+    /// when the configuration gives only the UUID).
+    pub name: String,
+    /// Characteristic UUID.
+    pub uuid: uuid::Uuid,
+    /// Value type.
+    pub kind: WritableType,
+    /// Smallest accepted value (numbers).
+    pub min: Option<f64>,
+    /// Largest accepted value (numbers).
+    pub max: Option<f64>,
+}
+
+impl Writable {
+    /// The bytes to write for a desired `value`, or why it cannot be written.
+    pub fn encode(&self, value: &Value) -> Result<Vec<u8>, String> {
+        if self.kind == WritableType::Hex {
+            let hex = value
+                .as_str()
+                .filter(|h| h.len() % 2 == 0 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+                .ok_or_else(|| format!("{} takes hexadecimal bytes, e.g. \"0a1b\".", self.name))?;
+            return Ok((0..hex.len())
+                .step_by(2)
+                .filter_map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok())
+                .collect());
+        }
+        let n = value
+            .as_f64()
+            .filter(|n| n.fract() == 0.0)
+            .ok_or_else(|| format!("{} takes an integer.", self.name))?;
+        let (lo, hi, width) = match self.kind {
+            WritableType::U8 => (0.0, 255.0, 1),
+            WritableType::I8 => (-128.0, 127.0, 1),
+            WritableType::U16 => (0.0, 65_535.0, 2),
+            WritableType::I16 => (-32_768.0, 32_767.0, 2),
+            WritableType::U32 => (0.0, 4_294_967_295.0, 4),
+            WritableType::I32 | WritableType::Hex => (-2_147_483_648.0, 2_147_483_647.0, 4),
+        };
+        let lo = self.min.map_or(lo, |m| m.max(lo));
+        let hi = self.max.map_or(hi, |m| m.min(hi));
+        if n < lo || n > hi {
+            return Err(format!("{} = {n} is out of range [{lo}, {hi}].", self.name));
+        }
+        Ok((n as i64).to_le_bytes()[..width].to_vec())
+    }
+
+    /// The value of `bytes` as this property's JSON value.
+    pub fn decode(&self, bytes: &[u8]) -> Value {
+        let int = |signed: bool, width: usize| -> Value {
+            let Some(b) = bytes.get(..width) else {
+                return Value::Null;
+            };
+            let mut buf = [0u8; 8];
+            buf[..width].copy_from_slice(b);
+            let raw = u64::from_le_bytes(buf);
+            if signed {
+                let shift = 64 - 8 * width as u32;
+                Value::from(((raw << shift) as i64) >> shift)
+            } else {
+                Value::from(raw)
+            }
+        };
+        match self.kind {
+            WritableType::Hex => {
+                Value::from(bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
+            }
+            WritableType::U8 => int(false, 1),
+            WritableType::I8 => int(true, 1),
+            WritableType::U16 => int(false, 2),
+            WritableType::I16 => int(true, 2),
+            WritableType::U32 => int(false, 4),
+            WritableType::I32 => int(true, 4),
+        }
+    }
+}
+
+/// Property names (and DTDL names): a letter, then letters, digits and underscores.
+fn valid_property_name(name: &str) -> bool {
+    name.len() <= 64
+        && name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.ends_with('_')
+}
+
+fn parse_writable(v: &Value, path: &str, issues: &mut Vec<ConfigIssue>) -> Option<Writable> {
+    let bad_uuid = |p: String| {
+        ConfigIssue::new(
+            p,
+            "Characteristic UUIDs look like 00002a19-0000-1000-8000-00805f9b34fb.",
+        )
+    };
+    if let Some(text) = v.as_str() {
+        return match uuid::Uuid::parse_str(text) {
+            Ok(uuid) => Some(Writable {
+                name: format!("characteristic_{}", uuid.simple()),
+                uuid,
+                kind: WritableType::Hex,
+                min: None,
+                max: None,
+            }),
+            Err(_) => {
+                issues.push(bad_uuid(path.to_owned()));
+                None
+            }
+        };
+    }
+    let raw: RawWritable = match from_value(v, path) {
+        Ok(r) => r,
+        Err(e) => {
+            issues.extend(e.0);
+            return None;
+        }
+    };
+    let mut ok = true;
+    if !valid_property_name(&raw.name) {
+        issues.push(ConfigIssue::new(
+            format!("{path}.name"),
+            "A property name is a letter, then letters, digits or underscores (at most 64).",
+        ));
+        ok = false;
+    }
+    let uuid = uuid::Uuid::parse_str(&raw.characteristic).ok();
+    if uuid.is_none() {
+        issues.push(bad_uuid(format!("{path}.characteristic")));
+    }
+    if let (Some(lo), Some(hi)) = (raw.min, raw.max)
+        && lo > hi
+    {
+        issues.push(ConfigIssue::new(
+            format!("{path}.min"),
+            "min cannot exceed max.",
+        ));
+        ok = false;
+    }
+    Some(Writable {
+        name: raw.name,
+        uuid: uuid?,
+        kind: raw.kind,
+        min: raw.min,
+        max: raw.max,
+    })
+    .filter(|_| ok)
 }
 
 const fn default_poll() -> u64 {
@@ -139,8 +322,9 @@ pub struct Device {
     pub min_interval_ms: u64,
     /// GATT read interval.
     pub poll_interval_ms: u64,
-    /// Characteristic UUIDs the `write` method may write.
-    pub writable: Vec<String>,
+    /// Characteristics the `write` method may write (and, with the device's own
+    /// identity, its writable properties).
+    pub writable: Vec<Writable>,
     /// Report-on-change settings.
     pub report: crate::report::Report,
     /// A map-driven advertisement map (`map` given inline or under `maps`).
@@ -271,14 +455,21 @@ pub fn parse(doc: &Value) -> Result<BleConfig, ConfigErrors> {
                 "pollIntervalMs must be at least 100.",
             ));
         }
-        let mut writable = Vec::new();
+        let mut writable: Vec<Writable> = Vec::new();
         for (i, w) in d.writable.iter().enumerate() {
-            match uuid::Uuid::parse_str(w) {
-                Ok(u) => writable.push(u.to_string()),
-                Err(_) => issues.push(ConfigIssue::new(
-                    format!("{path}.writable[{i}]"),
-                    "Characteristic UUIDs look like 00002a19-0000-1000-8000-00805f9b34fb.",
-                )),
+            let at = format!("{path}.writable[{i}]");
+            if let Some(w) = parse_writable(w, &at, &mut issues) {
+                if writable
+                    .iter()
+                    .any(|o| o.name == w.name || o.uuid == w.uuid)
+                {
+                    issues.push(ConfigIssue::new(
+                        at,
+                        "The characteristic or name is listed twice.",
+                    ));
+                } else {
+                    writable.push(w);
+                }
             }
         }
         devices.insert(

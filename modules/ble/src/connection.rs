@@ -7,20 +7,22 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bridge_core::forwarder::TelemetrySender;
-use bridge_core::hub::Message;
-use bridge_core::runtime::Reporter;
-use bridge_core::upstream::Backoff;
+use std::pin::Pin;
+
+use bridge_core::device::DeviceHealth;
+use bridge_core::device::poll::{Cycle, HealthOut, Poll, PollCx, Schedule};
+use bridge_core::message::Message;
 use btleplug::api::{Central, Characteristic, Peripheral as _, WriteType};
 use btleplug::platform::{Adapter, Peripheral};
 use futures::StreamExt;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::config::Device;
 use crate::gatt::{self, Mode};
+use crate::routes::{Out, Sink};
 
 /// A request from the `write` or `read` method.
 #[derive(Debug)]
@@ -64,91 +66,94 @@ async fn timed<T, E: std::fmt::Display>(
     }
 }
 
-async fn status(
-    telemetry: &TelemetrySender,
-    reporter: &Reporter,
-    id: &str,
-    connected: bool,
-    error: Option<&str>,
-) {
-    let health = json!({"state": if connected { "connected" } else { "disconnected" }, "lastError": error, "at": bridge_core::time::rfc3339_now()});
-    reporter.report(json!({"deviceHealth": {id: health.clone()}}));
-    let mut body = health;
-    body["deviceId"] = json!(id);
-    let _ignored = telemetry
-        .send(Message::json("status", &body).for_device(id))
-        .await;
+impl HealthOut for Sink {
+    fn report<'a>(
+        &'a self,
+        health: &'a DeviceHealth,
+    ) -> Pin<Box<dyn Future<Output = bool> + Send + 'a>> {
+        Box::pin(std::future::ready(self.send(Out::Health(health.clone()))))
+    }
 }
 
-/// Runs one GATT device until `stop`.
+/// One GATT device as a polled device: each cycle takes a connection slot and runs a
+/// session (read-only devices read once and give the slot back; devices with
+/// notifications stay connected until the link drops).
+struct GattPoll {
+    adapter: Adapter,
+    dev: Device,
+    spec: &'static [(u16, Mode)],
+    keep_connected: bool,
+    sink: Sink,
+    slots: Arc<Semaphore>,
+    writes: mpsc::Receiver<WriteCmd>,
+    stop: CancellationToken,
+}
+
+impl Poll for GattPoll {
+    async fn poll(&mut self, _at: std::time::SystemTime, cx: &mut PollCx<'_>) -> Cycle {
+        let permit = tokio::select! {
+            () = self.stop.cancelled() => return Cycle::Stop,
+            p = self.slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return Cycle::Stop },
+        };
+        let outcome = session(self, cx).await;
+        drop(permit);
+        match outcome {
+            Ok(()) if self.stop.is_cancelled() => Cycle::Stop,
+            Ok(()) => Cycle::Answered { error: None },
+            Err(e) => {
+                warn!(device = %self.dev.id, error = %e, "GATT device unavailable.");
+                Cycle::Unreachable(e)
+            }
+        }
+    }
+}
+
+/// Runs one GATT device until `stop`: connection, backoff and health are the core's
+/// per-device poll loop.
 pub async fn run(
     adapter: Adapter,
     dev: Device,
-    telemetry: TelemetrySender,
-    reporter: Reporter,
+    sink: Sink,
     slots: Arc<Semaphore>,
-    mut writes: mpsc::Receiver<WriteCmd>,
+    writes: mpsc::Receiver<WriteCmd>,
     stop: CancellationToken,
 ) {
     let Some(spec) = gatt::map(&dev.map) else {
         return;
     };
     let keep_connected = spec.iter().any(|(_, m)| *m == Mode::Notify);
-    let poll = Duration::from_millis(dev.poll_interval_ms);
-    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
-    loop {
-        let permit = tokio::select! {
-            _ = stop.cancelled() => return,
-            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-        };
-        let outcome = session(
-            &adapter,
-            &dev,
-            spec,
-            keep_connected,
-            poll,
-            &telemetry,
-            &reporter,
-            &mut writes,
-            &stop,
-        )
-        .await;
-        drop(permit);
-        match outcome {
-            Ok(()) if stop.is_cancelled() => return,
-            Ok(()) => {
-                backoff.reset();
-                // Read-only devices: the slot is free until the next read.
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(if keep_connected { Duration::from_millis(200) } else { poll }) => {}
-                }
-            }
-            Err(e) => {
-                let delay = backoff.next_delay();
-                warn!(device = %dev.id, error = %e, retry_in_ms = delay.as_millis() as u64, "GATT device unavailable.");
-                status(&telemetry, &reporter, &dev.id, false, Some(&e)).await;
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(delay) => {}
-                }
-            }
-        }
-    }
+    let schedule = Schedule {
+        interval: Duration::from_millis(dev.poll_interval_ms),
+        retry_after: Duration::from_secs(1),
+        max_backoff: Duration::from_secs(60),
+    };
+    let id = dev.id.clone();
+    let poll = GattPoll {
+        adapter,
+        dev,
+        spec,
+        keep_connected,
+        sink: sink.clone(),
+        slots,
+        writes,
+        stop,
+    };
+    bridge_core::device::poll::run(&id, sink, schedule, Arc::default(), poll).await;
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn session(
-    adapter: &Adapter,
-    dev: &Device,
-    spec: &[(u16, Mode)],
-    keep_connected: bool,
-    poll: Duration,
-    telemetry: &TelemetrySender,
-    reporter: &Reporter,
-    writes: &mut mpsc::Receiver<WriteCmd>,
-    stop: &CancellationToken,
-) -> Result<(), String> {
+async fn session(g: &mut GattPoll, cx: &mut PollCx<'_>) -> Result<(), String> {
+    let GattPoll {
+        adapter,
+        dev,
+        spec,
+        keep_connected,
+        sink,
+        writes,
+        stop,
+        ..
+    } = g;
+    let (spec, keep_connected) = (*spec, *keep_connected);
+    let poll = Duration::from_millis(dev.poll_interval_ms);
     let p = find(adapter, &dev.address)
         .await
         .ok_or_else(|| format!("{} was not seen by the scan", dev.address))?;
@@ -173,7 +178,7 @@ async fn session(
         }
     }
     if !facts.is_empty() {
-        reporter.report(json!({"deviceFacts": {dev.id.clone(): facts}}));
+        sink.send(Out::Facts(Value::Object(facts)));
     }
     let mut notifications = timed("notifications", p.notifications()).await?;
     for (uuid, _) in spec.iter().filter(|(_, m)| *m == Mode::Notify) {
@@ -182,7 +187,9 @@ async fn session(
         }
     }
     info!(device = %dev.id, "GATT device connected.");
-    status(telemetry, reporter, &dev.id, true, None).await;
+    if !cx.reached().await {
+        return Ok(());
+    }
     let reads: Vec<(u16, Characteristic)> = spec
         .iter()
         .filter(|(_, m)| *m == Mode::Read)
@@ -205,7 +212,7 @@ async fn session(
                     }
                 }
                 if !body.is_empty() {
-                    send(telemetry, &dev.id, body).await;
+                    send(sink, body);
                 }
                 if !keep_connected {
                     let _ignored = p.disconnect().await;
@@ -216,7 +223,7 @@ async fn session(
                 Some(n) => {
                     if let Some(uuid) = short(&n.uuid) {
                         match gatt::decode(uuid, &n.value) {
-                            Ok(fields) => send(telemetry, &dev.id, fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()).await,
+                            Ok(fields) => send(sink, fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()),
                             Err(e) => warn!(device = %dev.id, error = %e, "Notification not decoded."),
                         }
                     }
@@ -245,14 +252,10 @@ async fn session(
     }
 }
 
-async fn send(telemetry: &TelemetrySender, id: &str, body: Map<String, Value>) {
-    let _ignored = telemetry
-        .send(
-            Message::json("telemetry", &Value::Object(body))
-                .for_device(id)
-                .with_property("format", "gatt"),
-        )
-        .await;
+fn send(sink: &Sink, body: Map<String, Value>) {
+    sink.send(Out::Message(
+        Message::json("telemetry", &Value::Object(body)).with_property("format", "gatt"),
+    ));
 }
 
 #[cfg(test)]

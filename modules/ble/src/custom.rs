@@ -149,6 +149,7 @@ pub fn decode(map: &AdvertMap, data: &[u8]) -> Result<Decoded, DecodeError> {
     let mut out = Decoded {
         format: "custom",
         values: BTreeMap::new(),
+        packet_id: None,
     };
     for (name, f) in &map.fields {
         let w = f.field_type.width();

@@ -1,25 +1,93 @@
-//! What an IoT Edge deployment needs for this module: the host's D-Bus socket (BlueZ) and
-//! a volume for the spool.
+//! What the shared command line needs from bridge-ble (`validate`, `maps`, `models`,
+//! `manifest`): the container gets the host's D-Bus socket (BlueZ) and a spool volume.
 
-use bridge_core::runtime::manifest::{ModuleSpec, default_routes, deployment_manifest};
-use serde_json::{Value, json};
+use std::process::ExitCode;
 
-/// Where the spool lives inside the container (owned by the module user in the image).
-pub const SPOOL_DIR: &str = "/opt/edge-bridge/spool";
+use bridge_core::runtime::NoExtra;
+use bridge_core::runtime::commands::CommandLine;
+use bridge_core::runtime::manifest::Deployment;
+use serde_json::Value;
 
-/// The deployment manifest for one bridge-ble module with `doc` as its desired properties.
-pub fn manifest(name: &str, image: &str, doc: &Value, ttl_secs: u64) -> Value {
-    let module = ModuleSpec {
-        name: name.into(),
-        image: image.into(),
-        create_options: json!({"HostConfig": {"Binds": ["/var/run/dbus:/var/run/dbus", format!("edge-bridge-ble-spool:{SPOOL_DIR}")]}}),
-        env: [
-            ("EDGE_BRIDGE_SPOOL_DIR".to_owned(), SPOOL_DIR.to_owned()),
-            ("RUST_LOG".to_owned(), "info".to_owned()),
-        ]
-        .into(),
-        desired: doc.clone(),
-    };
-    let routes = default_routes(std::slice::from_ref(&module));
-    deployment_manifest(&[module], &routes, ttl_secs)
+use crate::Ble;
+use crate::config::{ADVERT_MAPS, BleConfig, GATT_MAPS};
+
+impl CommandLine for Ble {
+    type Extra = NoExtra;
+
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+    const ABOUT: &'static str = "Scans BLE advertisements (BTHome, RuuviTag, Xiaomi pvvx/ATC, \
+        iBeacon, Eddystone) and reads GATT devices through BlueZ, and forwards decoded \
+        telemetry per device through Azure IoT Edge (or MQTT, or stdout). Without \
+        configuration it discovers BTHome, Ruuvi and pvvx sensors";
+
+    fn device_count(&self, config: &BleConfig) -> usize {
+        config.devices.len()
+    }
+
+    fn bundled_maps(&self) -> Vec<String> {
+        let mut names: Vec<String> = ADVERT_MAPS
+            .iter()
+            .chain(GATT_MAPS)
+            .map(|n| (*n).to_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn models(&self, config: &BleConfig) -> Value {
+        crate::models::models(config)
+    }
+
+    fn deployment(&self, config: &BleConfig) -> Deployment {
+        deployment(config)
+    }
+
+    fn run_extra(&self, extra: NoExtra) -> ExitCode {
+        match extra {}
+    }
+}
+
+/// The host's system D-Bus (BlueZ answers there) and the spool volume; the same for every
+/// configuration.
+pub fn deployment(_config: &BleConfig) -> Deployment {
+    Deployment {
+        binds: vec!["/var/run/dbus:/var/run/dbus".into()],
+        spool_volume: Some("edge-bridge-ble-spool".into()),
+        ..Deployment::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn bundled_maps_are_the_names_configurations_accept() {
+        let ble = Ble::default();
+        let names = ble.bundled_maps();
+        assert_eq!(names.len(), ADVERT_MAPS.len() + GATT_MAPS.len());
+        let devices: serde_json::Map<String, Value> = names
+            .iter()
+            .enumerate()
+            .map(|(i, map)| {
+                (
+                    format!("d{i}"),
+                    json!({"address": format!("C0:FF:EE:00:00:{i:02X}"), "map": map}),
+                )
+            })
+            .collect();
+        let config = crate::config::parse(&json!({ "devices": devices })).unwrap();
+        assert_eq!(ble.device_count(&config), names.len());
+        assert_eq!(
+            ble.deployment(&config).binds,
+            ["/var/run/dbus:/var/run/dbus"]
+        );
+        let program = bridge_core::runtime::commands::program(&ble);
+        type Cli = bridge_core::runtime::cli::Cli<<Ble as CommandLine>::Extra>;
+        Cli::command_for(program).debug_assert();
+        assert_eq!(Cli::clashes(program), Vec::<String>::new());
+    }
 }

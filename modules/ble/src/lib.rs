@@ -17,12 +17,13 @@ pub mod gatt;
 pub mod models;
 pub mod monitor;
 pub mod report;
+pub mod routes;
 pub mod scanner;
 
 use std::sync::Arc;
 
 use bridge_core::config::ConfigErrors;
-use bridge_core::hub::{MethodResponse, MethodRouter};
+use bridge_core::methods::{MethodResponse, MethodRouter};
 use bridge_core::runtime::{ModuleContext, Protocol};
 use serde_json::{Value, json};
 
@@ -86,9 +87,39 @@ impl Protocol for Ble {
     }
 }
 
+/// One read (`value: None`) or write on a GATT device's characteristic, through its
+/// connection task; the bytes read (empty for a write) or why not.
+pub(crate) async fn gatt_call(
+    writers: &scanner::Writers,
+    id: &str,
+    uuid: uuid::Uuid,
+    value: Option<Vec<u8>>,
+    with_response: bool,
+) -> Result<Vec<u8>, String> {
+    let tx = writers
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(id)
+        .cloned()
+        .ok_or_else(|| format!("No GATT device '{id}'."))?;
+    let (reply, rx) = tokio::sync::oneshot::channel();
+    tx.send(connection::WriteCmd {
+        uuid,
+        value,
+        with_response,
+        reply,
+    })
+    .await
+    .map_err(|_| "The device is restarting.".to_owned())?;
+    match tokio::time::timeout(std::time::Duration::from_secs(30), rx).await {
+        Ok(Ok(result)) => result,
+        _ => Err("The device did not connect in time.".into()),
+    }
+}
+
 /// `write {"deviceId", "characteristic": uuid, "value": "hex", "withResponse": true}`:
 /// only characteristics the device's configuration lists as `writable`.
-async fn write_method(writers: &scanner::Writers, req: Value) -> MethodResponse {
+pub(crate) async fn write_method(writers: &scanner::Writers, req: Value) -> MethodResponse {
     let (Some(id), Some(uuid), Some(hex)) = (
         req.get("deviceId").and_then(Value::as_str),
         req.get("characteristic").and_then(Value::as_str),
@@ -145,7 +176,7 @@ async fn write_method(writers: &scanner::Writers, req: Value) -> MethodResponse 
 
 /// `read {"deviceId", "characteristic": uuid}`: reads a characteristic of a GATT device now;
 /// answers the bytes as hex and, for standard characteristics, the decoded fields.
-async fn read_method(writers: &scanner::Writers, req: Value) -> MethodResponse {
+pub(crate) async fn read_method(writers: &scanner::Writers, req: Value) -> MethodResponse {
     let (Some(id), Some(uuid)) = (
         req.get("deviceId").and_then(Value::as_str),
         req.get("characteristic").and_then(Value::as_str),

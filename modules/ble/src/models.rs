@@ -29,6 +29,50 @@ pub fn model_id(map: &str) -> String {
     format!("dtmi:edgebridge:ble:{};1", name.trim_matches('_'))
 }
 
+/// The model id a device announces: its map's, or, when it has writable
+/// characteristics, its own interface that extends the map's with them.
+pub fn device_model_id(map: &str, id: &str, writable: &[crate::config::Writable]) -> String {
+    if writable.is_empty() {
+        return model_id(map);
+    }
+    let map_part = model_id(map);
+    let map_part = map_part
+        .trim_start_matches("dtmi:edgebridge:ble:")
+        .trim_end_matches(";1");
+    let mut name = String::from("d_");
+    for c in id.chars() {
+        let c = if c.is_ascii_alphanumeric() { c } else { '_' };
+        if !(c == '_' && name.ends_with('_')) {
+            name.push(c);
+        }
+    }
+    format!(
+        "dtmi:edgebridge:ble:{map_part}:{};1",
+        name.trim_end_matches('_')
+    )
+}
+
+/// The device's own interface: the map's, plus its writable characteristics as
+/// writable properties.
+fn device_interface(d: &crate::config::Device) -> Value {
+    use crate::config::WritableType;
+    let contents: Vec<Value> = d
+        .writable
+        .iter()
+        .map(|w| {
+            let schema = match w.kind {
+                WritableType::Hex => "string",
+                WritableType::U32 | WritableType::I32 => "long",
+                _ => "integer",
+            };
+            json!({"@type": "Property", "name": w.name, "schema": schema, "writable": true,
+                   "comment": format!("characteristic {}", w.uuid)})
+        })
+        .collect();
+    json!({"@context": "dtmi:dtdl:context;2", "@id": device_model_id(&d.map, &d.id, &d.writable),
+           "@type": "Interface", "displayName": d.id, "extends": model_id(&d.map), "contents": contents})
+}
+
 fn schema(kind: &str) -> Value {
     match kind {
         "boolean" => json!("boolean"),
@@ -83,6 +127,7 @@ pub fn models(config: &BleConfig) -> Value {
         .filter_map(|d| d["name"].as_str().map(|n| (n.to_owned(), d.clone())))
         .collect();
     let mut out: BTreeMap<String, Value> = BTreeMap::new();
+    let mut devices: Vec<Value> = Vec::new();
     for d in config.devices.values() {
         let fields: Vec<(String, Value, &str)> = match (&d.custom, docs.get(&d.map)) {
             (Some(m), _) => m
@@ -122,12 +167,21 @@ pub fn models(config: &BleConfig) -> Value {
             (None, None) => continue,
         };
         out.insert(d.map.clone(), interface(&d.map, &fields));
+        if !d.writable.is_empty() {
+            devices.push(device_interface(d));
+        }
     }
-    let relationships: Vec<Value> = out
+    let mut relationships: Vec<Value> = out
         .keys()
         .map(|m| json!({"@type": "Relationship", "name": format!("rel_{}", m.replace('-', "_")).chars().take(64).collect::<String>(), "target": model_id(m)}))
         .collect();
+    for (i, d) in devices.iter().enumerate() {
+        relationships.push(
+            json!({"@type": "Relationship", "name": format!("rel_device_{i}"), "target": d["@id"]}),
+        );
+    }
     let mut all: Vec<Value> = out.into_values().collect();
+    all.extend(devices);
     let mut gateway = vec![
         json!({"@type": "Property", "name": "bluetooth", "schema": {"@type": "Object", "fields": [{"name": "state", "schema": "string"}, {"name": "error", "schema": "string"}]}}),
     ];

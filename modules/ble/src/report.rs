@@ -2,19 +2,17 @@
 //! [`bridge_core::report`] per field; signal fields (`rssi`, `txPower`) ride along but
 //! never trigger a message.
 
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde_json::{Map, Value};
 
-use bridge_core::report::Change;
 pub use bridge_core::report::Report;
 
 const SIGNAL: &[&str] = &["rssi", "txPower"];
 
-/// Last reported value and time per field of one device.
+/// Last reported value and time per field of one device (the core's memory).
 #[derive(Debug, Default)]
-pub struct Memory(HashMap<String, (Value, Instant)>);
+pub struct Memory(bridge_core::report::Memory<Value>);
 
 impl Memory {
     /// The fields of `body` to send now (empty: send nothing).
@@ -27,24 +25,12 @@ impl Memory {
         if !report.on_change {
             return body.clone();
         }
-        let mut out = Map::new();
-        for (k, v) in body.iter().filter(|(k, _)| !SIGNAL.contains(&k.as_str())) {
-            let (change, since) = match self.0.get(k) {
-                None => (Change::First, Duration::ZERO),
-                Some((prev, at)) => (
-                    match (prev.as_f64(), v.as_f64()) {
-                        (Some(a), Some(b)) => Change::Numeric(a, b),
-                        _ => Change::Other { same: prev == v },
-                    },
-                    now.duration_since(*at),
-                ),
-            };
-            let send = report.send(k, change, since);
-            if send {
-                self.0.insert(k.clone(), (v.clone(), now));
-                out.insert(k.clone(), v.clone());
-            }
-        }
+        let mut out: Map<String, Value> = body
+            .iter()
+            .filter(|(k, _)| !SIGNAL.contains(&k.as_str()))
+            .filter(|(k, v)| self.0.offer(report, k, v, now))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         if !out.is_empty() {
             for s in SIGNAL {
                 if let Some(v) = body.get(*s) {
@@ -60,6 +46,7 @@ impl Memory {
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::time::Duration;
 
     fn body(v: Value) -> Map<String, Value> {
         v.as_object().cloned().unwrap_or_default()

@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bridge_core::hub::Message;
+use bridge_core::device::DeviceHealth;
+use bridge_core::message::Message;
 use bridge_core::runtime::ModuleContext;
 use btleplug::api::{
     Central, CentralEvent, Manager as _, Peripheral as _, PeripheralProperties, ScanFilter,
@@ -18,6 +19,7 @@ use uuid::Uuid;
 
 use crate::adverts::{self, DecodeError, Decoded};
 use crate::config::{BleConfig, ScanMode};
+use crate::routes::{Out, Routes};
 
 #[cfg(test)]
 mod tests {
@@ -138,34 +140,35 @@ impl Presence {
     }
 }
 
-async fn report_presence(
-    cx: &ModuleContext<BleConfig>,
-    id: &str,
-    seen: bool,
-    props: Option<&PeripheralProperties>,
-) {
-    let mut health = json!({"state": if seen { "seen" } else { "lost" }, "at": bridge_core::time::rfc3339_now()});
-    if let Some(p) = props {
-        // What the advertisement says about the device itself.
-        health["rssi"] = json!(p.rssi);
-        health["localName"] = json!(p.local_name);
-        health["txPower"] = json!(p.tx_power_level);
-        health["serviceUuids"] = json!(
-            p.services
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-        );
-        health["manufacturerIds"] = json!(p.manufacturer_data.keys().collect::<Vec<_>>());
+/// Presence of an advertising device as its health: online when heard (with what the
+/// advertisement says about the device), offline after [`LOST_AFTER`] of silence.
+fn presence_health(seen: bool, props: Option<&PeripheralProperties>) -> DeviceHealth {
+    let mut health = DeviceHealth::default();
+    if seen {
+        health.success(bridge_core::time::rfc3339_now(), None);
+    } else {
+        health.failure(format!("no advertisement for {} s", LOST_AFTER.as_secs()));
     }
-    cx.reporter
-        .report(json!({"deviceHealth": {id: health.clone()}}));
-    let mut body = health;
-    body["deviceId"] = json!(id);
-    let _ignored = cx
-        .telemetry
-        .send(Message::json("status", &body).for_device(id))
-        .await;
+    if let Some(p) = props {
+        let d = &mut health.detail;
+        d.insert("rssi".into(), json!(p.rssi));
+        d.insert("localName".into(), json!(p.local_name));
+        d.insert("txPower".into(), json!(p.tx_power_level));
+        d.insert(
+            "serviceUuids".into(),
+            json!(
+                p.services
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+            ),
+        );
+        d.insert(
+            "manufacturerIds".into(),
+            json!(p.manufacturer_data.keys().collect::<Vec<_>>()),
+        );
+    }
+    health
 }
 
 async fn adapter() -> Result<Adapter, String> {
@@ -200,7 +203,9 @@ pub async fn run(mut cx: ModuleContext<BleConfig>, writers: Writers, counters: A
         counters,
         ..Seen::default()
     };
+    let mut routes = Routes::new(cx.devices.clone(), writers.clone());
     loop {
+        routes.refresh();
         let adapter = match adapter().await {
             Ok(a) => a,
             Err(e) => {
@@ -278,8 +283,7 @@ pub async fn run(mut cx: ModuleContext<BleConfig>, writers: Writers, counters: A
             tokio::spawn(crate::connection::run(
                 adapter.clone(),
                 dev.clone(),
-                cx.telemetry.clone(),
-                cx.reporter.clone(),
+                routes.sink(&dev.id, &dev.map, &dev.writable).clone(),
                 slots.clone(),
                 rx,
                 gatt_stop.clone(),
@@ -303,7 +307,9 @@ pub async fn run(mut cx: ModuleContext<BleConfig>, writers: Writers, counters: A
                 _ = sweep.tick() => {
                     let config: Arc<BleConfig> = cx.config.borrow().clone();
                     for (id, present) in seen.presence.sweep(&config, Instant::now()) {
-                        report_presence(&cx, &id, present, None).await;
+                        if let Some(d) = config.devices.values().find(|d| d.id == id) {
+                            routes.sink(&id, &d.map, &d.writable).send(Out::Health(presence_health(present, None)));
+                        }
                     }
                     continue;
                 }
@@ -341,7 +347,10 @@ pub async fn run(mut cx: ModuleContext<BleConfig>, writers: Writers, counters: A
                 }
             }
             for id in ids {
-                if advert(&cx, &adapter, &id, &mut seen).await.is_err() {
+                if advert(&cx, &adapter, &id, &mut seen, &mut routes)
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -385,6 +394,7 @@ async fn advert(
     adapter: &Adapter,
     id: &btleplug::platform::PeripheralId,
     seen: &mut Seen,
+    routes: &mut Routes,
 ) -> Result<(), Closed> {
     let Seen {
         last_sent,
@@ -414,6 +424,7 @@ async fn advert(
     let config: Arc<BleConfig> = cx.config.borrow().clone();
     let address = props.address.to_string().to_ascii_uppercase();
     let device = config.devices.get(&address);
+    let no_writable: &[crate::config::Writable] = &[];
     let (device_id, decoded, min_interval) = match device {
         Some(d) => match d.custom.as_ref().map_or_else(
             || decode(&d.map, &props, d.bind_key.as_ref()),
@@ -453,8 +464,11 @@ async fn advert(
         return Ok(());
     }
     last_sent.insert(device_id.clone(), (body.clone(), now));
-    if presence.saw(&device_id, now) {
-        report_presence(cx, &device_id, true, Some(&props)).await;
+    let map = device.map_or(decoded.format, |d| d.map.as_str());
+    let sink = routes.sink(&device_id, map, device.map_or(no_writable, |d| &d.writable));
+    if presence.saw(&device_id, now) && !sink.send(Out::Health(presence_health(true, Some(&props))))
+    {
+        return Err(Closed);
     }
     // Discovered devices have no report settings: every change is sent.
     let default_report = crate::report::Report::default();
@@ -468,11 +482,13 @@ async fn advert(
         return Ok(());
     }
     let body = Value::Object(selected);
-    let msg = Message::json("telemetry", &body)
-        .for_device(&device_id)
-        .with_property("format", decoded.format);
+    let msg = Message::json("telemetry", &body).with_property("format", decoded.format);
     counters
         .messages
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    cx.telemetry.send(msg).await.map_err(|_| Closed)
+    if sink.send(Out::Message(msg)) {
+        Ok(())
+    } else {
+        Err(Closed)
+    }
 }

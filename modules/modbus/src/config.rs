@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bridge_core::config::{ConfigErrors, ConfigIssue, from_value};
-use bridge_core::downstream::{IdentityConfig, parse_identity};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -67,6 +66,26 @@ pub enum Connection {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         frame_gap_ms: Option<f64>,
     },
+    /// Modbus ASCII on a serial port (':' + hex + LRC + CR LF).
+    Ascii {
+        /// Serial device, e.g. `/dev/ttyUSB0`.
+        port: String,
+        /// Baud rate.
+        #[serde(default = "default_baud")]
+        baud_rate: u32,
+        /// Parity (the specification's default for ASCII is even).
+        #[serde(default = "default_ascii_parity")]
+        parity: Parity,
+        /// Data bits (7 or 8; ASCII normally uses 7).
+        #[serde(default = "default_ascii_data_bits")]
+        data_bits: u8,
+        /// Stop bits (1 or 2).
+        #[serde(default = "default_stop_bits")]
+        stop_bits: u8,
+        /// Silence between frames, in ms.
+        #[serde(default = "default_rtu_gap")]
+        frame_gap_ms: u64,
+    },
     /// RTU framing over TCP (serial-to-Ethernet converters).
     RtuOverTcp {
         /// Host name or IP address.
@@ -95,8 +114,17 @@ const fn default_parity() -> Parity {
 const fn default_data_bits() -> u8 {
     8
 }
+const fn default_ascii_parity() -> Parity {
+    Parity::Even
+}
+const fn default_ascii_data_bits() -> u8 {
+    7
+}
 const fn default_stop_bits() -> u8 {
     1
+}
+const fn default_rtu_gap() -> u64 {
+    5
 }
 
 impl Connection {
@@ -106,6 +134,7 @@ impl Connection {
             Connection::Tcp { host, port, .. } => format!("tcp://{host}:{port}"),
             Connection::RtuOverTcp { host, port, .. } => format!("rtu+tcp://{host}:{port}"),
             Connection::Rtu { port, .. } => format!("rtu://{port}"),
+            Connection::Ascii { port, .. } => format!("ascii://{port}"),
             Connection::Simulated {} => format!("simulated://{device_id}"),
         }
     }
@@ -114,7 +143,9 @@ impl Connection {
     pub fn frame_gap(&self) -> Duration {
         let ms = |v: f64| Duration::from_secs_f64(v.clamp(0.0, 60_000.0) / 1000.0);
         match self {
-            Connection::Tcp { frame_gap_ms, .. } => Duration::from_millis(*frame_gap_ms),
+            Connection::Tcp { frame_gap_ms, .. } | Connection::Ascii { frame_gap_ms, .. } => {
+                Duration::from_millis(*frame_gap_ms)
+            }
             Connection::Rtu {
                 frame_gap_ms: Some(v),
                 ..
@@ -200,8 +231,6 @@ struct RawConfig {
     devices: BTreeMap<String, Value>,
     #[serde(default)]
     maps: BTreeMap<String, Value>,
-    #[serde(default)]
-    identity: Option<Value>,
 }
 
 /// A validated device.
@@ -234,8 +263,6 @@ pub struct ModbusConfig {
     pub devices: BTreeMap<String, Device>,
     /// Maps defined inline under `maps`.
     pub maps: BTreeMap<String, Arc<DeviceMap>>,
-    /// Module identity (default) or one IoT Hub device identity per field device.
-    pub identity: IdentityConfig,
 }
 
 /// The IoT Plug and Play model id announced for devices of a map.
@@ -266,16 +293,6 @@ pub fn parse(doc: &Value) -> Result<ModbusConfig, ConfigErrors> {
 fn parse_devices(doc: &Value) -> Result<ModbusConfig, ConfigErrors> {
     let raw: RawConfig = from_value(doc, "")?;
     let mut issues = Vec::new();
-    let identity = match &raw.identity {
-        None => IdentityConfig::default(),
-        Some(v) => match parse_identity(v, "identity") {
-            Ok(i) => i,
-            Err(e) => {
-                issues.extend(e.0);
-                IdentityConfig::default()
-            }
-        },
-    };
     let mut maps = BTreeMap::new();
     for (name, map_doc) in &raw.maps {
         match parse_map(map_doc, &format!("maps.{name}")) {
@@ -303,7 +320,12 @@ fn parse_devices(doc: &Value) -> Result<ModbusConfig, ConfigErrors> {
             }
         };
         let map = match &dev.map {
-            MapRef::Name(name) => match maps.get(name).cloned().or_else(|| bundled_shared(name)) {
+            MapRef::Name(name) => match maps
+                .get(name)
+                .cloned()
+                .or_else(|| bundled_shared(name))
+                .or_else(|| crate::sunspec::placeholder(name))
+            {
                 Some(m) => m,
                 None => {
                     let mut known: Vec<String> = maps.keys().cloned().collect();
@@ -325,7 +347,7 @@ fn parse_devices(doc: &Value) -> Result<ModbusConfig, ConfigErrors> {
         };
         let before = issues.len();
         check_device(&dev, &path, &mut issues);
-        if let Connection::Rtu { port, .. } = &dev.connection {
+        if let Connection::Rtu { port, .. } | Connection::Ascii { port, .. } = &dev.connection {
             match serial.get(port) {
                 Some((other, conn)) if conn != &dev.connection => issues.push(ConfigIssue::new(
                     format!("{path}.connection"),
@@ -391,11 +413,7 @@ fn parse_devices(doc: &Value) -> Result<ModbusConfig, ConfigErrors> {
         );
     }
     if issues.is_empty() {
-        Ok(ModbusConfig {
-            devices,
-            maps,
-            identity,
-        })
+        Ok(ModbusConfig { devices, maps })
     } else {
         Err(ConfigErrors(issues))
     }
@@ -416,6 +434,13 @@ fn check_device(dev: &RawDevice, path: &str, issues: &mut Vec<ConfigIssue>) {
     }
     match &dev.connection {
         Connection::Rtu {
+            baud_rate,
+            data_bits,
+            stop_bits,
+            port,
+            ..
+        }
+        | Connection::Ascii {
             baud_rate,
             data_bits,
             stop_bits,

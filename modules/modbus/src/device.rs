@@ -124,7 +124,7 @@ impl DeviceEntry {
                         }
                     }
                 }
-                Ok(OpResult::Written) => {}
+                Ok(OpResult::Written | OpResult::DeviceId(_)) => {}
                 Err(BusError::Exception(2)) if self.cuts().split(map, &block) => {
                     tracing::info!(device = %d.id, table = ?block.table, start = block.start, count = block.count, "Device rejected a merged read; splitting it.");
                     let again = plan(map, &block.points, d.limits, &self.cuts());

@@ -8,18 +8,21 @@
 //! - [`device`], [`poller`]: reading/writing points; one poll task per device.
 //! - [`module`]: the `bridge-core` protocol: reconcile on config change, direct methods.
 //! - [`simulator`]: the built-in simulated device.
+//! - [`commission`]: the `scan`, `read` and `write` commissioning commands.
+//! - [`sunspec`]: SunSpec discovery and decoding (`"map": "sunspec"`).
 
 pub mod bus;
 pub mod codec;
+pub mod commission;
 pub mod config;
 pub mod deploy;
 pub mod device;
-mod identity;
 pub mod map;
 pub mod models;
 pub mod module;
 pub mod plan;
 pub mod poller;
 pub mod simulator;
+pub mod sunspec;
 
 pub use module::{Modbus, demo_config};

@@ -26,8 +26,11 @@ pub fn schema_of(p: &Point) -> &'static str {
         DataType::String => "string",
         DataType::F32 | DataType::F64 => "double",
         _ if scaled => "double",
-        DataType::U16 | DataType::I16 | DataType::U32 | DataType::I32 => "integer",
-        DataType::U64 | DataType::I64 => "long",
+        // DTDL `integer` is signed 32-bit and `long` signed 64-bit: each type gets the
+        // smallest schema its whole range fits; u64 exceeds `long`, so `double`.
+        DataType::U16 | DataType::I16 | DataType::I32 => "integer",
+        DataType::U32 | DataType::I64 => "long",
+        DataType::U64 => "double",
     }
 }
 
@@ -151,6 +154,35 @@ pub fn models(config: &ModbusConfig) -> Value {
     let mut out: Vec<Value> = maps.values().map(|m| device_interface(m)).collect();
     out.push(gateway_interface(&maps));
     Value::Array(out)
+}
+
+#[cfg(test)]
+mod schema_tests {
+    use super::*;
+
+    #[test]
+    fn every_type_fits_its_dtdl_schema() {
+        let map = crate::map::parse_map(
+            &serde_json::json!({"name": "m", "points": {
+                "a": {"table": "holding", "address": 0, "type": "u16"},
+                "b": {"table": "holding", "address": 1, "type": "i32"},
+                "c": {"table": "holding", "address": 3, "type": "u32"},
+                "d": {"table": "holding", "address": 5, "type": "i64"},
+                "e": {"table": "holding", "address": 9, "type": "u64"},
+                "f": {"table": "holding", "address": 13, "type": "u16", "scale": 0.1}
+            }}),
+            "m",
+        )
+        .unwrap();
+        let got: Vec<&str> = ["a", "b", "c", "d", "e", "f"]
+            .iter()
+            .map(|n| schema_of(&map.points[map.index_of(n).unwrap()]))
+            .collect();
+        assert_eq!(
+            got,
+            ["integer", "integer", "long", "long", "double", "double"]
+        );
+    }
 }
 
 #[cfg(test)]

@@ -6,17 +6,18 @@ use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
 use bridge_core::config::ConfigErrors;
-use bridge_core::hub::{MethodResponse, MethodRouter};
+use bridge_core::device::poll::Schedule;
+use bridge_core::device::{IdentityConfig, RouteSpec, WritableRequest, WriteOutcome};
+use bridge_core::methods::{MethodResponse, MethodRouter};
 use bridge_core::runtime::{ModuleContext, Protocol};
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::bus::{BusError, BusHandle, spawn_bus};
-use crate::config::{Connection, Device, ModbusConfig, parse};
+use crate::config::{Connection, Device, ModbusConfig, model_id, parse};
 use crate::device::{DeviceEntry, WriteError};
-use crate::identity;
-use crate::poller::{self, PollStats};
+use crate::poller::{ModbusPoll, PollStats};
 use crate::simulator;
 
 /// The Modbus protocol module.
@@ -54,7 +55,7 @@ pub fn demo_config() -> Value {
 }
 
 struct Running {
-    identity: Option<bridge_core::downstream::IdentityConfig>,
+    identity: Option<Arc<IdentityConfig>>,
     buses: HashMap<String, (Connection, BusHandle, CancellationToken)>,
     pollers: HashMap<String, (Device, CancellationToken)>,
     sims: HashMap<String, (Arc<crate::map::DeviceMap>, SocketAddr, CancellationToken)>,
@@ -181,11 +182,12 @@ impl Modbus {
         cx: &ModuleContext<ModbusConfig>,
     ) {
         // A new identity mode re-routes every device: restart them all.
-        if running.identity.as_ref() != Some(&config.identity) {
+        let identity = cx.devices.identity();
+        if running.identity.as_ref() != Some(&identity) {
             for (_, (_, token)) in running.pollers.drain() {
                 token.cancel();
             }
-            running.identity = Some(config.identity.clone());
+            running.identity = Some(identity);
         }
         // Stop devices that went away or changed.
         let stale: Vec<String> = running
@@ -208,8 +210,7 @@ impl Modbus {
                     .unwrap_or_else(|p| p.into_inner())
                     .remove(&id);
                 info!(device = %id, "Device removed.");
-                cx.reporter
-                    .report(json!({"deviceHealth": {id.clone(): null}, "deviceFacts": {id: null}}));
+                cx.devices.forget(&id);
             }
         }
         // Simulated devices: one server per device, restarted if its map changed.
@@ -305,7 +306,6 @@ impl Modbus {
             tokio::spawn(start_device(
                 self.clone(),
                 entry,
-                config.clone(),
                 cx.clone(),
                 stats,
                 token.clone(),
@@ -325,6 +325,9 @@ impl Modbus {
         let Some(entry) = self.entry(id) else {
             return MethodResponse::error(404, format!("Unknown device '{id}'."));
         };
+        if crate::sunspec::is_sunspec(&entry.device.map) {
+            return crate::sunspec::poll::read_method(&entry, &req).await;
+        }
         let map = &entry.device.map;
         let wanted: Vec<usize> = match req.get("points") {
             None | Some(Value::Null) => entry.device.wanted.clone(),
@@ -384,6 +387,12 @@ impl Modbus {
         let Some(entry) = self.entry(id) else {
             return MethodResponse::error(404, format!("Unknown device '{id}'."));
         };
+        if crate::sunspec::is_sunspec(&entry.device.map) {
+            return MethodResponse::error(
+                400,
+                "Writes to SunSpec devices are not supported yet; read works.",
+            );
+        }
         let Some(index) = entry.device.map.index_of(point) else {
             return MethodResponse::error(
                 404,
@@ -441,35 +450,44 @@ impl Modbus {
 async fn start_device(
     module: Arc<Modbus>,
     entry: Arc<DeviceEntry>,
-    config: Arc<ModbusConfig>,
     cx: ModuleContext<ModbusConfig>,
     stats: Arc<PollStats>,
     token: CancellationToken,
 ) {
     let id = entry.device.id.clone();
-    let route = tokio::select! {
-        _ = token.cancelled() => return,
-        r = identity::route_for(&module, &entry, &config, &cx) => r,
+    let spec = RouteSpec {
+        id: id.clone(),
+        model_id: Some(model_id(&entry.device.map)),
+        commands: device_commands(&module, &id),
     };
-    if let Some(link) = &route.link {
-        tokio::spawn(identity::follow_desired(
-            module.clone(),
-            id.clone(),
-            link.session.clone(),
-            token.clone(),
-        ));
+    let route = tokio::select! {
+        () = token.cancelled() => return,
+        r = cx.devices.open(spec) => r,
+    };
+    if route.own_identity() {
+        let (route, entry) = (route.clone(), entry.clone());
+        let stop = token.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = stop.cancelled() => {}
+                () = route.follow_writable(|req| apply_writable(&entry, req)) => {}
+            }
+        });
     }
+    let schedule = Schedule {
+        interval: entry.device.poll_interval,
+        retry_after: entry.device.poll_interval,
+        max_backoff: std::time::Duration::from_secs(60),
+    };
     loop {
-        let mut task = tokio::spawn(poller::run(
-            entry.clone(),
-            route.telemetry.clone(),
-            route.reporter.clone(),
-            route.own_twin,
-            stats.clone(),
-        ));
+        let poll = ModbusPoll::new(entry.clone(), route.clone(), stats.clone());
+        let (task_id, task_route, task_stats) = (id.clone(), route.clone(), stats.clone());
+        let mut task = tokio::spawn(async move {
+            bridge_core::device::poll::run(&task_id, task_route, schedule, task_stats, poll).await;
+        });
         // The poll task is stopped by aborting it, so it never polls the token itself.
         let ended = tokio::select! {
-            _ = token.cancelled() => {
+            () = token.cancelled() => {
                 task.abort();
                 let _ignored = task.await;
                 break;
@@ -484,8 +502,56 @@ async fn start_device(
             _ => break,
         }
     }
-    if let Some(link) = route.link {
-        link.close();
+    route.close();
+}
+
+fn with_device(mut req: Value, id: &str) -> Value {
+    if !req.is_object() {
+        req = json!({});
+    }
+    req["deviceId"] = json!(id);
+    req
+}
+
+/// Commands on the device identity itself: `read` and `write` without `deviceId`.
+fn device_commands(module: &Arc<Modbus>, id: &str) -> MethodRouter {
+    let (r, w) = (module.clone(), module.clone());
+    let (ri, wi) = (id.to_owned(), id.to_owned());
+    MethodRouter::new()
+        .route("read", move |req| {
+            let (me, id) = (r.clone(), ri.clone());
+            async move { me.read_method(with_device(req, &id)).await }
+        })
+        .route("write", move |req| {
+            let (me, id) = (w.clone(), wi.clone());
+            async move { me.write_method(with_device(req, &id)).await }
+        })
+}
+
+/// A desired writable property of a device with its own identity: written to the
+/// point of the same name.
+async fn apply_writable(entry: &DeviceEntry, req: WritableRequest) -> WriteOutcome {
+    let map = &entry.device.map;
+    let Some(index) = map.index_of(&req.name) else {
+        return WriteOutcome::Refused {
+            reason: format!("The map '{}' has no point '{}'.", map.name, req.name),
+            in_use: Value::Null,
+        };
+    };
+    match entry.write(index, &req.value).await {
+        Ok(()) => WriteOutcome::Applied,
+        Err(e) => {
+            let in_use = entry
+                .read(&[index])
+                .await
+                .values
+                .get(&index)
+                .map_or(Value::Null, |r| r.to_json());
+            WriteOutcome::Refused {
+                reason: e.to_string(),
+                in_use,
+            }
+        }
     }
 }
 

@@ -16,12 +16,13 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::methods::MethodRouter;
-use super::tls;
 use super::topics::{self, Incoming};
 use super::twin::Desired;
+use crate::backoff::Backoff;
 use crate::identity::Credentials;
-use crate::upstream::{AckTracker, Backoff, LinkEnd, LinkEvent, Outbound, Tag};
+use crate::link::{LinkEnd, LinkEvent, Outbound};
+use crate::methods::MethodRouter;
+use crate::mqtt::{Publisher, Tag, error_chain, tls};
 
 mod twin_state;
 use twin_state::Reported;
@@ -245,8 +246,7 @@ enum End {
 struct Conn {
     /// New credentials arrived: end this connection and open the next with them.
     restart: bool,
-    client: AsyncClient,
-    acks: AckTracker,
+    publisher: Publisher,
     connected: bool,
     twin_get: Option<(String, Instant)>,
     early_patches: Vec<(Value, Option<u64>)>,
@@ -343,8 +343,7 @@ impl Driver {
         self.connects += 1;
         let mut conn = Conn {
             restart: false,
-            client,
-            acks: AckTracker::default(),
+            publisher: Publisher::new(client, MAX_BACKLOG),
             connected: false,
             twin_get: None,
             early_patches: Vec::new(),
@@ -378,7 +377,7 @@ impl Driver {
                         return Ok(End::Renew);
                     }
                 }
-                Some(out) = self.link.rx.recv(), if conn.connected && conn.acks.backlog() < MAX_BACKLOG => {
+                Some(out) = self.link.rx.recv(), if conn.connected && conn.publisher.ready() => {
                     self.publish_telemetry(&mut conn, out);
                 }
                 _ = twin_check.tick() => {
@@ -392,7 +391,7 @@ impl Driver {
     }
 
     async fn graceful_close(&self, conn: &Conn, eventloop: &mut rumqttc::EventLoop) {
-        if conn.connected && conn.client.try_disconnect().is_ok() {
+        if conn.connected && conn.publisher.client().try_disconnect().is_ok() {
             // Let the DISCONNECT reach the wire; a dead socket just ends this early.
             let _ignored = tokio::time::timeout(Duration::from_millis(500), async {
                 while let Ok(ev) = eventloop.poll().await {
@@ -417,33 +416,25 @@ impl Driver {
                     connects: self.connects,
                 });
                 for topic in topics::subscriptions(&self.credentials.identity) {
-                    let _ignored = conn.client.try_subscribe(topic, QoS::AtLeastOnce);
+                    let _ignored = conn
+                        .publisher
+                        .client()
+                        .try_subscribe(topic, QoS::AtLeastOnce);
                 }
                 self.request_twin(conn);
                 self.flush_reported(conn);
                 self.link.emit(LinkEvent::Up);
             }
             Event::Incoming(Packet::Publish(p)) => self.on_publish(conn, &p.topic, &p.payload),
-            Event::Incoming(Packet::PubAck(ack)) => {
-                if let Some(Tag::Telemetry(seq)) = conn.acks.acked(ack.pkid) {
-                    self.link.emit(LinkEvent::Acked(seq));
-                }
+            other => {
+                conn.publisher.on_event(&other, &self.link);
             }
-            Event::Outgoing(Outgoing::Publish(pkid)) => conn.acks.sent(pkid),
-            _ => {}
         }
         Ok(())
     }
 
     fn publish(&self, conn: &mut Conn, topic: String, payload: Vec<u8>, tag: Tag) {
-        match conn
-            .client
-            .try_publish(topic, QoS::AtLeastOnce, false, payload)
-        {
-            Ok(()) => conn.acks.queued(tag),
-            // Only possible if the channel is full, which MAX_BACKLOG prevents.
-            Err(e) => warn!(error = %e, "Could not queue a publish."),
-        }
+        conn.publisher.publish(topic, payload, tag);
     }
 
     fn publish_telemetry(&self, conn: &mut Conn, out: Outbound) {
@@ -542,21 +533,9 @@ fn new_rid() -> String {
     format!("{:032x}", rand::random::<u128>())
 }
 
-/// The error and its sources in one line.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
-
 #[cfg(test)]
 mod tests {
-    use crate::hub::Message;
+    use crate::message::Message;
     use serde_json::json;
 
     #[test]

@@ -10,7 +10,7 @@ use tracing::warn;
 use super::{Conn, Driver, ReportError, new_rid};
 use crate::hub::topics;
 use crate::hub::twin::Desired;
-use crate::upstream::Tag;
+use crate::mqtt::Tag;
 
 pub(super) type Waiter = oneshot::Sender<Result<(), ReportError>>;
 

@@ -2,6 +2,7 @@
 //! out. Every decoder treats its input as hostile: truncated or random payloads give an
 //! error, never a panic (a fuzz test feeds them random bytes).
 
+mod advert;
 mod bthome;
 mod eddystone;
 mod ibeacon;
@@ -12,6 +13,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+pub use advert::{Advert, DecodeFn, uuid16};
 pub use bthome::{BTHOME_UUID16, decode as decode_bthome};
 pub use eddystone::{EDDYSTONE_UUID16, decode as decode_eddystone};
 pub use ibeacon::{APPLE_COMPANY_ID, decode as decode_ibeacon};
@@ -25,6 +27,9 @@ pub struct Decoded {
     pub format: &'static str,
     /// Values by field name (numbers, booleans, strings).
     pub values: BTreeMap<String, Value>,
+    /// The format's packet id or frame counter, when it carries one: a repeat of the
+    /// same reading (same counter) is not sent again.
+    pub packet_id: Option<u32>,
 }
 
 impl Decoded {
@@ -32,6 +37,7 @@ impl Decoded {
         Self {
             format,
             values: BTreeMap::new(),
+            packet_id: None,
         }
     }
 
@@ -71,6 +77,9 @@ pub enum DecodeError {
     /// Decryption failed (wrong key or tampered payload).
     #[error("The payload could not be decrypted (wrong bind key?).")]
     Decrypt,
+    /// The payload has this format's marker but a field is outside the specification.
+    #[error("Invalid {0} payload: {1}.")]
+    Invalid(&'static str, &'static str),
     /// An object id we cannot size: the rest of the payload is unreadable.
     #[error("Unknown BTHome object id 0x{0:02x}.")]
     UnknownObject(u8),

@@ -2,6 +2,7 @@
 //! serialises every request on it; devices hold a cheap [`BusHandle`]. Every request has
 //! a timeout. Connection failures back off exponentially; exceptions never reconnect.
 
+pub mod ascii;
 pub mod pdu;
 pub mod queue;
 pub mod rtu;
@@ -10,7 +11,7 @@ pub mod tcp;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bridge_core::upstream::Backoff;
+use bridge_core::backoff::Backoff;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -19,6 +20,7 @@ use tracing::{debug, info};
 
 use crate::config::{Connection, Parity};
 use crate::map::Table;
+use ascii::AsciiTransport;
 use rtu::RtuTransport;
 use tcp::TcpTransport;
 
@@ -35,6 +37,9 @@ pub enum Op {
     WriteCoils(u16, Vec<bool>),
     /// FC16.
     WriteRegisters(u16, Vec<u16>),
+    /// FC43/14 read device identification: read code (1 basic, 2 regular) and the first
+    /// object id.
+    ReadDeviceId(u8, u8),
 }
 
 /// A successful result.
@@ -46,6 +51,8 @@ pub enum OpResult {
     Registers(Vec<u16>),
     /// A write was confirmed.
     Written,
+    /// FC43/14: one response of device identification.
+    DeviceId(pdu::DeviceId),
 }
 
 /// A request failed. "The device said no" (`Exception`) is kept apart from "could not
@@ -126,6 +133,7 @@ impl BusHandle {
 enum Link {
     Tcp(TcpTransport<TcpStream>),
     Rtu(RtuTransport<Box<dyn Stream>>),
+    Ascii(AsciiTransport<Box<dyn Stream>>),
 }
 
 trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
@@ -197,6 +205,7 @@ pub fn spawn_bus(
             let result = match link.as_mut() {
                 Some(Link::Tcp(t)) => t.call(job.unit, &job.op, job.timeout).await,
                 Some(Link::Rtu(t)) => t.call(job.unit, &job.op, job.timeout).await,
+                Some(Link::Ascii(t)) => t.call(job.unit, &job.op, job.timeout).await,
                 None => Err(BusError::Closed),
             };
             last_frame = Instant::now();
@@ -268,6 +277,14 @@ async fn open(connection: &Connection, sim_addr: Option<SocketAddr>) -> Result<L
             data_bits,
             stop_bits,
             ..
+        }
+        | Connection::Ascii {
+            port,
+            baud_rate,
+            parity,
+            data_bits,
+            stop_bits,
+            ..
         } => {
             let builder = tokio_serial::new(port, *baud_rate)
                 .parity(match parity {
@@ -287,10 +304,11 @@ async fn open(connection: &Connection, sim_addr: Option<SocketAddr>) -> Result<L
                 });
             let stream =
                 tokio_serial::SerialStream::open(&builder).map_err(|e| format!("{port}: {e}"))?;
-            Ok(Link::Rtu(RtuTransport::new(
-                Box::new(stream),
-                connection.frame_gap(),
-            )))
+            Ok(if matches!(connection, Connection::Ascii { .. }) {
+                Link::Ascii(AsciiTransport::new(Box::new(stream)))
+            } else {
+                Link::Rtu(RtuTransport::new(Box::new(stream), connection.frame_gap()))
+            })
         }
     }
 }

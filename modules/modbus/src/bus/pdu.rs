@@ -14,6 +14,7 @@ pub fn function_code(op: &Op) -> u8 {
         Op::WriteRegister(..) => 6,
         Op::WriteCoils(..) => 15,
         Op::WriteRegisters(..) => 16,
+        Op::ReadDeviceId(..) => 43,
     }
 }
 
@@ -55,7 +56,50 @@ pub fn encode_request(op: &Op, out: &mut Vec<u8>) {
                 out.extend_from_slice(&v.to_be_bytes());
             }
         }
+        Op::ReadDeviceId(code, object) => out.extend_from_slice(&[0x0E, *code, *object]),
     }
+}
+
+/// One FC43/14 response: identification objects (id, text) and whether more follow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceId {
+    /// More objects follow: ask again from `next_object`.
+    pub more_follows: bool,
+    /// The next object id to ask for.
+    pub next_object: u8,
+    /// Objects: 0 VendorName, 1 ProductCode, 2 MajorMinorRevision, 3 VendorUrl,
+    /// 4 ProductName, 5 ModelName, 6 UserApplicationName.
+    pub objects: Vec<(u8, String)>,
+}
+
+/// Length of an FC43/14 response PDU at the start of `pdu` (function code first), or
+/// `None` while incomplete. Its length is only known by walking its objects.
+pub fn device_id_len(pdu: &[u8]) -> Option<usize> {
+    let count = usize::from(*pdu.get(6)?);
+    let mut at = 7;
+    for _ in 0..count {
+        at += 2 + usize::from(*pdu.get(at + 1)?);
+    }
+    (pdu.len() >= at).then_some(at)
+}
+
+fn decode_device_id(pdu: &[u8]) -> Option<DeviceId> {
+    if pdu.get(1) != Some(&0x0E) || device_id_len(pdu) != Some(pdu.len()) {
+        return None;
+    }
+    let mut objects = Vec::new();
+    let mut at = 7;
+    for _ in 0..pdu[6] {
+        let (id, len) = (pdu[at], usize::from(pdu[at + 1]));
+        let text = String::from_utf8_lossy(&pdu[at + 2..at + 2 + len]);
+        objects.push((id, text.trim_end_matches('\0').trim().to_owned()));
+        at += 2 + len;
+    }
+    Some(DeviceId {
+        more_follows: pdu[4] == 0xFF,
+        next_object: pdu[5],
+        objects,
+    })
 }
 
 fn coil_word(on: bool) -> u16 {
@@ -96,6 +140,10 @@ pub fn decode_response(op: &Op, pdu: &[u8]) -> Answer {
     let fc = function_code(op);
     match pdu {
         [f, code] if *f == fc | 0x80 => return Answer::Exception(*code),
+        [f, ..] if *f == fc && matches!(op, Op::ReadDeviceId(..)) => {
+            return decode_device_id(pdu)
+                .map_or(Answer::Mismatch, |d| Answer::Ok(OpResult::DeviceId(d)));
+        }
         [f, ..] if *f == fc && pdu.len() == response_len(op) => {}
         _ => return Answer::Mismatch,
     }
@@ -123,6 +171,7 @@ pub fn decode_response(op: &Op, pdu: &[u8]) -> Answer {
         Op::WriteRegister(addr, v) => echo(pdu, *addr, *v),
         Op::WriteRegisters(addr, values) => echo(pdu, *addr, values.len() as u16),
         Op::WriteCoils(addr, bits) => echo(pdu, *addr, bits.len() as u16),
+        Op::ReadDeviceId(..) => Answer::Mismatch,
     }
 }
 
@@ -190,5 +239,30 @@ mod tests {
             Answer::Ok(OpResult::Written)
         );
         assert_eq!(decode_response(&w, &[5, 0, 0xAC, 0, 0]), Answer::Mismatch);
+        // FC43/14, the application protocol's example shape: basic identification.
+        let id = Op::ReadDeviceId(1, 0);
+        out.clear();
+        encode_request(&id, &mut out);
+        assert_eq!(out, [0x2B, 0x0E, 1, 0]);
+        let reply = [
+            0x2B, 0x0E, 1, 1, 0, 0, 3, 0, 7, b'C', b'o', b'm', b'p', b'a', b'n', b'y', 1, 4, b'P',
+            b'-', b'1', b'0', 2, 4, b'V', b'2', b'.', b'1',
+        ];
+        assert_eq!(device_id_len(&reply), Some(reply.len()));
+        assert_eq!(device_id_len(&reply[..20]), None);
+        assert_eq!(
+            decode_response(&id, &reply),
+            Answer::Ok(OpResult::DeviceId(DeviceId {
+                more_follows: false,
+                next_object: 0,
+                objects: vec![
+                    (0, "Company".into()),
+                    (1, "P-10".into()),
+                    (2, "V2.1".into())
+                ]
+            }))
+        );
+        assert_eq!(decode_response(&id, &reply[..20]), Answer::Mismatch);
+        assert_eq!(decode_response(&id, &[0xAB, 1]), Answer::Exception(1));
     }
 }

@@ -72,6 +72,12 @@ pub fn parse_response(unit: u8, op: &Op, buf: &mut Vec<u8>) -> Parsed {
         }
         let expected_len = if buf[i + 1] & 0x80 != 0 {
             5
+        } else if matches!(op, Op::ReadDeviceId(..)) {
+            // Variable length: known once its objects are in.
+            match pdu::device_id_len(&buf[i + 1..]) {
+                Some(n) => 1 + n + 2,
+                None => return Parsed::Incomplete,
+            }
         } else {
             if let Op::Read(table, _, count) = op {
                 // The byte count field must agree with the request.

@@ -19,13 +19,14 @@ use tracing::{info, warn};
 
 use crate::config::{ConfigErrors, ConfigIssue};
 use crate::forwarder::{ForwarderOptions, TelemetrySender, spawn_forwarder};
-use crate::hub::{HubSession, MethodRouter, SessionOptions, spawn_session};
+use crate::hub::{HubSession, SessionOptions, spawn_session};
 use crate::identity::{Credentials, HubIdentity, Signer, SymmetricKey, TrustRoots};
+use crate::methods::MethodRouter;
 use crate::spool::{Spool, SpoolOptions};
 use crate::upstream;
 
 /// Where device keys come from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(
     tag = "source",
     rename_all = "camelCase",
@@ -61,7 +62,7 @@ const fn default_connect_interval() -> u64 {
 }
 
 /// The `identity` section of a module configuration.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(
     tag = "mode",
     rename_all = "camelCase",
@@ -88,7 +89,7 @@ pub enum IdentityConfig {
 }
 
 /// DPS settings for device identities.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Provisioning {
     /// The enrollment's ID scope.
@@ -190,6 +191,11 @@ impl DeviceLink {
     /// Closes the connection (the spool drains first, bounded).
     pub fn close(&self) {
         self.stop.cancel();
+    }
+
+    /// Cancelled when the connection closes.
+    pub(crate) fn stop_token(&self) -> CancellationToken {
+        self.stop.clone()
     }
 }
 
