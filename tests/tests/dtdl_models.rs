@@ -51,17 +51,12 @@ fn generated_models_pass_the_dtdl_parser() {
 #[test]
 fn ble_models_pass_the_dtdl_parser() {
     let mut devices = serde_json::Map::new();
-    let maps = [
-        "bthome-v2",
-        "ruuvi-rawv2",
-        "xiaomi-pvvx",
-        "ibeacon",
-        "eddystone",
-        "ble-battery",
-        "ble-heart-rate",
-        "ble-environmental-sensing",
-        "ble-device-information",
-    ];
+    // Every registered advertisement format and every GATT map.
+    let maps: Vec<&str> = bridge_ble::adverts::FORMATS
+        .iter()
+        .map(|f| f.name)
+        .chain(bridge_ble::gatt::names())
+        .collect();
     for (i, map) in maps.iter().enumerate() {
         devices.insert(
             format!("d{i}"),

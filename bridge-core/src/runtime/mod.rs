@@ -52,6 +52,10 @@ pub trait Protocol: Send + Sync + 'static {
         MethodRouter::new()
     }
 
+    /// Masks secrets (keys) in reported properties before they are written: Plug and
+    /// Play acknowledgements echo the desired value.
+    fn redact(&self, _reported: &mut Value) {}
+
     /// Adds the module's own samples to a metrics scrape (see `--metrics`).
     fn metrics(&self, _out: &mut crate::metrics::Exposition) {}
 
@@ -447,7 +451,7 @@ fn apply_candidate<P: Protocol>(
         Ok(doc) => parse_envelope(protocol, doc),
         Err(e) => Err(ConfigErrors::one(".", e.clone())),
     };
-    let outcome = tracker.offer(candidate, parsed);
+    let mut outcome = tracker.offer(candidate, parsed);
     match &outcome.errors {
         None => info!(version = candidate.version, "Configuration applied."),
         Some(errors) => {
@@ -456,6 +460,7 @@ fn apply_candidate<P: Protocol>(
             }
         }
     }
+    protocol.redact(&mut outcome.reported);
     reporter.report(outcome.reported);
     outcome.config
 }

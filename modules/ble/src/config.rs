@@ -6,22 +6,6 @@ use bridge_core::config::{ConfigErrors, ConfigIssue, from_value};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// Advertisement decoders a device (or discovery) can use.
-pub const ADVERT_MAPS: &[&str] = &[
-    "bthome-v2",
-    "ruuvi-rawv2",
-    "xiaomi-pvvx",
-    "ibeacon",
-    "eddystone",
-];
-/// GATT maps (connect, read, subscribe).
-pub const GATT_MAPS: &[&str] = &[
-    "ble-battery",
-    "ble-heart-rate",
-    "ble-environmental-sensing",
-    "ble-device-information",
-];
-
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 enum MapRef {
@@ -279,9 +263,48 @@ pub struct Discovery {
     /// On or off.
     #[serde(default)]
     pub enabled: bool,
-    /// Decoders to try (default: all advertisement decoders but iBeacon/Eddystone).
+    /// Decoders to try (default: the registry's formats marked for discovery).
     #[serde(default)]
     pub maps: Vec<String>,
+    /// Devices no decoder recognises, forwarded raw (hex) when they match a filter.
+    #[serde(default)]
+    pub raw: RawDiscovery,
+}
+
+/// Raw discovery: unknown devices whose advertisement carries one of these company ids
+/// or service UUIDs are forwarded as `ble-<address>` with their data as hex.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RawDiscovery {
+    /// On or off (off by default: phones and tags everywhere advertise).
+    #[serde(default)]
+    pub enabled: bool,
+    /// Manufacturer-data company ids to forward (e.g. 2409 for SwitchBot's 0x0969).
+    #[serde(default)]
+    pub company_ids: Vec<u16>,
+    /// Service-data UUIDs to forward: `fd3d` (16-bit) or a full UUID.
+    #[serde(default)]
+    pub service_uuids: Vec<String>,
+}
+
+impl RawDiscovery {
+    /// The service UUIDs, parsed (invalid ones were refused by [`parse`]).
+    pub fn uuids(&self) -> Vec<uuid::Uuid> {
+        self.service_uuids
+            .iter()
+            .filter_map(|u| parse_uuid(u))
+            .collect()
+    }
+}
+
+/// A service UUID: 4 hex digits (16-bit, on the Bluetooth base UUID) or in full.
+pub fn parse_uuid(text: &str) -> Option<uuid::Uuid> {
+    if text.len() == 4 {
+        return u16::from_str_radix(text, 16)
+            .ok()
+            .map(crate::adverts::uuid16);
+    }
+    uuid::Uuid::parse_str(text).ok()
 }
 
 #[derive(Debug, Deserialize)]
@@ -295,13 +318,19 @@ struct RawConfig {
     discovery: Discovery,
     #[serde(default)]
     maps: BTreeMap<String, Value>,
+    #[serde(default)]
+    keys_file: Option<String>,
 }
 
 /// The decoders discovery tries: the configured ones, or the default set (iBeacon and
 /// Eddystone are left out by default: phones and tags everywhere send them).
 pub fn discovery_maps(discovery: &Discovery) -> Vec<&str> {
     if discovery.maps.is_empty() {
-        vec!["bthome-v2", "ruuvi-rawv2", "xiaomi-pvvx"]
+        crate::adverts::FORMATS
+            .iter()
+            .filter(|f| f.discover_by_default)
+            .map(|f| f.name)
+            .collect()
     } else {
         discovery.maps.iter().map(String::as_str).collect()
     }
@@ -316,7 +345,8 @@ pub struct Device {
     pub address: String,
     /// Decoder name.
     pub map: String,
-    /// BTHome bind key.
+    /// The device's key (`bindKey`, or its entry in the keys file), for formats that
+    /// encrypt.
     pub bind_key: Option<[u8; 16]>,
     /// Publish at most once per this many ms (0 = every changed advertisement).
     pub min_interval_ms: u64,
@@ -347,6 +377,13 @@ pub struct BleConfig {
     pub scan: Scan,
     /// Discovery.
     pub discovery: Discovery,
+    /// Keys file entries by MAC address, for discovered devices.
+    pub keys_by_address: BTreeMap<String, [u8; 16]>,
+}
+
+/// Whether `text` is a Bluetooth address `AA:BB:CC:DD:EE:FF` (either case).
+pub fn is_address(text: &str) -> bool {
+    parse_address(text).is_some()
 }
 
 fn parse_address(text: &str) -> Option<String> {
@@ -358,26 +395,15 @@ fn parse_address(text: &str) -> Option<String> {
     .then(|| text.to_ascii_uppercase())
 }
 
-fn parse_key(text: &str) -> Option<[u8; 16]> {
-    let bytes: Vec<u8> = (0..text.len())
-        .step_by(2)
-        .filter_map(|i| {
-            text.get(i..i + 2)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-        })
-        .collect();
-    (text.len() == 32).then_some(())?;
-    bytes.try_into().ok()
-}
-
 fn check_map(name: &str, path: String, issues: &mut Vec<ConfigIssue>) {
-    if !ADVERT_MAPS.contains(&name) && !GATT_MAPS.contains(&name) {
+    if crate::adverts::format(name).is_none() && crate::gatt::map(name).is_none() {
+        let adverts: Vec<&str> = crate::adverts::FORMATS.iter().map(|f| f.name).collect();
         issues.push(ConfigIssue::new(
             path,
             format!(
                 "Unknown device map '{name}'. Known: {}, {}.",
-                ADVERT_MAPS.join(", "),
-                GATT_MAPS.join(", ")
+                adverts.join(", "),
+                crate::gatt::names().collect::<Vec<_>>().join(", ")
             ),
         ));
     }
@@ -387,6 +413,13 @@ fn check_map(name: &str, path: String, issues: &mut Vec<ConfigIssue>) {
 pub fn parse(doc: &Value) -> Result<BleConfig, ConfigErrors> {
     let raw: RawConfig = from_value(doc, "")?;
     let mut issues = Vec::new();
+    let file_keys = match &raw.keys_file {
+        Some(path) => crate::keys::load(path).unwrap_or_else(|e| {
+            issues.extend(e);
+            BTreeMap::new()
+        }),
+        None => BTreeMap::new(),
+    };
     let mut custom_maps = BTreeMap::new();
     for (name, doc) in &raw.maps {
         match crate::custom::parse(doc, &format!("maps.{name}")) {
@@ -430,8 +463,11 @@ pub fn parse(doc: &Value) -> Result<BleConfig, ConfigErrors> {
             },
         };
         let bind_key = match &d.bind_key {
-            None => None,
-            Some(k) => match parse_key(k) {
+            None => file_keys
+                .get(id)
+                .or_else(|| file_keys.get(&address))
+                .copied(),
+            Some(k) => match crate::keys::parse_hex(k) {
                 Some(k) => Some(k),
                 None => {
                     issues.push(ConfigIssue::new(
@@ -442,6 +478,15 @@ pub fn parse(doc: &Value) -> Result<BleConfig, ConfigErrors> {
                 }
             },
         };
+        let takes_key = custom.is_none()
+            && crate::adverts::format(&map_name)
+                .is_some_and(|f| f.key != crate::adverts::KeyKind::None);
+        if d.bind_key.is_some() && !takes_key {
+            issues.push(ConfigIssue::new(
+                format!("{path}.bindKey"),
+                format!("The map '{map_name}' is never encrypted and takes no bindKey."),
+            ));
+        }
         if devices.contains_key(&address) {
             issues.push(ConfigIssue::new(
                 format!("{path}.address"),
@@ -490,10 +535,23 @@ pub fn parse(doc: &Value) -> Result<BleConfig, ConfigErrors> {
     for (i, m) in raw.discovery.maps.iter().enumerate() {
         check_map(m, format!("discovery.maps[{i}]"), &mut issues);
     }
+    for (i, u) in raw.discovery.raw.service_uuids.iter().enumerate() {
+        if parse_uuid(u).is_none() {
+            issues.push(ConfigIssue::new(
+                format!("discovery.raw.serviceUuids[{i}]"),
+                "Service UUIDs are 4 hex digits (fd3d) or a full UUID.",
+            ));
+        }
+    }
+    let keys_by_address = file_keys
+        .into_iter()
+        .filter(|(k, _)| is_address(k))
+        .collect();
     let config = BleConfig {
         devices,
         scan: raw.scan,
         discovery: raw.discovery,
+        keys_by_address,
     };
     if config.scan.mode == ScanMode::Passive
         && issues.is_empty()
@@ -541,6 +599,43 @@ mod tests {
 }
 
 #[cfg(test)]
+mod key_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn keys_from_config_or_file_only_where_a_format_encrypts() {
+        let e = parse(&json!({"devices": {"p": {"address": "C0:FF:EE:00:00:01", "map": "xiaomi-pvvx", "bindKey": "231d39c1d7cc1ab1aee224cd096db932"}}})).unwrap_err();
+        assert_eq!(e.0[0].path, "devices.p.bindKey");
+        assert!(!e.0[0].message.contains("231d"), "the key is not echoed");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("keys.json");
+        std::fs::write(&file, r#"{"lywsd": "814aac74c4f17632442131e5d4542a6a", "A4:C1:38:00:00:09": "00000000000000000000000000000009"}"#).unwrap();
+        let c = parse(&json!({"keysFile": file.to_str().unwrap(), "devices": {
+            "lywsd": {"address": "A4:C1:38:00:00:01", "map": "xiaomi-mibeacon"},
+            "own": {"address": "A4:C1:38:00:00:02", "map": "xiaomi-mibeacon", "bindKey": "231d39c1d7cc1ab1aee224cd096db932"}
+        }, "discovery": {"enabled": true, "maps": ["xiaomi-mibeacon", "govee", "switchbot"],
+            "raw": {"enabled": true, "companyIds": [2409], "serviceUuids": ["fd3d"]}}}))
+        .unwrap();
+        assert_eq!(c.devices["A4:C1:38:00:00:01"].bind_key.unwrap()[0], 0x81);
+        assert_eq!(c.devices["A4:C1:38:00:00:02"].bind_key.unwrap()[0], 0x23);
+        assert_eq!(c.keys_by_address["A4:C1:38:00:00:09"][15], 9);
+        assert_eq!(
+            c.discovery.raw.uuids(),
+            vec![crate::adverts::uuid16(0xFD3D)]
+        );
+        let e = parse(&json!({"keysFile": "/nonexistent.json"})).unwrap_err();
+        assert_eq!(e.0[0].path, "keysFile");
+        let e = parse(&json!({"discovery": {"raw": {"serviceUuids": ["xyz"]}}})).unwrap_err();
+        assert_eq!(e.0[0].path, "discovery.raw.serviceUuids[0]");
+        // Every registry name is a valid discovery map and device map.
+        for f in crate::adverts::FORMATS {
+            parse(&json!({"devices": {"d": {"address": "C0:FF:EE:00:00:01", "map": f.name}}, "discovery": {"maps": [f.name]}})).unwrap();
+        }
+    }
+}
+
+#[cfg(test)]
 mod map_files {
     use super::*;
 
@@ -582,13 +677,17 @@ mod map_files {
                 assert_eq!(uuids, expected, "{name}");
             } else {
                 assert!(
-                    ADVERT_MAPS.contains(&name.as_str()),
+                    crate::adverts::format(&name).is_some(),
                     "{name} has no decoder"
                 );
             }
             names.push(name);
         }
-        for n in ADVERT_MAPS.iter().chain(GATT_MAPS) {
+        for n in crate::adverts::FORMATS
+            .iter()
+            .map(|f| f.name)
+            .chain(crate::gatt::names())
+        {
             assert!(names.iter().any(|x| x == n), "no map file for {n}");
         }
     }

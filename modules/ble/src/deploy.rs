@@ -9,26 +9,29 @@ use bridge_core::runtime::manifest::Deployment;
 use serde_json::Value;
 
 use crate::Ble;
-use crate::config::{ADVERT_MAPS, BleConfig, GATT_MAPS};
+use crate::config::BleConfig;
 
 impl CommandLine for Ble {
     type Extra = NoExtra;
 
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
-    const ABOUT: &'static str = "Scans BLE advertisements (BTHome, RuuviTag, Xiaomi pvvx/ATC, \
-        iBeacon, Eddystone) and reads GATT devices through BlueZ, and forwards decoded \
+    const ABOUT: &'static str = "Scans BLE advertisements (BTHome, RuuviTag, Xiaomi pvvx/ATC \
+        and MiBeacon, Govee, SwitchBot, Inkbird, Qingping, ThermoBeacon, iBeacon, Eddystone, \
+        raw) and reads GATT devices through BlueZ, and forwards decoded \
         telemetry per device through Azure IoT Edge (or MQTT, or stdout). Without \
-        configuration it discovers BTHome, Ruuvi and pvvx sensors";
+        configuration it discovers BTHome, Ruuvi, pvvx, MiBeacon, Govee, SwitchBot and Qingping sensors";
 
     fn device_count(&self, config: &BleConfig) -> usize {
         config.devices.len()
     }
 
     fn bundled_maps(&self) -> Vec<String> {
-        let mut names: Vec<String> = ADVERT_MAPS
+        // The registry's advertisement formats and the GATT map documents.
+        let mut names: Vec<String> = crate::adverts::FORMATS
             .iter()
-            .chain(GATT_MAPS)
-            .map(|n| (*n).to_owned())
+            .map(|f| f.name)
+            .chain(crate::gatt::names())
+            .map(str::to_owned)
             .collect();
         names.sort();
         names
@@ -68,7 +71,10 @@ mod tests {
     fn bundled_maps_are_the_names_configurations_accept() {
         let ble = Ble::default();
         let names = ble.bundled_maps();
-        assert_eq!(names.len(), ADVERT_MAPS.len() + GATT_MAPS.len());
+        assert_eq!(
+            names.len(),
+            crate::adverts::FORMATS.len() + crate::gatt::names().count()
+        );
         let devices: serde_json::Map<String, Value> = names
             .iter()
             .enumerate()

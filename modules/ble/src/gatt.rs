@@ -17,26 +17,57 @@ pub enum Mode {
     Fact,
 }
 
+/// The bundled GATT map documents: the single source of which characteristics a map
+/// reads, subscribes to or reads once.
+pub const DOCS: &[&str] = &[
+    include_str!("../../../device-maps/ble/ble-battery.json"),
+    include_str!("../../../device-maps/ble/ble-heart-rate.json"),
+    include_str!("../../../device-maps/ble/ble-environmental-sensing.json"),
+    include_str!("../../../device-maps/ble/ble-device-information.json"),
+];
+
+/// A GATT map as loaded from its document: name and (16-bit UUID, mode) per characteristic.
+type GattMap = (String, Vec<(u16, Mode)>);
+
+/// The documents parsed once. A document that does not parse is left out (the
+/// `bundled_gatt_documents_load` test keeps them all loadable).
+fn loaded() -> &'static [GattMap] {
+    static MAPS: std::sync::OnceLock<Vec<GattMap>> = std::sync::OnceLock::new();
+    MAPS.get_or_init(|| DOCS.iter().filter_map(|d| parse_doc(d)).collect())
+}
+
+fn parse_doc(text: &str) -> Option<GattMap> {
+    let doc: Value = serde_json::from_str(text).ok()?;
+    let name = doc["name"].as_str()?.to_owned();
+    let chars = doc["characteristics"]
+        .as_array()?
+        .iter()
+        .map(|c| {
+            let uuid = uuid::Uuid::parse_str(c["uuid"].as_str()?).ok()?;
+            let short = u16::try_from((uuid.as_u128() >> 96) & 0xFFFF).ok()?;
+            let mode = match c["mode"].as_str()? {
+                "read" => Mode::Read,
+                "notify" => Mode::Notify,
+                "fact" => Mode::Fact,
+                _ => return None,
+            };
+            Some((short, mode))
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some((name, chars))
+}
+
 /// The characteristics of a bundled GATT map: (16-bit UUID, mode).
 pub fn map(name: &str) -> Option<&'static [(u16, Mode)]> {
-    Some(match name {
-        "ble-battery" => &[(0x2A19, Mode::Read)],
-        "ble-heart-rate" => &[(0x2A37, Mode::Notify)],
-        "ble-environmental-sensing" => &[
-            (0x2A6E, Mode::Read),
-            (0x2A6F, Mode::Read),
-            (0x2A6D, Mode::Read),
-        ],
-        "ble-device-information" => &[
-            (0x2A29, Mode::Fact),
-            (0x2A24, Mode::Fact),
-            (0x2A25, Mode::Fact),
-            (0x2A26, Mode::Fact),
-            (0x2A27, Mode::Fact),
-            (0x2A28, Mode::Fact),
-        ],
-        _ => return None,
-    })
+    loaded()
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, c)| c.as_slice())
+}
+
+/// The names of the bundled GATT maps.
+pub fn names() -> impl Iterator<Item = &'static str> {
+    loaded().iter().map(|(n, _)| n.as_str())
 }
 
 /// IEEE-11073 16-bit SFLOAT: 4-bit exponent, 12-bit mantissa (both signed); NaN/NRes/±∞
@@ -228,6 +259,27 @@ mod tests {
             Err(DecodeError::Truncated { .. })
         ));
         assert!(decode(0x2A19, &[]).is_err());
+    }
+
+    #[test]
+    fn bundled_gatt_documents_load() {
+        assert_eq!(loaded().len(), DOCS.len());
+        assert_eq!(map("ble-battery"), Some(&[(0x2A19, Mode::Read)][..]));
+        assert_eq!(map("ble-heart-rate"), Some(&[(0x2A37, Mode::Notify)][..]));
+        assert_eq!(
+            map("ble-environmental-sensing"),
+            Some(
+                &[
+                    (0x2A6E, Mode::Read),
+                    (0x2A6F, Mode::Read),
+                    (0x2A6D, Mode::Read)
+                ][..]
+            )
+        );
+        let info = map("ble-device-information").unwrap();
+        assert_eq!(info.len(), 6);
+        assert!(info.iter().all(|(_, m)| *m == Mode::Fact));
+        assert_eq!(map("nope"), None);
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! `bridge-ble`: scans BLE advertisements through btleplug (BlueZ over D-Bus) and forwards
 //! decoded telemetry per downstream device through `bridge-core`.
 //!
-//! - [`adverts`]: pure decoders for BTHome v2 (with AES-CCM), RuuviTag RAWv2, Xiaomi
-//!   pvvx/ATC, iBeacon, Eddystone.
+//! - [`adverts`]: pure decoders, one line each in the format registry: BTHome v2 and
+//!   Xiaomi MiBeacon (AES-CCM), RuuviTag RAWv2, Xiaomi pvvx/ATC, iBeacon, Eddystone, Govee,
+//!   SwitchBot, Inkbird, Qingping, ThermoBeacon, and raw hex.
+//! - [`keys`]: per-device keys from the configuration or a keys file, masked when reported.
 //! - [`config`]: devices by address, scan, discovery.
 //! - [`scanner`]: the btleplug loop.
 //!
@@ -14,6 +16,7 @@ pub mod connection;
 pub mod custom;
 pub mod deploy;
 pub mod gatt;
+pub mod keys;
 pub mod models;
 pub mod monitor;
 pub mod report;
@@ -47,6 +50,10 @@ impl Protocol for Ble {
 
     fn demo_config(&self) -> Value {
         json!({"discovery": {"enabled": true}})
+    }
+
+    fn redact(&self, reported: &mut Value) {
+        keys::redact(reported);
     }
 
     fn metrics(&self, out: &mut bridge_core::metrics::Exposition) {

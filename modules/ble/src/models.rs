@@ -8,17 +8,13 @@ use serde_json::{Value, json};
 
 use crate::config::BleConfig;
 
-const MAP_DOCS: &[&str] = &[
-    include_str!("../../../device-maps/ble/bthome-v2.json"),
-    include_str!("../../../device-maps/ble/ruuvi-rawv2.json"),
-    include_str!("../../../device-maps/ble/xiaomi-pvvx.json"),
-    include_str!("../../../device-maps/ble/ibeacon.json"),
-    include_str!("../../../device-maps/ble/eddystone.json"),
-    include_str!("../../../device-maps/ble/ble-battery.json"),
-    include_str!("../../../device-maps/ble/ble-heart-rate.json"),
-    include_str!("../../../device-maps/ble/ble-environmental-sensing.json"),
-    include_str!("../../../device-maps/ble/ble-device-information.json"),
-];
+/// Every bundled map document: the registry's advertisement formats and the GATT maps.
+fn map_docs() -> impl Iterator<Item = &'static str> {
+    crate::adverts::FORMATS
+        .iter()
+        .map(|f| f.doc)
+        .chain(crate::gatt::DOCS.iter().copied())
+}
 
 /// The model id of a BLE map.
 pub fn model_id(map: &str) -> String {
@@ -121,8 +117,7 @@ fn interface(name: &str, fields: &[(String, Value, &str)]) -> Value {
 
 /// Models for the maps a configuration uses, and the gateway interface.
 pub fn models(config: &BleConfig) -> Value {
-    let docs: BTreeMap<String, Value> = MAP_DOCS
-        .iter()
+    let docs: BTreeMap<String, Value> = map_docs()
         .filter_map(|t| serde_json::from_str::<Value>(t).ok())
         .filter_map(|d| d["name"].as_str().map(|n| (n.to_owned(), d.clone())))
         .collect();

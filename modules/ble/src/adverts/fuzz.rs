@@ -49,5 +49,66 @@ fn random_and_truncated_payloads_never_panic() {
         let _ = decode_pvvx(&data);
         let _ = decode_ibeacon(&data);
         let _ = decode_eddystone(&data);
+        every_registered_format(&data, &key, rng.next());
+    }
+}
+
+/// Local names some formats select their model by.
+const NAMES: &[Option<&str>] = &[
+    None,
+    Some("GVH5075_1A2B"),
+    Some("Govee_H5179_1234"),
+    Some("GVH5177_0001"),
+    Some("GV5126"),
+    Some("sps"),
+    Some("tps"),
+    Some("IBS-TH"),
+    Some("ThermoBeacon"),
+    Some("WoSensorTH"),
+];
+
+/// Feeds `data` to every registered decoder, in each place the format looks for it.
+fn every_registered_format(data: &[u8], key: &[u8; 16], pick: u64) {
+    use std::collections::HashMap;
+    let name = NAMES[pick as usize % NAMES.len()];
+    for format in FORMATS {
+        for m in format.matches {
+            let mut mfg = HashMap::new();
+            let mut svc = HashMap::new();
+            match *m {
+                Match::Service16(u) => {
+                    svc.insert(uuid16(u), data.to_vec());
+                }
+                Match::Service128(u) => {
+                    svc.insert(uuid::Uuid::from_u128(u), data.to_vec());
+                }
+                Match::LocalName(_) => {
+                    mfg.insert(
+                        u16::from_le_bytes([pick as u8, (pick >> 8) as u8]),
+                        data.to_vec(),
+                    );
+                }
+                Match::Manufacturer(company, prefix) => {
+                    let mut v = prefix.to_vec();
+                    v.extend_from_slice(data);
+                    mfg.insert(company, v);
+                    mfg.insert(company.wrapping_add(1), data.to_vec());
+                }
+            }
+            let ad = Advert {
+                address: [1, 2, 3, 4, 5, 6],
+                local_name: name,
+                manufacturer_data: &mfg,
+                service_data: &svc,
+                services: &[],
+            };
+            // The right-size key, none, and one of the wrong size, in turn.
+            let key: Option<&[u8]> = match pick % 3 {
+                0 => Some(key),
+                1 => None,
+                _ => Some(&key[..7]),
+            };
+            let _ = (format.decode)(&ad, key);
+        }
     }
 }

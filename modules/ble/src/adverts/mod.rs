@@ -5,9 +5,17 @@
 mod advert;
 mod bthome;
 mod eddystone;
+pub mod govee;
 mod ibeacon;
+pub mod inkbird;
 mod pvvx;
+pub mod qingping;
+pub mod raw;
+mod registry;
 mod ruuvi;
+pub mod switchbot;
+pub mod thermobeacon;
+pub mod xiaomi;
 
 use std::collections::BTreeMap;
 
@@ -18,6 +26,7 @@ pub use bthome::{BTHOME_UUID16, decode as decode_bthome};
 pub use eddystone::{EDDYSTONE_UUID16, decode as decode_eddystone};
 pub use ibeacon::{APPLE_COMPANY_ID, decode as decode_ibeacon};
 pub use pvvx::{ENVIRONMENTAL_UUID16, decode as decode_pvvx};
+pub use registry::{FORMATS, Format, KeyKind, Match, format};
 pub use ruuvi::{RUUVI_COMPANY_ID, decode as decode_ruuvi};
 
 /// Named values decoded from one advertisement.

@@ -16,6 +16,8 @@ use crate::config::BleConfig;
 const AD_SERVICE_DATA_16: u8 = 0x16;
 /// AD type: service data with a 128-bit UUID.
 const AD_SERVICE_DATA_128: u8 = 0x21;
+/// AD type: complete local name.
+const AD_COMPLETE_NAME: u8 = 0x09;
 /// AD type: manufacturer-specific data.
 const AD_MANUFACTURER: u8 = 0xFF;
 
@@ -48,30 +50,46 @@ fn manufacturer(company: u16, rest: &[u8]) -> Pattern {
     }
 }
 
-/// The pattern of a bundled advertisement decoder.
-pub fn decoder_pattern(map: &str) -> Option<Pattern> {
-    Some(match map {
-        "bthome-v2" => service16(adverts::BTHOME_UUID16),
-        "xiaomi-pvvx" => service16(adverts::ENVIRONMENTAL_UUID16),
-        "eddystone" => service16(adverts::EDDYSTONE_UUID16),
-        "ruuvi-rawv2" => manufacturer(adverts::RUUVI_COMPANY_ID, &[]),
-        // Apple's company id is on many adverts; the iBeacon type and length narrow it.
-        "ibeacon" => manufacturer(adverts::APPLE_COMPANY_ID, &[0x02, 0x15]),
-        _ => return None,
-    })
+/// The pattern of one registry match.
+fn match_pattern(m: &adverts::Match) -> Pattern {
+    match *m {
+        adverts::Match::Service16(u) => service16(u),
+        adverts::Match::Service128(u) => Pattern {
+            start: 0,
+            ad_type: AD_SERVICE_DATA_128,
+            content: u.to_le_bytes().to_vec(),
+        },
+        adverts::Match::Manufacturer(company, rest) => manufacturer(company, rest),
+        // Complete local name; a shortened one is cut from its end, so its start matches too.
+        adverts::Match::LocalName(prefix) => Pattern {
+            start: 0,
+            ad_type: AD_COMPLETE_NAME,
+            content: prefix.as_bytes().to_vec(),
+        },
+    }
+}
+
+/// The patterns of a bundled advertisement format.
+pub fn decoder_patterns(map: &str) -> Vec<Pattern> {
+    adverts::format(map).map_or_else(Vec::new, |f| f.matches.iter().map(match_pattern).collect())
 }
 
 /// The pattern of a map-driven advertisement map.
 fn custom_pattern(map: &crate::custom::AdvertMap) -> Option<Pattern> {
-    // Bluetooth base UUID 0000xxxx-0000-1000-8000-00805f9b34fb: advertised in 16 bits.
-    const BASE: u128 = 0x0000_0000_0000_1000_8000_0080_5F9B_34FB;
-    const SHORT: u128 = 0xFFFF_u128 << 96;
     if let Some(company) = map.source.manufacturer_id {
         return Some(manufacturer(company, &[]));
     }
     let uuid = uuid::Uuid::parse_str(map.source.service_uuid.as_deref()?).ok()?;
+    Some(uuid_pattern(uuid))
+}
+
+/// The service-data pattern of a UUID (16 bits when on the base UUID).
+fn uuid_pattern(uuid: uuid::Uuid) -> Pattern {
+    // Bluetooth base UUID 0000xxxx-0000-1000-8000-00805f9b34fb: advertised in 16 bits.
+    const BASE: u128 = 0x0000_0000_0000_1000_8000_0080_5F9B_34FB;
+    const SHORT: u128 = 0xFFFF_u128 << 96;
     let value = uuid.as_u128();
-    Some(if value & !SHORT == BASE {
+    if value & !SHORT == BASE {
         service16((value >> 96) as u16)
     } else {
         Pattern {
@@ -79,7 +97,7 @@ fn custom_pattern(map: &crate::custom::AdvertMap) -> Option<Pattern> {
             ad_type: AD_SERVICE_DATA_128,
             content: value.to_le_bytes().to_vec(),
         }
-    })
+    }
 }
 
 /// Every pattern the configuration needs: its advertisement devices and discovery's
@@ -93,12 +111,17 @@ pub fn patterns(config: &BleConfig) -> Vec<Pattern> {
     let mut out: Vec<Pattern> = config
         .devices
         .values()
-        .filter_map(|d| match &d.custom {
-            Some(m) => custom_pattern(m),
-            None => decoder_pattern(&d.map),
+        .flat_map(|d| match &d.custom {
+            Some(m) => custom_pattern(m).into_iter().collect(),
+            None => decoder_patterns(&d.map),
         })
-        .chain(discovery.into_iter().filter_map(decoder_pattern))
+        .chain(discovery.into_iter().flat_map(decoder_patterns))
         .collect();
+    let raw = &config.discovery.raw;
+    if config.discovery.enabled && raw.enabled {
+        out.extend(raw.company_ids.iter().map(|c| manufacturer(*c, &[])));
+        out.extend(raw.uuids().into_iter().map(uuid_pattern));
+    }
     out.sort();
     out.dedup();
     out
@@ -148,5 +171,24 @@ mod tests {
         assert!(patterns(&gatt_only).is_empty());
         let short = crate::custom::parse(&json!({"name": "env", "source": {"serviceUuid": "0000181a-0000-1000-8000-00805f9b34fb"}, "fields": {"t": {"offset": 0, "type": "u8"}}}), "m").unwrap();
         assert_eq!(custom_pattern(&short), Some(service16(0x181A)));
+    }
+
+    #[test]
+    fn registry_patterns_names_and_raw_discovery() {
+        let govee = decoder_patterns("govee");
+        assert!(govee.contains(&manufacturer(0xEC88, &[])));
+        assert!(govee.contains(&Pattern {
+            start: 0,
+            ad_type: AD_COMPLETE_NAME,
+            content: b"GVH5".to_vec()
+        }));
+        assert!(decoder_patterns("raw").is_empty());
+        let config = crate::config::parse(&json!({"discovery": {"enabled": true, "maps": ["switchbot"],
+            "raw": {"enabled": true, "companyIds": [0x5678], "serviceUuids": ["fd3d", "12345678-1234-5678-1234-56789abcdef0"]}}}))
+        .unwrap();
+        let p = patterns(&config);
+        assert!(p.contains(&service16(0xFD3D)) && p.contains(&service16(0x0D00)));
+        assert!(p.contains(&manufacturer(0x5678, &[])));
+        assert!(p.iter().any(|x| x.ad_type == AD_SERVICE_DATA_128));
     }
 }

@@ -106,7 +106,19 @@ impl Bus {
     }
 
     pub fn add_le(&self, address: &str, mfg: &[(u16, &[u8])], svc: &[(&str, &[u8])], rssi: i16) {
-        let mut args = vec!["hci0".to_owned(), address.to_owned(), "sensor".to_owned()];
+        self.add_le_named(address, "sensor", mfg, svc, rssi);
+    }
+
+    /// [`Bus::add_le`] with a local name (some formats tell the model by it).
+    pub fn add_le_named(
+        &self,
+        address: &str,
+        name: &str,
+        mfg: &[(u16, &[u8])],
+        svc: &[(&str, &[u8])],
+        rssi: i16,
+    ) {
+        let mut args = vec!["hci0".to_owned(), address.to_owned(), name.to_owned()];
         args.extend(Self::dict(mfg));
         args.extend(Self::dict(svc));
         args.push(rssi.to_string());
@@ -132,6 +144,16 @@ impl Bus {
         config: &Value,
         extra: &[String],
     ) -> (Child, mpsc::Receiver<Value>, PathBuf) {
+        self.module_logged(config, extra, "info")
+    }
+
+    /// [`Bus::module_with`] at a `RUST_LOG` level.
+    pub fn module_logged(
+        &self,
+        config: &Value,
+        extra: &[String],
+        rust_log: &str,
+    ) -> (Child, mpsc::Receiver<Value>, PathBuf) {
         let cfg = self.dir.path().join("config.json");
         std::fs::write(&cfg, config.to_string()).unwrap();
         let log = self.dir.path().join("module.log");
@@ -140,7 +162,7 @@ impl Bus {
             .arg(&cfg)
             .args(extra)
             .env("DBUS_SYSTEM_BUS_ADDRESS", &self.address)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", rust_log)
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
