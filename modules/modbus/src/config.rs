@@ -330,6 +330,7 @@ fn parse_devices(doc: &Value) -> Result<ModbusConfig, ConfigErrors> {
                 None => {
                     let mut known: Vec<String> = maps.keys().cloned().collect();
                     known.extend(bundled_names().iter().map(|s| s.to_string()));
+                    known.push(crate::sunspec::MAP_NAME.into());
                     issues.push(ConfigIssue::new(
                         format!("{path}.map"),
                         format!("Unknown device map '{name}'. Known: {}.", known.join(", ")),

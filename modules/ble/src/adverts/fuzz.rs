@@ -42,6 +42,9 @@ fn random_and_truncated_payloads_never_panic() {
         }
         if round % 2 == 0 && !data.is_empty() {
             data[0] = [0x40, 0x41, 0x44, 0x05, 0x00, 0x10, 0x20][rng.next() as usize % 7];
+        } else if round % 4 == 1 && !data.is_empty() {
+            // Type bytes of the manufacturer-data formats (Mopeka, BlueMaestro, Aranet…).
+            data[0] = [0x03, 0x0C, 0x17, 0x1B, 0x2B, 0x01, 0x02, 0x04][rng.next() as usize % 8];
         }
         let _ = decode_bthome(&data, mac, Some(&key));
         let _ = decode_bthome(&data, mac, None);
@@ -50,6 +53,7 @@ fn random_and_truncated_payloads_never_panic() {
         let _ = decode_ibeacon(&data);
         let _ = decode_eddystone(&data);
         every_registered_format(&data, &key, rng.next());
+        more_formats(&data, round, &key);
     }
 }
 
@@ -75,6 +79,7 @@ fn every_registered_format(data: &[u8], key: &[u8; 16], pick: u64) {
         for m in format.matches {
             let mut mfg = HashMap::new();
             let mut svc = HashMap::new();
+            let mut services = Vec::new();
             match *m {
                 Match::Service16(u) => {
                     svc.insert(uuid16(u), data.to_vec());
@@ -82,6 +87,8 @@ fn every_registered_format(data: &[u8], key: &[u8; 16], pick: u64) {
                 Match::Service128(u) => {
                     svc.insert(uuid::Uuid::from_u128(u), data.to_vec());
                 }
+                Match::ServiceList16(u) => services.push(uuid16(u)),
+                Match::ServiceList128(u) => services.push(uuid::Uuid::from_u128(u)),
                 Match::LocalName(_) => {
                     mfg.insert(
                         u16::from_le_bytes([pick as u8, (pick >> 8) as u8]),
@@ -100,7 +107,7 @@ fn every_registered_format(data: &[u8], key: &[u8; 16], pick: u64) {
                 local_name: name,
                 manufacturer_data: &mfg,
                 service_data: &svc,
-                services: &[],
+                services: &services,
             };
             // The right-size key, none, and one of the wrong size, in turn.
             let key: Option<&[u8]> = match pick % 3 {
@@ -110,5 +117,84 @@ fn every_registered_format(data: &[u8], key: &[u8; 16], pick: u64) {
             };
             let _ = (format.decode)(&ad, key);
         }
+    }
+}
+
+/// The manufacturer-data formats that take an `Advert`: the payload under each format's
+/// company id (and under a company id made of its first two bytes, for the formats whose
+/// readings start in the company id), with each format's name and service.
+fn more_formats(data: &[u8], round: u32, key: &[u8; 16]) {
+    let names = [
+        "TP357",
+        "TP962",
+        "TP972",
+        "s",
+        "HT.w",
+        "HTP.xw",
+        "Aranet4",
+        "Aranet2",
+        "AranetRn1",
+    ];
+    let name = names[round as usize % names.len()];
+    let services = [
+        uuid16(MOPEKA_SERVICE_UUID16),
+        SENSORPUSH_HT1_UUID,
+        SENSORPUSH_V2_UUID,
+    ];
+    let service_data = std::collections::HashMap::new();
+    let company = u16::from_le_bytes([
+        data.first().copied().unwrap_or(0),
+        data.get(1).copied().unwrap_or(0),
+    ]);
+    let rest = data.get(2..).unwrap_or_default().to_vec();
+    let ids = [
+        ARANET_COMPANY_ID,
+        BLUEMAESTRO_COMPANY_ID,
+        MOPEKA_COMPANY_ID,
+        TILT_COMPANY_ID,
+        VICTRON_COMPANY_ID,
+    ];
+    let id = ids[(round as usize / 2) % ids.len()];
+    let m = if round % 5 == 0 {
+        // Two entries: the formats that need a single one must refuse, not pick.
+        std::collections::HashMap::from([(id, data.to_vec()), (company, rest)])
+    } else if round % 5 == 1 {
+        std::collections::HashMap::from([(company, rest)])
+    } else {
+        std::collections::HashMap::from([(id, data.to_vec())])
+    };
+    let ad = Advert {
+        address: [1, 2, 3, 4, 5, 6],
+        local_name: Some(name),
+        manufacturer_data: &m,
+        service_data: &service_data,
+        services: &services,
+    };
+    for decode in [
+        decode_aranet,
+        decode_bluemaestro,
+        decode_mopeka,
+        decode_sensorpush,
+        decode_thermopro,
+        decode_tilt,
+        decode_victron,
+    ] as [DecodeFn; 7]
+    {
+        let _ = decode(&ad, Some(key));
+        let _ = decode(&ad, None);
+    }
+    // Victron with the right key check byte reaches the record parsers.
+    if let Some(b) = data.get(7) {
+        let mut k = *key;
+        k[0] = *b;
+        let m = std::collections::HashMap::from([(VICTRON_COMPANY_ID, data.to_vec())]);
+        let ad = Advert {
+            address: [1, 2, 3, 4, 5, 6],
+            local_name: None,
+            manufacturer_data: &m,
+            service_data: &service_data,
+            services: &[],
+        };
+        let _ = decode_victron(&ad, Some(&k));
     }
 }

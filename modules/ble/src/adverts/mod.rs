@@ -3,18 +3,25 @@
 //! error, never a panic (a fuzz test feeds them random bytes).
 
 mod advert;
+mod aranet;
+mod bluemaestro;
 mod bthome;
 mod eddystone;
 pub mod govee;
 mod ibeacon;
 pub mod inkbird;
+mod mopeka;
 mod pvvx;
 pub mod qingping;
 pub mod raw;
 mod registry;
 mod ruuvi;
+mod sensorpush;
 pub mod switchbot;
 pub mod thermobeacon;
+mod thermopro;
+mod tilt;
+mod victron;
 pub mod xiaomi;
 
 use std::collections::BTreeMap;
@@ -22,12 +29,19 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 pub use advert::{Advert, DecodeFn, uuid16};
+pub use aranet::{ARANET_COMPANY_ID, decode as decode_aranet};
+pub use bluemaestro::{BLUEMAESTRO_COMPANY_ID, decode as decode_bluemaestro};
 pub use bthome::{BTHOME_UUID16, decode as decode_bthome};
 pub use eddystone::{EDDYSTONE_UUID16, decode as decode_eddystone};
 pub use ibeacon::{APPLE_COMPANY_ID, decode as decode_ibeacon};
+pub use mopeka::{MOPEKA_COMPANY_ID, MOPEKA_SERVICE_UUID16, decode as decode_mopeka};
 pub use pvvx::{ENVIRONMENTAL_UUID16, decode as decode_pvvx};
 pub use registry::{FORMATS, Format, KeyKind, Match, format};
 pub use ruuvi::{RUUVI_COMPANY_ID, decode as decode_ruuvi};
+pub use sensorpush::{SENSORPUSH_HT1_UUID, SENSORPUSH_V2_UUID, decode as decode_sensorpush};
+pub use thermopro::{THERMOPRO_NAME_PREFIXES, decode as decode_thermopro};
+pub use tilt::{TILT_COMPANY_ID, decode as decode_tilt};
+pub use victron::{VICTRON_COMPANY_ID, decode as decode_victron};
 
 /// Named values decoded from one advertisement.
 #[derive(Debug, Clone, PartialEq, Default)]

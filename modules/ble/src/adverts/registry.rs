@@ -18,6 +18,10 @@ pub enum Match {
     Manufacturer(u16, &'static [u8]),
     /// A local name starting with this (for formats without a fixed company id).
     LocalName(&'static str),
+    /// A 16-bit service UUID in the advertised service list (not service data).
+    ServiceList16(u16),
+    /// A 128-bit service UUID in the advertised service list (not service data).
+    ServiceList128(u128),
 }
 
 /// Whether a format takes a per-device key (`bindKey`).
@@ -55,8 +59,12 @@ macro_rules! doc {
     };
 }
 
+use KeyKind::Required;
 use KeyKind::{None as NoKey, Optional};
-use Match::{LocalName as Name, Manufacturer as Mfg, Service16 as Svc16};
+use Match::{
+    LocalName as Name, Manufacturer as Mfg, Service16 as Svc16, ServiceList16 as List16,
+    ServiceList128 as List128,
+};
 
 /// Every advertisement format, one line each.
 #[rustfmt::skip]
@@ -73,6 +81,15 @@ pub static FORMATS: &[Format] = &[
     Format { name: "inkbird", matches: &[Name("sps"), Name("tps"), Name("iBBQ"), Name("xBBQ"), Name("ITH-"), Name("IBS-P02B")], decode: super::inkbird::decode, doc: doc!("inkbird"), discover_by_default: false, key: NoKey },
     Format { name: "qingping", matches: &[Svc16(0xFDCD)], decode: super::qingping::decode, doc: doc!("qingping"), discover_by_default: true, key: NoKey },
     Format { name: "thermobeacon", matches: &[Mfg(0x0010, &[]), Mfg(0x0011, &[]), Mfg(0x0014, &[]), Mfg(0x0015, &[]), Mfg(0x0018, &[]), Mfg(0x001B, &[]), Mfg(0x0030, &[])], decode: super::thermobeacon::decode, doc: doc!("thermobeacon"), discover_by_default: false, key: NoKey },
+    Format { name: "thermopro", matches: &[Name("TP35"), Name("TP39"), Name("TP96"), Name("TP97")], decode: super::decode_thermopro, doc: doc!("thermopro"), discover_by_default: true, key: NoKey },
+    Format { name: "sensorpush", matches: &[List128(0xef090000_11d6_42ba_93b8_9dd7ec090ab0), List128(0xef090000_11d6_42ba_93b8_9dd7ec090aa9)], decode: super::decode_sensorpush, doc: doc!("sensorpush"), discover_by_default: true, key: NoKey },
+    Format { name: "bluemaestro", matches: &[Mfg(0x0133, &[])], decode: super::decode_bluemaestro, doc: doc!("bluemaestro"), discover_by_default: true, key: NoKey },
+    // Nordic's company id (0x0059) is far too broad: Mopeka lists service 0xFEE5.
+    Format { name: "mopeka", matches: &[List16(0xFEE5)], decode: super::decode_mopeka, doc: doc!("mopeka"), discover_by_default: true, key: NoKey },
+    Format { name: "victron", matches: &[Mfg(0x02E1, &[0x10])], decode: super::decode_victron, doc: doc!("victron"), discover_by_default: false, key: Required },
+    Format { name: "aranet", matches: &[Mfg(0x0702, &[])], decode: super::decode_aranet, doc: doc!("aranet"), discover_by_default: true, key: NoKey },
+    // Before iBeacon in discovery: a Tilt is an iBeacon with a Tilt UUID.
+    Format { name: "tilt", matches: &[Mfg(0x004C, &[0x02, 0x15, 0xA4, 0x95, 0xBB])], decode: super::decode_tilt, doc: doc!("tilt"), discover_by_default: true, key: NoKey },
     // Not a decoder: the device's data as hex (opt-in per device, or discovery.raw).
     Format { name: "raw", matches: &[], decode: super::raw::decode, doc: doc!("raw"), discover_by_default: false, key: NoKey },
 ];

@@ -18,6 +18,10 @@ const AD_SERVICE_DATA_16: u8 = 0x16;
 const AD_SERVICE_DATA_128: u8 = 0x21;
 /// AD type: complete local name.
 const AD_COMPLETE_NAME: u8 = 0x09;
+/// AD type: complete list of 16-bit service UUIDs.
+const AD_COMPLETE_LIST_16: u8 = 0x03;
+/// AD type: complete list of 128-bit service UUIDs.
+const AD_COMPLETE_LIST_128: u8 = 0x07;
 /// AD type: manufacturer-specific data.
 const AD_MANUFACTURER: u8 = 0xFF;
 
@@ -61,6 +65,16 @@ fn match_pattern(m: &adverts::Match) -> Pattern {
         },
         adverts::Match::Manufacturer(company, rest) => manufacturer(company, rest),
         // Complete local name; a shortened one is cut from its end, so its start matches too.
+        adverts::Match::ServiceList16(u) => Pattern {
+            start: 0,
+            ad_type: AD_COMPLETE_LIST_16,
+            content: u.to_le_bytes().to_vec(),
+        },
+        adverts::Match::ServiceList128(u) => Pattern {
+            start: 0,
+            ad_type: AD_COMPLETE_LIST_128,
+            content: u.to_le_bytes().to_vec(),
+        },
         adverts::Match::LocalName(prefix) => Pattern {
             start: 0,
             ad_type: AD_COMPLETE_NAME,

@@ -293,6 +293,12 @@ mod tests {
             "{paths:?}"
         );
         assert!(paths.contains(&"devices.c.unitId"), "{paths:?}");
+        // The deployment manifest maps ASCII ports into the container like RTU ones.
+        assert!(
+            crate::deploy::deployment(&cfg)
+                .devices
+                .contains("/dev/ttyS1")
+        );
     }
 
     #[tokio::test]

@@ -128,6 +128,12 @@ impl BusHandle {
             .map_err(|_| BusError::Closed)?;
         rx.await.map_err(|_| BusError::Closed)?
     }
+
+    /// Completes once the bus task has ended (after its shutdown token was cancelled), so
+    /// its port or connection is closed: a serial port is locked while open.
+    pub async fn closed(&self) {
+        self.tx.closed().await;
+    }
 }
 
 enum Link {

@@ -254,12 +254,28 @@ impl Session {
     pub fn entry(&self, device: Device) -> Arc<DeviceEntry> {
         DeviceEntry::new(device, self.bus.clone())
     }
+
+    /// Stops the bus and waits until its port is closed (the next command may open it).
+    pub async fn close(self) {
+        self.token.cancel();
+        let closed = self.bus.closed();
+        let _ignored = tokio::time::timeout(Duration::from_secs(2), closed).await;
+    }
 }
 
 impl Drop for Session {
     fn drop(&mut self) {
         self.token.cancel();
     }
+}
+
+/// Runs `f` with a bus for `connection`, then stops the bus and waits until its port is
+/// closed, so the next command can open it (serial ports are opened exclusively).
+pub async fn with_session<T>(connection: Connection, f: impl AsyncFnOnce(&Session) -> T) -> T {
+    let s = Session::open(connection);
+    let out = f(&s).await;
+    s.close().await;
+    out
 }
 
 /// Writes rows as an aligned text table.

@@ -5,7 +5,7 @@ use std::io::Write;
 
 use serde_json::{Map, Value, json};
 
-use super::{CommissionError, Session, TargetArgs, table, unit_id};
+use super::{CommissionError, TargetArgs, table, unit_id, with_session};
 use crate::codec::Reading;
 use crate::sunspec::discover::Reader;
 
@@ -102,51 +102,53 @@ pub async fn run(args: &ReadArgs, out: &mut dyn Write) -> Result<(), CommissionE
     };
     let points = (!args.points.is_empty()).then_some(args.points.as_slice());
     let device = super::device(&args.target, unit, args.timeout_ms, map, points)?;
-    let s = Session::open(device.connection.clone());
-    let entry = s.entry(device);
-    let wanted = entry.device.wanted.clone();
-    let result = entry.read(&wanted).await;
-    if let Some(e) = &result.unreachable
-        && result.values.is_empty()
-    {
-        return Err(CommissionError::Bus {
-            unit,
-            error: e.clone(),
-        });
-    }
-    let map = &entry.device.map;
-    let mut rows = Vec::new();
-    let mut values = Map::new();
-    let mut errors = Map::new();
-    for &i in &wanted {
-        let p = &map.points[i];
-        if !p.spec.publish && !args.points.contains(&p.name) {
-            continue;
+    with_session(device.connection.clone(), async |s| {
+        let entry = s.entry(device);
+        let wanted = entry.device.wanted.clone();
+        let result = entry.read(&wanted).await;
+        if let Some(e) = &result.unreachable
+            && result.values.is_empty()
+        {
+            return Err(CommissionError::Bus {
+                unit,
+                error: e.clone(),
+            });
         }
-        let unit_text = p.spec.unit.clone().unwrap_or_default();
-        match (result.values.get(&i), result.errors.get(&i)) {
-            (Some(v), _) => {
-                values.insert(p.name.clone(), v.to_json());
-                rows.push(vec![p.name.clone(), display(v), unit_text]);
+        let map = &entry.device.map;
+        let mut rows = Vec::new();
+        let mut values = Map::new();
+        let mut errors = Map::new();
+        for &i in &wanted {
+            let p = &map.points[i];
+            if !p.spec.publish && !args.points.contains(&p.name) {
+                continue;
             }
-            (None, e) => {
-                let e = e.map_or("no value".to_owned(), ToString::to_string);
-                errors.insert(p.name.clone(), json!(e));
-                rows.push(vec![p.name.clone(), format!("error: {e}"), unit_text]);
+            let unit_text = p.spec.unit.clone().unwrap_or_default();
+            match (result.values.get(&i), result.errors.get(&i)) {
+                (Some(v), _) => {
+                    values.insert(p.name.clone(), v.to_json());
+                    rows.push(vec![p.name.clone(), display(v), unit_text]);
+                }
+                (None, e) => {
+                    let e = e.map_or("no value".to_owned(), ToString::to_string);
+                    errors.insert(p.name.clone(), json!(e));
+                    rows.push(vec![p.name.clone(), format!("error: {e}"), unit_text]);
+                }
             }
         }
-    }
-    if args.target.json {
-        writeln!(out, "{}", json!({"values": values, "errors": errors}))?;
-    } else {
-        table(out, &["point", "value", "unit"], &rows)?;
-    }
-    if values.is_empty() {
-        return Err(CommissionError::Failed(format!(
-            "Unit {unit}: no point could be read."
-        )));
-    }
-    Ok(())
+        if args.target.json {
+            writeln!(out, "{}", json!({"values": values, "errors": errors}))?;
+        } else {
+            table(out, &["point", "value", "unit"], &rows)?;
+        }
+        if values.is_empty() {
+            return Err(CommissionError::Failed(format!(
+                "Unit {unit}: no point could be read."
+            )));
+        }
+        Ok(())
+    })
+    .await
 }
 
 fn display(v: &Reading) -> String {
@@ -163,34 +165,36 @@ async fn sunspec(
     out: &mut dyn Write,
 ) -> Result<(), CommissionError> {
     let device = super::device(&args.target, unit, args.timeout_ms, json!("sunspec"), None)?;
-    let s = Session::open(device.connection.clone());
-    let mut reader = Reader::new(&s.bus, unit, t, 125);
-    let mut chain = None;
-    let decoded = crate::sunspec::poll::read_all(&mut reader, &mut chain)
-        .await
-        .map_err(|e| CommissionError::Failed(format!("Unit {unit}: {e}")))?;
-    let mut all: Vec<(String, Value)> = decoded
-        .facts
-        .into_iter()
-        .chain(decoded.values.into_iter().map(|(k, v)| (k, v.to_json())))
-        .filter(|(k, _)| args.points.is_empty() || args.points.contains(k))
-        .collect();
-    all.sort_by(|a, b| a.0.cmp(&b.0));
-    if args.target.json {
-        let models = chain.map(|c| c.ids()).unwrap_or_default();
-        writeln!(
-            out,
-            "{}",
-            json!({"models": models, "values": Map::from_iter(all)})
-        )?;
-    } else {
-        let rows: Vec<Vec<String>> = all
+    with_session(device.connection.clone(), async |s| {
+        let mut reader = Reader::new(&s.bus, unit, t, 125);
+        let mut chain = None;
+        let decoded = crate::sunspec::poll::read_all(&mut reader, &mut chain)
+            .await
+            .map_err(|e| CommissionError::Failed(format!("Unit {unit}: {e}")))?;
+        let mut all: Vec<(String, Value)> = decoded
+            .facts
             .into_iter()
-            .map(|(k, v)| vec![k, v.to_string()])
+            .chain(decoded.values.into_iter().map(|(k, v)| (k, v.to_json())))
+            .filter(|(k, _)| args.points.is_empty() || args.points.contains(k))
             .collect();
-        table(out, &["point", "value"], &rows)?;
-    }
-    Ok(())
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        if args.target.json {
+            let models = chain.map(|c| c.ids()).unwrap_or_default();
+            writeln!(
+                out,
+                "{}",
+                json!({"models": models, "values": Map::from_iter(all)})
+            )?;
+        } else {
+            let rows: Vec<Vec<String>> = all
+                .into_iter()
+                .map(|(k, v)| vec![k, v.to_string()])
+                .collect();
+            table(out, &["point", "value"], &rows)?;
+        }
+        Ok(())
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -187,37 +187,9 @@ pub async fn run(args: &ScanArgs, out: &mut dyn Write) -> Result<(), CommissionE
     let probe = json!({"name": "probe", "points": {"p": {"table": "holding", "address": 0, "type": "u16"}}});
     let device = super::device(&args.target, 1, args.timeout_ms, probe, None)?;
     let s = Session::open(device.connection.clone());
-    let mut found = Vec::new();
-    for unit in units {
-        match s.bus.call(unit, Op::Read(Table::Holding, 0, 1), t).await {
-            // A gateway saying "path unavailable" or "target failed to respond" speaks
-            // for itself, not for the unit.
-            Err(BusError::Timeout(_) | BusError::Exception(10 | 11)) => continue,
-            Ok(_) | Err(BusError::Exception(_)) => {}
-            Err(e @ (BusError::Connect(_) | BusError::Closed)) => {
-                return Err(CommissionError::Bus { unit, error: e });
-            }
-            Err(BusError::Io(e)) => {
-                tracing::debug!(unit, error = %e, "No usable answer.");
-                continue;
-            }
-        }
-        let ident = identification(&s, unit, t).await;
-        let mut reader = Reader::new(&s.bus, unit, t, 125);
-        let sunspec = match reader.discover().await {
-            Ok(chain) => Some(json!({"base": chain.base, "models": chain.ids()})),
-            Err(SunSpecError::Bus(BusError::Connect(e))) => {
-                return Err(CommissionError::Bus {
-                    unit,
-                    error: BusError::Connect(e),
-                });
-            }
-            Err(_) => None,
-        };
-        let maps = fitting_maps(&s, args, unit).await;
-        found
-            .push(json!({"unit": unit, "identification": ident, "sunspec": sunspec, "maps": maps}));
-    }
+    let found = probe_units(&s, args, units, t).await;
+    s.close().await;
+    let found = found?;
     if args.target.json {
         writeln!(out, "{}", json!({"units": found}))?;
         return Ok(());
@@ -267,6 +239,46 @@ pub async fn run(args: &ScanArgs, out: &mut dyn Write) -> Result<(), CommissionE
         &rows,
     )?;
     Ok(())
+}
+
+async fn probe_units(
+    s: &Session,
+    args: &ScanArgs,
+    units: Vec<u8>,
+    t: Duration,
+) -> Result<Vec<Value>, CommissionError> {
+    let mut found = Vec::new();
+    for unit in units {
+        match s.bus.call(unit, Op::Read(Table::Holding, 0, 1), t).await {
+            // A gateway saying "path unavailable" or "target failed to respond" speaks
+            // for itself, not for the unit.
+            Err(BusError::Timeout(_) | BusError::Exception(10 | 11)) => continue,
+            Ok(_) | Err(BusError::Exception(_)) => {}
+            Err(e @ (BusError::Connect(_) | BusError::Closed)) => {
+                return Err(CommissionError::Bus { unit, error: e });
+            }
+            Err(BusError::Io(e)) => {
+                tracing::debug!(unit, error = %e, "No usable answer.");
+                continue;
+            }
+        }
+        let ident = identification(s, unit, t).await;
+        let mut reader = Reader::new(&s.bus, unit, t, 125);
+        let sunspec = match reader.discover().await {
+            Ok(chain) => Some(json!({"base": chain.base, "models": chain.ids()})),
+            Err(SunSpecError::Bus(BusError::Connect(e))) => {
+                return Err(CommissionError::Bus {
+                    unit,
+                    error: BusError::Connect(e),
+                });
+            }
+            Err(_) => None,
+        };
+        let maps = fitting_maps(s, args, unit).await;
+        found
+            .push(json!({"unit": unit, "identification": ident, "sunspec": sunspec, "maps": maps}));
+    }
+    Ok(found)
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use std::io::Write;
 
 use serde_json::{Value, json};
 
-use super::{CommissionError, Session, TargetArgs, unit_id};
+use super::{CommissionError, TargetArgs, unit_id, with_session};
 use crate::bus::{Op, OpResult};
 use crate::device::WriteError;
 use crate::map::Table;
@@ -79,65 +79,71 @@ pub async fn run(args: &WriteArgs, out: &mut dyn Write) -> Result<(), Commission
             let index = device.map.index_of(point).ok_or_else(|| {
                 CommissionError::Usage(format!("The map '{map}' has no point '{point}'."))
             })?;
-            let s = Session::open(device.connection.clone());
-            let entry = s.entry(device);
-            match entry.write(index, &value).await {
-                Ok(()) => {}
-                Err(WriteError::Bus(error)) => return Err(CommissionError::Bus { unit, error }),
-                Err(e) => return Err(CommissionError::Usage(e.to_string())),
-            }
-            let read_back = if args.verify {
-                let r = entry.read(&[index]).await;
-                match r.values.get(&index) {
-                    Some(v) => Some(v.to_json()),
-                    None => {
-                        return Err(CommissionError::Failed(format!(
-                            "Unit {unit}: written, but the read-back failed: {}",
-                            r.errors
-                                .get(&index)
-                                .map(ToString::to_string)
-                                .unwrap_or_default()
-                        )));
+            with_session(device.connection.clone(), async |s| {
+                let entry = s.entry(device);
+                match entry.write(index, &value).await {
+                    Ok(()) => {}
+                    Err(WriteError::Bus(error)) => {
+                        return Err(CommissionError::Bus { unit, error });
                     }
+                    Err(e) => return Err(CommissionError::Usage(e.to_string())),
                 }
-            } else {
-                None
-            };
-            report(out, args, unit, point, &value, read_back)
+                let read_back = if args.verify {
+                    let r = entry.read(&[index]).await;
+                    match r.values.get(&index) {
+                        Some(v) => Some(v.to_json()),
+                        None => {
+                            return Err(CommissionError::Failed(format!(
+                                "Unit {unit}: written, but the read-back failed: {}",
+                                r.errors
+                                    .get(&index)
+                                    .map(ToString::to_string)
+                                    .unwrap_or_default()
+                            )));
+                        }
+                    }
+                } else {
+                    None
+                };
+                report(out, args, unit, point, &value, read_back)
+            })
+            .await
         }
         (None, _, Some(table), Some(address)) => {
             let op = raw_op(table, address, &value)?;
             let probe = json!({"name": "raw", "points": {"p": {"table": table, "address": address, "type": if table == "coil" { "bool" } else { "u16" }}}});
             let device = super::device(&args.target, unit, args.timeout_ms, probe, None)?;
             let t = device.timeout;
-            let s = Session::open(device.connection.clone());
-            s.bus
-                .call(unit, op, t)
-                .await
-                .map_err(|error| CommissionError::Bus { unit, error })?;
-            let read_back = if args.verify {
-                let t_op = if table == "coil" {
-                    Table::Coil
+            with_session(device.connection.clone(), async |s| {
+                s.bus
+                    .call(unit, op, t)
+                    .await
+                    .map_err(|error| CommissionError::Bus { unit, error })?;
+                let read_back = if args.verify {
+                    let t_op = if table == "coil" {
+                        Table::Coil
+                    } else {
+                        Table::Holding
+                    };
+                    match s.bus.call(unit, Op::Read(t_op, address, 1), t).await {
+                        Ok(OpResult::Registers(r)) => r.first().map(|v| json!(v)),
+                        Ok(OpResult::Bits(b)) => b.first().map(|v| json!(v)),
+                        Ok(_) => None,
+                        Err(error) => return Err(CommissionError::Bus { unit, error }),
+                    }
                 } else {
-                    Table::Holding
+                    None
                 };
-                match s.bus.call(unit, Op::Read(t_op, address, 1), t).await {
-                    Ok(OpResult::Registers(r)) => r.first().map(|v| json!(v)),
-                    Ok(OpResult::Bits(b)) => b.first().map(|v| json!(v)),
-                    Ok(_) => None,
-                    Err(error) => return Err(CommissionError::Bus { unit, error }),
-                }
-            } else {
-                None
-            };
-            report(
-                out,
-                args,
-                unit,
-                &format!("{table} {address}"),
-                &value,
-                read_back,
-            )
+                report(
+                    out,
+                    args,
+                    unit,
+                    &format!("{table} {address}"),
+                    &value,
+                    read_back,
+                )
+            })
+            .await
         }
         (None, _, Some(_), None) => Err(CommissionError::Usage(
             "A raw write needs --address.".into(),

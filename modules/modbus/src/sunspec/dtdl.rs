@@ -128,6 +128,8 @@ pub async fn discover_device(device: &Device) -> Result<(Chain, Vec<Vec<u16>>), 
     }
     .await;
     token.cancel();
+    // Wait for the port to be released (serial ports are opened exclusively).
+    let _ignored = tokio::time::timeout(Duration::from_secs(2), bus.closed()).await;
     result
 }
 
