@@ -5,7 +5,7 @@
 //! |---|---|
 //! | `GET /identities` | connected identities |
 //! | `GET /twins/{id}` | twin (`id` = `dev/mod` or `dev`) |
-//! | `PATCH /twins/{id}/desired` | merge desired patch, push it to the client |
+//! | `PATCH /twins/{id}/desired` | merge desired patch, push it to the client (400 past the twin limits) |
 //! | `POST /methods/{id}/{name}?timeoutSecs=30` | invoke a direct method |
 //! | `POST /inputs/{dev}/{mod}/{input}` | send a message to a module input |
 //! | `GET /messages` | every recorded telemetry message |
@@ -41,8 +41,11 @@ pub(crate) async fn handle(hub: Arc<Hub>, request: Request) -> Reply {
         {
             match body() {
                 Ok(patch @ Value::Object(_)) => {
-                    let version = hub.set_desired(&id_of(&segs[1..segs.len() - 1]), &patch);
-                    Reply::Json(200, json!({"$version": version}))
+                    match hub.try_set_desired(&id_of(&segs[1..segs.len() - 1]), &patch) {
+                        Ok(version) => Reply::Json(200, json!({"$version": version})),
+                        // IoT Hub refuses the whole update with 400 and a reason.
+                        Err(e) => Reply::Json(400, json!({"message": e.to_string()})),
+                    }
                 }
                 _ => Reply::Json(
                     400,

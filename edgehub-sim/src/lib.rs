@@ -11,6 +11,7 @@ pub mod certs;
 mod control;
 mod dps;
 mod http;
+pub mod limits;
 mod mqtt;
 pub mod persist;
 pub mod routes;

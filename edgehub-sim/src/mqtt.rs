@@ -391,8 +391,19 @@ fn on_publish(
         };
         let mut state = hub.lock();
         let twin = state.twins.entry(id).or_default();
-        merge_patch(&mut twin.reported, &patch);
-        twin.reported_version += 1;
+        let mut merged = twin.reported.clone();
+        merge_patch(&mut merged, &patch);
+        if let Err(e) = crate::limits::check("reported", &patch, &merged) {
+            debug!(error = %e, "Reported patch refused.");
+            state.refused_reported += 1;
+            return Ok(vec![reply(
+                format!("$iothub/twin/res/400/?$rid={rid}"),
+                &serde_json::json!({"message": e.to_string()}),
+            )]);
+        }
+        twin.reported = merged;
+        // A new twin's reported section is at $version 1, so the first patch makes 2.
+        twin.reported_version = twin.reported_version.max(1) + 1;
         // edgeHub answers 204 without $version (IoT Hub would include it).
         return Ok(vec![Packet::Publish(Publish::new(
             format!("$iothub/twin/res/204/?$rid={rid}"),

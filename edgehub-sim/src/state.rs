@@ -11,6 +11,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+use crate::limits::TwinLimitError;
 use crate::routes::{Route, Sink, message_source};
 
 /// Commands to a connection task.
@@ -132,6 +133,8 @@ pub(crate) struct State {
     pub(crate) method_waiters: HashMap<String, oneshot::Sender<(u16, Value)>>,
     pub(crate) refusals: Vec<Refusal>,
     pub(crate) connects: u64,
+    /// Reported patches refused for breaking a twin limit.
+    pub(crate) refused_reported: u64,
     next_id: u64,
 }
 
@@ -279,11 +282,28 @@ impl Hub {
 
     /// Merges a desired patch into the twin, bumps `$version`, and pushes the patch to
     /// the identity if it is connected and subscribed (edgeHub does not queue these).
+    /// A patch that breaks a twin limit is logged and dropped (see [`Hub::try_set_desired`]);
+    /// the current version is returned.
     pub fn set_desired(&self, id: &str, patch: &Value) -> u64 {
+        self.try_set_desired(id, patch).unwrap_or_else(|e| {
+            tracing::warn!(identity = id, error = %e, "Desired patch refused.");
+            self.lock()
+                .twins
+                .get(id)
+                .map_or(1, |t| t.desired_version.max(1))
+        })
+    }
+
+    /// [`Hub::set_desired`], refusing a patch that breaks IoT Hub's twin limits (names,
+    /// depth, values, 32 KB of desired properties) as IoT Hub does: nothing changes.
+    pub fn try_set_desired(&self, id: &str, patch: &Value) -> Result<u64, TwinLimitError> {
         let (version, tx) = {
             let mut state = self.lock();
             let twin = state.twins.entry(id.into()).or_default();
-            merge_patch(&mut twin.desired, patch);
+            let mut merged = twin.desired.clone();
+            merge_patch(&mut merged, patch);
+            crate::limits::check("desired", patch, &merged)?;
+            twin.desired = merged;
             // A new twin's desired section is at $version 1 (as IoT Hub's), so the first
             // patch is version 2 and never looks stale to a client that read version 1.
             twin.desired_version = twin.desired_version.max(1) + 1;
@@ -308,7 +328,7 @@ impl Hub {
                 payload: body.to_string().into_bytes(),
             });
         }
-        version
+        Ok(version)
     }
 
     /// The twin as a GET returns it.
@@ -401,6 +421,11 @@ impl Hub {
     /// Successful CONNECTs so far.
     pub fn connect_count(&self) -> u64 {
         self.lock().connects
+    }
+
+    /// Reported patches refused so far for breaking a twin limit (answered 400).
+    pub fn refused_reported_patches(&self) -> u64 {
+        self.lock().refused_reported
     }
 
     /// Refused CONNECTs so far.

@@ -9,6 +9,7 @@ import os
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 
 from azure.iot.device import IoTHubDeviceClient, IoTHubModuleClient, Message, MethodResponse, ProvisioningDeviceClient
@@ -153,6 +154,34 @@ def main():
             import base64, hashlib, hmac
             derived = hmac.new(base64.b64decode(os.environ["GROUP_KEY"]), os.environ["REG_ID"].encode("utf-8"), hashlib.sha256).digest()
             out["derived_key"] = base64.b64encode(derived).decode()
+    elif scenario == "twin-limits":
+        # IoT Hub's twin limits as the SDK meets them: a reported patch past 32 KB or with
+        # a bad property name is refused (the SDK raises), a desired patch past 32 KB is
+        # refused by the service API with 400, and the client stays connected throughout.
+        client = IoTHubModuleClient.create_from_connection_string(os.environ["MODULE_CS"], server_verification_cert=ca)
+        client.connect()
+        out = {"reported_errors": []}
+        client.patch_twin_reported_properties({"small": 1})
+        v1 = client.get_twin()["reported"]["$version"]
+        for bad in ({"big%d" % i: "x" * 4000 for i in range(9)}, {"a.b": 1}, {"deep": json.loads('{"a":' * 11 + "1" + "}" * 11)}):
+            try:
+                client.patch_twin_reported_properties(bad)
+                out["reported_errors"].append(None)
+            except Exception as e:  # the SDK raises ServiceError on a 4xx twin response
+                out["reported_errors"].append(type(e).__name__)
+        client.patch_twin_reported_properties({"small": 2})
+        twin = client.get_twin()
+        out["reported"] = twin["reported"]
+        out["versions"] = [v1, twin["reported"]["$version"]]
+        try:
+            control("PATCH", "/twins/edge-gw/mod1/desired", {"huge%d" % i: "y" * 4000 for i in range(9)})
+            out["desired_status"] = 200
+        except urllib.error.HTTPError as e:
+            out["desired_status"] = e.code
+            out["desired_message"] = json.loads(e.read())["message"]
+        out["desired_after"] = client.get_twin()["desired"]
+        out["connected"] = client.connected
+        client.shutdown()
     elif scenario == "wrong-key":
         client = IoTHubModuleClient.create_from_connection_string(os.environ["MODULE_CS"], server_verification_cert=ca, connection_retry=False)
         try:

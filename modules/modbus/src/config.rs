@@ -14,7 +14,7 @@ use bridge_core::config::{ConfigErrors, ConfigIssue};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::map::{DeviceMap, bundled, bundled_names, parse_map};
+use crate::map::{DeviceMap, bundled_names, bundled_shared, parse_map};
 use crate::plan::Limits;
 
 /// Serial parity.
@@ -65,9 +65,11 @@ pub enum Connection {
         /// Stop bits (1 or 2).
         #[serde(default = "default_stop_bits")]
         stop_bits: u8,
-        /// Silence between frames, in ms (t3.5 is about 4 ms at 9600 baud).
-        #[serde(default = "default_rtu_gap")]
-        frame_gap_ms: u64,
+        /// Silence between the last byte of a reply and the next request, in ms
+        /// (fractions allowed). Default: 3.5 character times at the baud rate and framing
+        /// (4.01 ms at 9600 8E1), 1.75 ms above 19200 baud (Modbus serial line spec 2.5.1.1).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        frame_gap_ms: Option<f64>,
     },
     /// Modbus ASCII on a serial port (':' + hex + LRC + CR LF).
     Ascii {
@@ -95,9 +97,10 @@ pub enum Connection {
         host: String,
         /// TCP port.
         port: u16,
-        /// Silence between frames, in ms.
-        #[serde(default = "default_rtu_gap")]
-        frame_gap_ms: u64,
+        /// Silence between the last byte of a reply and the next request, in ms
+        /// (default 5: the converter's serial side is unknown).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        frame_gap_ms: Option<f64>,
     },
     /// The built-in simulated device: a Modbus TCP server on loopback serving the map
     /// with changing values (for demos and tests).
@@ -141,13 +144,34 @@ impl Connection {
         }
     }
 
-    /// Pause between frames.
+    /// Pause between frames (RTU: from the last byte received to the next request).
     pub fn frame_gap(&self) -> Duration {
+        let ms = |v: f64| Duration::from_secs_f64(v.clamp(0.0, 60_000.0) / 1000.0);
         match self {
-            Connection::Tcp { frame_gap_ms, .. }
-            | Connection::Rtu { frame_gap_ms, .. }
-            | Connection::Ascii { frame_gap_ms, .. }
-            | Connection::RtuOverTcp { frame_gap_ms, .. } => Duration::from_millis(*frame_gap_ms),
+            Connection::Tcp { frame_gap_ms, .. } | Connection::Ascii { frame_gap_ms, .. } => {
+                Duration::from_millis(*frame_gap_ms)
+            }
+            Connection::Rtu {
+                frame_gap_ms: Some(v),
+                ..
+            }
+            | Connection::RtuOverTcp {
+                frame_gap_ms: Some(v),
+                ..
+            } => ms(*v),
+            Connection::Rtu {
+                baud_rate,
+                parity,
+                data_bits,
+                stop_bits,
+                ..
+            } => crate::bus::rtu::t35(
+                *baud_rate,
+                1 + u32::from(*data_bits)
+                    + u32::from(*parity != Parity::None)
+                    + u32::from(*stop_bits),
+            ),
+            Connection::RtuOverTcp { .. } => Duration::from_millis(5),
             Connection::Simulated {} => Duration::ZERO,
         }
     }
@@ -369,8 +393,13 @@ pub fn valid_device_id(id: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || "-.+%_#*?!(),:=@$'".contains(c))
 }
 
-/// Parses and validates a desired-properties document.
+/// Parses and validates a desired-properties document (device groups expanded first).
 pub fn parse(doc: &Value) -> Result<ModbusConfig, ConfigErrors> {
+    let (doc, origins) = groups::expand(doc)?;
+    origins.finish(parse_devices(&doc))
+}
+
+fn parse_devices(doc: &Value) -> Result<ModbusConfig, ConfigErrors> {
     let mut issues = Vec::new();
     let raw = read_root(doc, &mut issues);
     let mut maps = BTreeMap::new();
@@ -404,7 +433,7 @@ pub fn parse(doc: &Value) -> Result<ModbusConfig, ConfigErrors> {
             MapRef::Name(name) => match maps
                 .get(name)
                 .cloned()
-                .or_else(|| bundled(name).and_then(Result::ok).map(Arc::new))
+                .or_else(|| bundled_shared(name))
                 .or_else(|| crate::sunspec::placeholder(name))
             {
                 Some(m) => m,
@@ -561,6 +590,8 @@ fn check_device(dev: &RawDevice, path: &str, issues: &mut Vec<ConfigIssue>) {
         }
     }
 }
+
+pub mod groups;
 
 #[cfg(test)]
 mod tests;

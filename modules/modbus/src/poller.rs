@@ -83,7 +83,11 @@ impl Poll for ModbusPoll {
             return sunspec.poll(polled_at).await;
         }
         let device = &self.entry.device;
-        let outcome = self.entry.read(&device.wanted).await;
+        // Every request of this cycle carries the cycle's start as its deadline, so on a
+        // busy bus a device's later blocks go before cycles that started after it.
+        let outcome = crate::bus::queue::POLL_DUE
+            .scope(tokio::time::Instant::now(), self.entry.read(&device.wanted))
+            .await;
         self.stats
             .requests
             .fetch_add(u64::from(outcome.requests), Ordering::Relaxed);

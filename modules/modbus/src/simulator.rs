@@ -208,7 +208,17 @@ pub async fn start(
     map: Arc<DeviceMap>,
     shutdown: CancellationToken,
 ) -> std::io::Result<SocketAddr> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    start_at(map, SocketAddr::from(([127, 0, 0, 1], 0)), shutdown).await
+}
+
+/// [`start`] on a given address (benchmarks: many devices on one port, one loopback
+/// address each, as a fleet on a LAN).
+pub async fn start_at(
+    map: Arc<DeviceMap>,
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let bank = Arc::new(Mutex::new(Bank::default()));
     let started = std::time::Instant::now();

@@ -5,6 +5,7 @@
 
 pub mod ascii;
 pub mod pdu;
+pub mod queue;
 pub mod rtu;
 pub mod tcp;
 
@@ -95,6 +96,7 @@ pub fn exception_name(code: u8) -> &'static str {
 }
 
 struct Job {
+    due: Instant,
     unit: u8,
     op: Op,
     timeout: Duration,
@@ -121,6 +123,7 @@ impl BusHandle {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Job {
+                due: queue::current_due(),
                 unit,
                 op,
                 timeout,
@@ -165,8 +168,13 @@ pub fn spawn_bus(
         let mut link: Option<Link> = None;
         let mut probes = Probes::new(probe_cap(&connection));
         let mut last_frame = Instant::now();
-        let gap = connection.frame_gap();
+        // RTU transports time their own gap from the last byte received.
+        let gap = match connection {
+            Connection::Tcp { .. } => connection.frame_gap(),
+            _ => Duration::ZERO,
+        };
         let bus = connection.bus_key("");
+        let mut queue = queue::DeadlineQueue::default();
         loop {
             // While disconnected, the bus probes on its own (a connect or an open of the
             // path), so a device that comes back is found within one probe period rather
@@ -175,7 +183,7 @@ pub fn spawn_bus(
             let job = if link.is_none() {
                 tokio::select! {
                     biased;
-                    job = rx.recv() => job,
+                    job = queue.next(&mut rx, |j: &Job| j.due) => job,
                     _ = tokio::time::sleep_until(probes.due) => {
                         beat.beat(PROBE_TIMEOUT + WORK_MARGIN);
                         link = probe(&connection, sim_addr, &mut probes, &bus).await;
@@ -183,7 +191,7 @@ pub fn spawn_bus(
                     }
                 }
             } else {
-                rx.recv().await
+                queue.next(&mut rx, |j: &Job| j.due).await
             };
             let Some(job) = job else { return };
             // A request: the probe, the frame gap, the RTU drain after a timeout (up to
@@ -208,7 +216,7 @@ pub fn spawn_bus(
                 }
             }
             let since = last_frame.elapsed();
-            if since < gap {
+            if !gap.is_zero() && since < gap {
                 tokio::time::sleep(gap - since).await;
             }
             let result = match link.as_mut() {
@@ -375,9 +383,10 @@ async fn open(connection: &Connection, sim_addr: Option<SocketAddr>) -> Result<L
             let _ignored = stream.set_nodelay(true);
             Ok(Link::Tcp(TcpTransport::new(stream)))
         }
-        Connection::RtuOverTcp { host, port, .. } => Ok(Link::Rtu(RtuTransport::new(Box::new(
-            connect_host(host, *port).await?,
-        )))),
+        Connection::RtuOverTcp { host, port, .. } => Ok(Link::Rtu(RtuTransport::new(
+            Box::new(connect_host(host, *port).await?),
+            connection.frame_gap(),
+        ))),
         Connection::Rtu {
             port,
             baud_rate,
@@ -415,7 +424,7 @@ async fn open(connection: &Connection, sim_addr: Option<SocketAddr>) -> Result<L
             Ok(if matches!(connection, Connection::Ascii { .. }) {
                 Link::Ascii(AsciiTransport::new(Box::new(stream)))
             } else {
-                Link::Rtu(RtuTransport::new(Box::new(stream)))
+                Link::Rtu(RtuTransport::new(Box::new(stream), connection.frame_gap()))
             })
         }
     }
@@ -451,7 +460,7 @@ mod tests {
             parity: Parity::None,
             data_bits: 8,
             stop_bits: 1,
-            frame_gap_ms: 0,
+            frame_gap_ms: None,
         };
         assert_eq!(probe_cap(&rtu), Duration::from_secs(1));
     }

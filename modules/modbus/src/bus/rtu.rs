@@ -1,16 +1,24 @@
 //! Modbus RTU framing (pure) and a transport over any byte stream (a serial port, or TCP
 //! for RTU-over-TCP converters).
 //!
+//! Bus time is the limit on RS-485, so the next request goes out one inter-frame gap
+//! (t3.5, see [`t35`]) after the last byte received, timed precisely, not on a timer tick.
+//!
 //! RTU has no transaction id, so a reply that arrives after its request timed out could
 //! be taken as the answer to the next request. Three defences: responses must match
 //! unit, function and byte count of the request (a stale reply to a different request is
-//! skipped as noise); any bytes waiting before a request are discarded; and after a
-//! timeout the line is drained until it has been quiet for twice the timeout, before
-//! anything new is sent.
+//! skipped as noise); whatever is buffered before a request is discarded, and the gap is
+//! counted again from those bytes; and the input is drained again right after a
+//! timeout. Draining reads only what is already buffered (no fixed wait), so a silent
+//! unit id costs exactly its timeout. A reply of the same unit and shape that arrives
+//! later than the timeout and after the next request went out cannot be told apart:
+//! choose `timeoutMs` above the slowest device's turnaround.
 
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::Instant;
 
 use super::pdu::{self, Answer};
@@ -103,41 +111,109 @@ pub fn parse_response(unit: u8, op: &Op, buf: &mut Vec<u8>) -> Parsed {
     Parsed::Incomplete
 }
 
+/// The RTU inter-frame gap: 3.5 character times of `bits_per_char` (start, data,
+/// parity and stop bits) at `baud`; 1.75 ms above 19,200 baud (Modbus over serial line
+/// specification V1.02, section 2.5.1.1).
+pub fn t35(baud: u32, bits_per_char: u32) -> Duration {
+    if baud > 19_200 {
+        return Duration::from_micros(1750);
+    }
+    Duration::from_secs_f64(3.5 * f64::from(bits_per_char) / f64::from(baud.max(1)))
+}
+
+/// Sleeps until `until` with sub-millisecond precision: tokio's timer wheel rounds up to
+/// whole milliseconds (a 3.65 ms gap would become 4-5 ms, 10-25 % of a short
+/// transaction), so the last stretch is slept on a blocking thread.
+async fn sleep_precisely(until: Instant) {
+    let coarse = until.checked_sub(Duration::from_millis(2));
+    if let Some(c) = coarse.filter(|c| *c > Instant::now()) {
+        tokio::time::sleep_until(c).await;
+    }
+    let rest = until.saturating_duration_since(Instant::now());
+    if !rest.is_zero() {
+        let _ignored = tokio::task::spawn_blocking(move || std::thread::sleep(rest)).await;
+    }
+}
+
 /// An RTU master on a byte stream.
 #[derive(Debug)]
 pub struct RtuTransport<S> {
     stream: S,
     buf: Vec<u8>,
-    /// A request timed out: drain before the next one.
-    dirty: bool,
+    /// Silence required between the last byte received and the next request.
+    gap: Duration,
+    /// When the line was last seen busy (bytes received, or our request written).
+    busy_at: Option<Instant>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> RtuTransport<S> {
-    /// Wraps a stream.
-    pub fn new(stream: S) -> Self {
+    /// Wraps a stream; `gap` is the inter-frame silence (t3.5).
+    pub fn new(stream: S, gap: Duration) -> Self {
         Self {
             stream,
             buf: Vec::new(),
-            dirty: false,
+            gap,
+            busy_at: None,
         }
     }
 
-    /// Discards input until the line has been quiet for `quiet` (at most `limit`).
-    async fn drain(&mut self, quiet: Duration, limit: Duration) -> Result<(), BusError> {
-        let deadline = Instant::now() + limit;
-        let mut scratch = [0u8; 256];
+    /// Reads whatever is buffered right now without waiting; returns the byte count
+    /// (an error if the stream has closed).
+    async fn take_buffered(&mut self, into: &mut Vec<u8>) -> Result<usize, BusError> {
+        let mut scratch = [0u8; 512];
+        let mut total = 0;
         loop {
-            let wait = quiet.min(deadline.saturating_duration_since(Instant::now()));
-            match tokio::time::timeout(wait, self.stream.read(&mut scratch)).await {
-                Err(_) => return Ok(()),
-                Ok(Ok(0)) => return Err(BusError::Io("the connection closed".into())),
-                Ok(Ok(n)) => {
-                    tracing::debug!(bytes = n, "Discarded late or stray bytes on the bus.")
+            let stream = &mut self.stream;
+            let step = std::future::poll_fn(|cx| {
+                let mut rb = ReadBuf::new(&mut scratch);
+                match Pin::new(&mut *stream).poll_read(cx, &mut rb) {
+                    Poll::Ready(Ok(())) => Poll::Ready(Some(Ok(rb.filled().len()))),
+                    Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e))),
+                    Poll::Pending => Poll::Ready(None),
                 }
-                Ok(Err(e)) => return Err(BusError::Io(e.to_string())),
+            })
+            .await;
+            match step {
+                None => return Ok(total),
+                Some(Ok(0)) => return Err(BusError::Io("the connection closed".into())),
+                Some(Ok(n)) => {
+                    into.extend_from_slice(&scratch[..n]);
+                    total += n;
+                    self.busy_at = Some(Instant::now());
+                }
+                Some(Err(e)) => return Err(BusError::Io(e.to_string())),
             }
-            if Instant::now() >= deadline {
+        }
+    }
+
+    /// Discards buffered input without waiting.
+    async fn drain(&mut self) -> Result<(), BusError> {
+        let mut junk = Vec::new();
+        let n = self.take_buffered(&mut junk).await?;
+        if n > 0 {
+            tracing::debug!(bytes = n, "Discarded late or stray bytes on the bus.");
+        }
+        Ok(())
+    }
+
+    /// Waits until the line has been silent for the gap, discarding what arrives.
+    async fn wait_for_silence(&mut self) -> Result<(), BusError> {
+        loop {
+            self.drain().await?;
+            let Some(busy) = self.busy_at else {
                 return Ok(());
+            };
+            let until = busy + self.gap;
+            if Instant::now() >= until {
+                return Ok(());
+            }
+            sleep_precisely(until).await;
+            // Bytes that came in meanwhile restart the gap.
+            if self.busy_at == Some(busy) {
+                self.drain().await?;
+                if self.busy_at == Some(busy) {
+                    return Ok(());
+                }
             }
         }
     }
@@ -149,17 +225,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> RtuTransport<S> {
         op: &Op,
         timeout: Duration,
     ) -> Result<OpResult, BusError> {
-        if self.dirty {
-            // A late reply to the timed-out request may still be on its way: wait until
-            // the line has been quiet for twice the timeout. A device answering later
-            // than that cannot be told apart (RTU has no transaction id).
-            let quiet = (timeout * 2).clamp(Duration::from_millis(100), Duration::from_secs(5));
-            self.drain(quiet, quiet * 3).await?;
-            self.dirty = false;
-        } else {
-            self.drain(Duration::from_millis(1), Duration::from_millis(2))
-                .await?;
-        }
+        self.wait_for_silence().await?;
         self.buf.clear();
         let frame = request(unit, op);
         let deadline = Instant::now() + timeout;
@@ -177,7 +243,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> RtuTransport<S> {
                 ));
             }
             Ok(Err(e)) => return Err(BusError::Io(e.to_string())),
-            Ok(Ok(())) => {}
+            Ok(Ok(())) => self.busy_at = Some(Instant::now()),
         }
         let mut scratch = [0u8; 512];
         loop {
@@ -188,11 +254,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> RtuTransport<S> {
             }
             match tokio::time::timeout_at(deadline, self.stream.read(&mut scratch)).await {
                 Err(_) => {
-                    self.dirty = true;
+                    self.drain().await?;
                     return Err(BusError::Timeout(timeout));
                 }
                 Ok(Ok(0)) => return Err(BusError::Io("the connection closed".into())),
-                Ok(Ok(n)) => self.buf.extend_from_slice(&scratch[..n]),
+                Ok(Ok(n)) => {
+                    self.buf.extend_from_slice(&scratch[..n]);
+                    self.busy_at = Some(Instant::now());
+                }
                 Ok(Err(e)) => return Err(BusError::Io(e.to_string())),
             }
             if self.buf.len() > 4096 {
@@ -285,16 +354,27 @@ mod tests {
         );
     }
 
+    #[test]
+    fn t35_follows_the_serial_line_spec() {
+        // 3.5 chars of 11 bits at 9600 baud = 4.01 ms; of 10 bits = 3.65 ms.
+        assert_eq!(t35(9600, 11).as_micros(), 4010);
+        assert_eq!(t35(9600, 10).as_micros(), 3645);
+        assert_eq!(t35(19_200, 11).as_micros(), 2005);
+        // Above 19200 the fixed 1.75 ms.
+        assert_eq!(t35(38_400, 11), Duration::from_micros(1750));
+        assert_eq!(t35(115_200, 10), Duration::from_micros(1750));
+    }
+
     #[tokio::test]
-    async fn late_reply_after_a_timeout_is_not_taken_for_the_next_answer() {
+    async fn late_reply_is_not_taken_for_the_next_answer() {
         let (client, mut server) = tokio::io::duplex(1024);
-        let mut t = RtuTransport::new(client);
+        let mut t = RtuTransport::new(client, Duration::from_millis(2));
         let op = Op::Read(Table::Holding, 0, 1);
         let srv = tokio::spawn(async move {
             let mut req = [0u8; 8];
             server.read_exact(&mut req).await.unwrap();
             // Answer the first request late (after the client timed out)...
-            tokio::time::sleep(Duration::from_millis(120)).await;
+            tokio::time::sleep(Duration::from_millis(90)).await;
             server
                 .write_all(&respond(&[1, 3, 2, 0, 111]))
                 .await
@@ -305,16 +385,96 @@ mod tests {
                 .write_all(&respond(&[1, 3, 2, 0, 222]))
                 .await
                 .unwrap();
+            // A late reply of unit 1 while unit 2 is being asked is skipped as noise.
+            server.read_exact(&mut req).await.unwrap();
+            assert_eq!(req[0], 2);
+            server
+                .write_all(&respond(&[1, 3, 2, 0, 111]))
+                .await
+                .unwrap();
+            server
+                .write_all(&respond(&[2, 3, 2, 0, 233]))
+                .await
+                .unwrap();
             server
         });
+        let before = Instant::now();
         assert!(matches!(
             t.call(1, &op, Duration::from_millis(60)).await,
             Err(BusError::Timeout(_))
         ));
+        // A silent unit costs its timeout, not a fixed drain on top.
+        assert!(before.elapsed() < Duration::from_millis(85));
+        // The line is busy with other traffic meanwhile; the stale reply is buffered by
+        // the time of the next request and drained before it.
+        tokio::time::sleep(Duration::from_millis(60)).await;
         assert_eq!(
             t.call(1, &op, Duration::from_millis(500)).await.unwrap(),
             OpResult::Registers(vec![222])
         );
+        assert_eq!(
+            t.call(2, &op, Duration::from_millis(500)).await.unwrap(),
+            OpResult::Registers(vec![233])
+        );
         drop(srv.await);
+    }
+
+    #[tokio::test]
+    async fn the_next_request_waits_one_gap_after_the_last_byte() {
+        let (client, mut server) = tokio::io::duplex(1024);
+        let gap = Duration::from_millis(4);
+        let mut t = RtuTransport::new(client, gap);
+        let op = Op::Read(Table::Holding, 0, 1);
+        let srv = tokio::spawn(async move {
+            let mut req = [0u8; 8];
+            let mut gaps = Vec::new();
+            for _ in 0..20 {
+                server.read_exact(&mut req).await.unwrap();
+                let reply = respond(&[1, 3, 2, 0, 7]);
+                server.write_all(&reply[..3]).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                server.write_all(&reply[3..]).await.unwrap();
+                let sent = Instant::now();
+                server.read_exact(&mut req).await.unwrap();
+                gaps.push(sent.elapsed());
+                server.write_all(&reply).await.unwrap();
+            }
+            gaps
+        });
+        for _ in 0..40 {
+            t.call(1, &op, Duration::from_millis(500)).await.unwrap();
+        }
+        let gaps = srv.await.unwrap();
+        let min = gaps.iter().min().copied().unwrap_or_default();
+        assert!(min >= gap, "a request went out {min:?} after a reply");
+    }
+
+    #[tokio::test]
+    async fn stray_bytes_before_a_request_restart_the_gap() {
+        let (client, mut server) = tokio::io::duplex(1024);
+        let mut t = RtuTransport::new(client, Duration::from_millis(30));
+        let op = Op::Read(Table::Holding, 0, 1);
+        let mut req = [0u8; 8];
+        let first = tokio::spawn(async move {
+            server.read_exact(&mut req).await.unwrap();
+            server.write_all(&respond(&[1, 3, 2, 0, 1])).await.unwrap();
+            server
+        });
+        t.call(1, &op, Duration::from_millis(500)).await.unwrap();
+        let mut server = first.await.unwrap();
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        // Noise 40 ms after the reply: the request must wait 30 ms from the noise.
+        server.write_all(&[0xAA, 0x55]).await.unwrap();
+        let noise_at = Instant::now();
+        let srv = tokio::spawn(async move {
+            server.read_exact(&mut req).await.unwrap();
+            let waited = noise_at.elapsed();
+            server.write_all(&respond(&[1, 3, 2, 0, 2])).await.unwrap();
+            waited
+        });
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        t.call(1, &op, Duration::from_millis(500)).await.unwrap();
+        let waited = srv.await.unwrap();
+        assert!(waited >= Duration::from_millis(29), "{waited:?}");
     }
 }

@@ -5,8 +5,8 @@ use serde_json::Value;
 
 use super::fields::{Fields, MAX_SERIAL_PATH, check_host, check_len};
 use super::{
-    Connection, Parity, default_baud, default_data_bits, default_parity, default_rtu_gap,
-    default_stop_bits, default_tcp_port,
+    Connection, Parity, default_baud, default_data_bits, default_parity, default_stop_bits,
+    default_tcp_port,
 };
 
 /// Longest pause between frames, ms.
@@ -29,6 +29,19 @@ pub(super) fn parse_connection(
             issues.push(ConfigIssue::new(
                 f.at("frameGapMs"),
                 format!("frameGapMs must be at most {MAX_FRAME_GAP_MS}."),
+            ));
+        }
+        ms
+    };
+    // RTU gaps are fractional ms and default to 3.5 character times (None).
+    let rtu_gap = |f: &mut Fields<'_>, issues: &mut Vec<ConfigIssue>| {
+        let ms: Option<f64> = f.opt("frameGapMs", issues);
+        if let Some(v) = ms
+            && !(0.0..=MAX_FRAME_GAP_MS as f64).contains(&v)
+        {
+            issues.push(ConfigIssue::new(
+                f.at("frameGapMs"),
+                format!("frameGapMs must be 0-{MAX_FRAME_GAP_MS}."),
             ));
         }
         ms
@@ -64,7 +77,7 @@ pub(super) fn parse_connection(
         "rtuOverTcp" => {
             let host = host(&mut f, issues);
             let port = tcp_port(&mut f, None, issues);
-            let frame_gap_ms = gap(&mut f, default_rtu_gap(), issues);
+            let frame_gap_ms = rtu_gap(&mut f, issues);
             host.zip(port).map(|(host, port)| Connection::RtuOverTcp {
                 host,
                 port,
@@ -104,7 +117,7 @@ pub(super) fn parse_connection(
                     "stopBits must be 1 or 2.",
                 ));
             }
-            let frame_gap_ms = gap(&mut f, default_rtu_gap(), issues);
+            let frame_gap_ms = rtu_gap(&mut f, issues);
             port.map(|port| Connection::Rtu {
                 port,
                 baud_rate,

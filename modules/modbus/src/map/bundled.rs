@@ -23,6 +23,24 @@ pub fn bundled(name: &str) -> Option<Result<DeviceMap, ConfigErrors>> {
     })
 }
 
+/// A bundled map parsed once per process and shared: 2,000 devices naming the same
+/// bundled map hold one copy, not 2,000.
+pub fn bundled_shared(name: &str) -> Option<std::sync::Arc<DeviceMap>> {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex, OnceLock};
+    static CACHE: OnceLock<Mutex<HashMap<String, Arc<DeviceMap>>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Mutex::default);
+    if let Some(m) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(name) {
+        return Some(m.clone());
+    }
+    let map = Arc::new(bundled(name)?.ok()?);
+    cache
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(name.to_owned(), map.clone());
+    Some(map)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]

@@ -9,7 +9,7 @@ use bridge_core::config::{ConfigErrors, ConfigIssue, from_value};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-pub use bundled::{bundled, bundled_names};
+pub use bundled::{bundled, bundled_names, bundled_shared};
 
 /// The four Modbus tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
