@@ -251,7 +251,19 @@ impl Watchdog {
         let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
         let mut last = Map::new();
         for (task, reason, at) in recent.iter() {
-            last.insert(task.clone(), json!({"reason": reason, "at": at}));
+            // Twin property names take no '.', '$', '#' or white space (IoT Hub refuses
+            // the whole patch otherwise): task names like "bus tcp://10.0.0.5:502" do.
+            let key: String = task
+                .chars()
+                .map(|c| {
+                    if c.is_whitespace() || c.is_control() || matches!(c, '.' | '$' | '#') {
+                        '_'
+                    } else {
+                        c
+                    }
+                })
+                .collect();
+            last.insert(key, json!({"task": task, "reason": reason, "at": at}));
         }
         json!({"tasks": self.tasks(), "restarts": self.restarts_total(), "stalls": last})
     }

@@ -42,7 +42,7 @@ async fn a_wedged_poller_is_restarted_by_the_watchdog() {
     let wedged_at = now_ms();
     // Stall limit for 200 ms / 300 ms: (2.2 s + 0.3 s) * 3 + 10 s = 17.5 s.
     let reported = reported_until(&sim.hub, "edge-gw/modbus", Duration::from_secs(90), |r| {
-        r["liveness"]["stalls"]["poller stuck"]["reason"].is_string()
+        r["liveness"]["stalls"]["poller_stuck"]["reason"].is_string()
     })
     .await;
     assert!(reported["liveness"]["restarts"].as_u64().unwrap() >= 1);

@@ -403,12 +403,18 @@ fn parse_devices(doc: &Value) -> Result<ModbusConfig, ConfigErrors> {
     let mut issues = Vec::new();
     let raw = read_root(doc, &mut issues);
     let mut maps = BTreeMap::new();
+    // Maps that failed: their errors are reported once, at the map (an inline map is
+    // hoisted under `maps` by the group expansion), not again at each device using it.
+    let mut failed_maps = std::collections::BTreeSet::new();
     for (name, map_doc) in &raw.maps {
         match parse_map(map_doc, &format!("maps.{name}")) {
             Ok(m) => {
                 maps.insert(name.clone(), Arc::new(m));
             }
-            Err(e) => issues.extend(e.0),
+            Err(e) => {
+                issues.extend(e.0);
+                failed_maps.insert(name.clone());
+            }
         }
     }
     let mut devices = BTreeMap::new();
@@ -437,6 +443,7 @@ fn parse_devices(doc: &Value) -> Result<ModbusConfig, ConfigErrors> {
                 .or_else(|| crate::sunspec::placeholder(name))
             {
                 Some(m) => m,
+                None if failed_maps.contains(name) => continue,
                 None => {
                     let mut known: Vec<String> = maps.keys().cloned().collect();
                     known.extend(bundled_names().iter().map(|s| s.to_string()));
