@@ -94,6 +94,14 @@ impl Routes {
 
     /// The sink of device `id` (decoded with `map`), opening its route on first use.
     pub fn sink(&mut self, id: &str, map: &str, writable: &[Writable]) -> &Sink {
+        // Per advertisement: look up without allocating the key; open only once.
+        if !self.sinks.contains_key(id) {
+            self.open(id, map, writable);
+        }
+        &self.sinks[id]
+    }
+
+    fn open(&mut self, id: &str, map: &str, writable: &[Writable]) {
         let devices = &self.devices;
         let writers = &self.writers;
         self.sinks.entry(id.to_owned()).or_insert_with(|| {
@@ -114,7 +122,7 @@ impl Routes {
                 tx,
                 dropped: Arc::default(),
             }
-        })
+        });
     }
 }
 
