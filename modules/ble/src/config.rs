@@ -490,7 +490,7 @@ pub fn parse(doc: &Value) -> Result<BleConfig, ConfigErrors> {
                 None => {
                     issues.push(ConfigIssue::new(
                         format!("{path}.bindKey"),
-                        "bindKey is 32 hexadecimal digits (16 bytes).",
+                        "bindKey is 32 hexadecimal digits (16 bytes), or 24 for a legacy MiBeacon.",
                     ));
                     None
                 }

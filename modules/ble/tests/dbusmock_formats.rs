@@ -1,6 +1,7 @@
 //! The stock-firmware formats end to end: btleplug against python-dbusmock's BlueZ, the
-//! module binary decoding Xiaomi MiBeacon (plain and encrypted), Govee, SwitchBot,
-//! Inkbird, Qingping and ThermoBeacon advertisements to known values; bind keys from the
+//! module binary decoding Xiaomi MiBeacon (plain, v5 and legacy v2/v3 encrypted), Govee,
+//! SwitchBot, Inkbird, Qingping, ThermoBeacon, BlueMaestro, Mopeka, Victron Instant
+//! Readout, Aranet4 and Tilt advertisements to known values; bind keys from the
 //! configuration and from a keys file (right, wrong, missing), repeated frame counters,
 //! raw mode per device and raw discovery.
 
@@ -10,13 +11,14 @@ mod common;
 
 use std::time::Duration;
 
-use bridge_ble::adverts::xiaomi::encrypt_v5;
+use bridge_ble::adverts::xiaomi::{encrypt_legacy, encrypt_v5};
 use common::{Bus, Lines};
 use serde_json::{Value, json};
 
 const MIBEACON: &str = "0000fe95-0000-1000-8000-00805f9b34fb";
 const SWITCHBOT: &str = "0000fd3d-0000-1000-8000-00805f9b34fb";
 const QINGPING: &str = "0000fdcd-0000-1000-8000-00805f9b34fb";
+const MOPEKA: &str = "0000fee5-0000-1000-8000-00805f9b34fb";
 
 fn is_telemetry(l: &Value, device: &str) -> bool {
     l["deviceId"] == device && l["output"] == "telemetry"
@@ -83,7 +85,7 @@ fn stock_formats_decode_to_known_values() {
         &[],
         -65,
     );
-    let (mut child, rx, _log) = bus.module(&json!({
+    let devices = json!({
         "devices": {
             "mi": {"address": "58:2D:34:35:96:40", "map": "xiaomi-mibeacon"},
             "govee": {"address": "A4:C1:38:00:00:10", "map": "govee"},
@@ -92,53 +94,52 @@ fn stock_formats_decode_to_known_values() {
             "qp": {"address": "58:2D:34:00:00:12", "map": "qingping"},
             "tb": {"address": "82:6E:00:00:00:13", "map": "thermobeacon"}
         }
-    }));
-    let mut rx = Lines {
-        seen: Vec::new(),
-        rx,
-    };
+    });
     let expect = [
         (
             "mi",
             "xiaomi-mibeacon",
+            "temperature",
             json!({"temperature": 25.4, "humidity": 43.1, "model": "LYWSDCGQ"}),
+            1e-9,
         ),
         (
             "govee",
             "govee",
+            "temperature",
             json!({"temperature": 23.1, "humidity": 53.5, "battery": 100, "model": "H5075"}),
+            1e-9,
         ),
         (
             "meter",
             "switchbot",
+            "temperature",
             json!({"temperature": 25.3, "humidity": 45, "battery": 98, "model": "Meter"}),
+            1e-9,
         ),
         (
             "ink",
             "inkbird",
+            "temperature",
             json!({"temperature": 25.63, "humidity": 57.45, "battery": 100, "model": "IBS-TH"}),
+            1e-9,
         ),
         (
             "qp",
             "qingping",
+            "temperature",
             json!({"temperature": 21.6, "humidity": 48.3, "battery": 80, "pressure": 1013.2}),
+            1e-9,
         ),
         (
             "tb",
             "thermobeacon",
+            "temperature",
             json!({"temperature": 21.5, "humidity": 45.25, "batteryVoltage": 2.95}),
+            1e-9,
         ),
     ];
-    for (id, format, fields) in expect {
-        let line = rx.expect(id, |b| b.get("temperature").is_some());
-        assert_eq!(line["properties"]["format"], format, "{line}");
-        for (k, v) in fields.as_object().unwrap() {
-            assert_eq!(&line["body"][k], v, "{id}.{k} in {line}");
-        }
-        assert!(line["body"]["rssi"].is_i64(), "{line}");
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+    decode_all(&bus, &devices, expect);
 }
 
 #[test]
@@ -270,4 +271,236 @@ fn bind_keys_repeats_and_raw_mode() {
         assert!(!text.contains(secret), "a key is in the log");
         assert!(!out.contains(secret), "a key is in the output");
     }
+}
+
+fn unhex(t: &str) -> Vec<u8> {
+    (0..t.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&t[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// `want`'s fields are in `body`: numbers within `tolerance`, the rest equal.
+fn assert_fields(id: &str, body: &Value, want: &Value, tolerance: f64) {
+    for (k, v) in want.as_object().unwrap() {
+        let got = &body[k];
+        let ok = match (got.as_f64(), v.as_f64()) {
+            (Some(a), Some(b)) => (a - b).abs() <= tolerance,
+            _ => got == v,
+        };
+        assert!(ok, "{id}.{k}: got {got}, want {v} in {body}");
+    }
+}
+
+/// Runs the module with `devices`; for each (device, format, a field its telemetry has,
+/// values, tolerance), its first telemetry line with that field carries the values.
+fn decode_all<const N: usize>(
+    bus: &Bus,
+    devices: &Value,
+    expect: [(&str, &str, &str, Value, f64); N],
+) {
+    let (mut child, rx, _log) = bus.module(devices);
+    let mut rx = Lines {
+        seen: Vec::new(),
+        rx,
+    };
+    for (id, format, field, want, tolerance) in expect {
+        let line = rx.expect(id, |b| b.get(field).is_some());
+        assert_eq!(line["properties"]["format"], format, "{line}");
+        assert_eq!(line["output"], "telemetry", "{line}");
+        assert_fields(id, &line["body"], &want, tolerance);
+        assert!(line["body"]["rssi"].is_i64(), "{line}");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn manufacturer_data_formats_decode_to_the_oracles_values() {
+    // Each advertisement is a test vector of the library Home Assistant uses for it, and
+    // each expected value is what that library decodes it to (tests/python/
+    // ble_oracle_more.py run on tests/python/ble_oracle_more_vectors.json): bluemaestro-ble,
+    // mopeka-iot-ble, victron-ble, aranet4 and tilt-ble.
+    let bus = Bus::start(true);
+    bus.mock_call("AddAdapter", "ss", vec!["hci0".into(), "host".into()]);
+    // BlueMaestro Tempo Disc THD (bluemaestro-ble's test vector).
+    let bm =
+        unhex("17640e10000200f201f200830100010d02ab00f201f2010d02ab00f201f200ff024e0000000000");
+    bus.add_le_named("C0:FF:EE:00:00:40", "FA17B62C", &[(0x0133, &bm)], &[], -60);
+    // Mopeka Pro Check Universal, reading quality 2 (mopeka-iot-ble): the sensor lists
+    // service 0xFEE5 (here as empty service data, which puts it in UUIDs).
+    let mopeka = unhex("0c60383c832aea8c31f8");
+    bus.add_le_named(
+        "DA:D8:AC:6A:75:10",
+        "",
+        &[(0x0059, &mopeka)],
+        &[(MOPEKA, &[])],
+        -61,
+    );
+    // Victron SmartSolar charger, AES-CTR with its advertisement key (victron-ble).
+    let victron_key = "adeccb947395801a4dd45a2eaa44bf17";
+    let victron = unhex("100242a0016207adceb37b605d7e0ee21b24df5c");
+    bus.add_le_named(
+        "EC:85:5E:F5:06:4A",
+        "SmartSolar",
+        &[(0x02E1, &victron)],
+        &[],
+        -62,
+    );
+    // Aranet4 with Smart Home integration on (aranet4's test vector).
+    let aranet = unhex("210503010005000143049f018b27350c023c00100055");
+    bus.add_le_named(
+        "00:11:22:33:44:55",
+        "Aranet4 12345",
+        &[(0x0702, &aranet)],
+        &[],
+        -63,
+    );
+    // Tilt hydrometer, green (tilt-ble): an iBeacon whose UUID names the colour.
+    let tilt = unhex("0215a495bb20c5b14b44b5121370f02d74de0040041c50");
+    bus.add_le_named("AA:BB:CC:DD:EE:41", "Tilt", &[(0x004C, &tilt)], &[], -64);
+    let devices = json!({
+        "devices": {
+            "disc": {"address": "C0:FF:EE:00:00:40", "map": "bluemaestro"},
+            "tank": {"address": "DA:D8:AC:6A:75:10", "map": "mopeka"},
+            "solar": {"address": "EC:85:5E:F5:06:4A", "map": "victron", "bindKey": victron_key},
+            "co2": {"address": "00:11:22:33:44:55", "map": "aranet"},
+            "brew": {"address": "AA:BB:CC:DD:EE:41", "map": "tilt"}
+        }
+    });
+    // (device, format, a field its telemetry has, the oracle's values, tolerance: the
+    // oracle's rounding; aranet4 rounds 0.05 °C steps to one digit).
+    let expect = [
+        (
+            "disc",
+            "bluemaestro",
+            "temperature",
+            json!({"battery": 100, "temperature": 24.2, "humidity": 49.8, "dewPoint": 13.1}),
+            1e-9,
+        ),
+        (
+            "tank",
+            "mopeka",
+            "tankLevel",
+            json!({"temperature": 16, "battery": 100, "batteryVoltage": 3.0, "buttonPressed": false,
+                   "tankLevel": 329, "readingQuality": 2, "accelerometerX": 49, "accelerometerY": 248}),
+            1.0,
+        ),
+        (
+            "solar",
+            "victron",
+            "solarPower",
+            json!({"deviceState": 4, "deviceStateName": "absorption", "chargerError": 0,
+                   "batteryVoltage": 13.88, "batteryCurrent": 1.4, "yieldToday": 30,
+                   "solarPower": 19, "loadCurrent": 0.0}),
+            1e-9,
+        ),
+        (
+            "co2",
+            "aranet",
+            "co2",
+            json!({"model": "Aranet4", "co2": 1091, "temperature": 20.8, "pressure": 1012.3,
+                   "humidity": 53, "battery": 12, "status": 2, "measurementInterval": 60,
+                   "measurementAge": 16}),
+            0.0501,
+        ),
+        (
+            "brew",
+            "tilt",
+            "specificGravity",
+            json!({"color": "green", "temperatureF": 64.0, "specificGravity": 1.052, "pro": false}),
+            1e-9,
+        ),
+    ];
+    decode_all(&bus, &devices, expect);
+}
+
+#[test]
+fn legacy_mibeacon_with_right_wrong_and_no_key() {
+    let bus = Bus::start(true);
+    bus.mock_call("AddAdapter", "ss", vec!["hci0".into(), "host".into()]);
+    // A 12-byte legacy key as the Mi Home cloud gives it (24 hex digits); the frame is
+    // sealed as the device would (encrypt_legacy reproduces xiaomi-ble's YLKG07YL
+    // vectors byte for byte: see the decoder's unit tests).
+    let key_hex = "0123456789abcdef01234567";
+    let key = bridge_ble::keys::parse_hex(key_hex).unwrap();
+    // LYWSD02 (older firmware, MiBeacon v3): 23.4 °C, 45.6 %, battery 77 %.
+    let objects = [
+        0x04, 0x10, 0x02, 0xEA, 0x00, 0x06, 0x10, 0x02, 0xC8, 0x01, 0x0A, 0x10, 0x01, 77,
+    ];
+    let mac = [0xE7, 0x2E, 0x00, 0x00, 0x00, 0x51];
+    let frame = encrypt_legacy(mac, 0x045B, 0x0409, &key, &objects);
+    bus.add_le_named(
+        "E7:2E:00:00:00:51",
+        "LYWSD02",
+        &[],
+        &[(MIBEACON, &frame)],
+        -50,
+    );
+    // xiaomi-ble's YLKG07YL frame and the wrong key its test_bindkey_wrong_legacy uses.
+    let dimmer = unhex("5830b603d28b98c54124f8c3491476757e00000099");
+    bus.add_le_named(
+        "F8:24:41:C5:98:8B",
+        "YLKG07YL",
+        &[],
+        &[(MIBEACON, &dimmer)],
+        -51,
+    );
+    let mac_nokey = [0xE7, 0x2E, 0x00, 0x00, 0x00, 0x53];
+    let nokey = encrypt_legacy(mac_nokey, 0x045B, 0x0103, &key, &objects);
+    bus.add_le_named(
+        "E7:2E:00:00:00:53",
+        "LYWSD02",
+        &[],
+        &[(MIBEACON, &nokey)],
+        -52,
+    );
+    let (mut child, rx, log) = bus.module(&json!({
+        "devices": {
+            "clock": {"address": "E7:2E:00:00:00:51", "map": "xiaomi-mibeacon", "bindKey": key_hex},
+            "dimmer": {"address": "F8:24:41:C5:98:8B", "map": "xiaomi-mibeacon", "bindKey": "b853075158487aa39a5b5ea9"},
+            "clock-nokey": {"address": "E7:2E:00:00:00:53", "map": "xiaomi-mibeacon"}
+        }
+    }));
+    let mut rx = Lines {
+        seen: Vec::new(),
+        rx,
+    };
+    let ok = rx.expect("clock", |b| b.get("temperature").is_some());
+    assert_fields(
+        "clock",
+        &ok["body"],
+        &json!({"temperature": 23.4, "humidity": 45.6, "battery": 77, "model": "LYWSD02", "encrypted": true}),
+        1e-9,
+    );
+    let wrong = rx.expect("dimmer", |b| b["lastError"] == "decryption failed");
+    assert_eq!(wrong["output"], "status");
+    let none = rx.expect("clock-nokey", |b| b["lastError"] == "encrypted");
+    assert_eq!(none["output"], "status");
+    // The same frame again is a repeat (same counter): not sent again.
+    bus.update("E7:2E:00:00:00:51", &[], &[(MIBEACON, &frame)], -30);
+    std::thread::sleep(Duration::from_millis(1500));
+    let next = encrypt_legacy(mac, 0x045B, 0x040A, &key, &objects);
+    bus.update("E7:2E:00:00:00:51", &[], &[(MIBEACON, &next)], -31);
+    rx.expect("clock", |b| b["rssi"] == -31);
+    std::thread::sleep(Duration::from_millis(500));
+    while let Ok(l) = rx.rx.try_recv() {
+        rx.seen.push(l);
+    }
+    assert!(
+        !rx.seen
+            .iter()
+            .any(|l| is_telemetry(l, "clock") && l["body"]["rssi"] == -30),
+        "a repeated frame counter was sent again"
+    );
+    for id in ["dimmer", "clock-nokey"] {
+        assert!(
+            !rx.seen.iter().any(|l| is_telemetry(l, id)),
+            "{id} sent telemetry without the right key"
+        );
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(log).unwrap();
+    assert!(!text.contains(key_hex), "the key is in the log");
 }
