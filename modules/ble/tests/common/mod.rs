@@ -261,23 +261,30 @@ impl Bus {
         (rx, log)
     }
 
-    /// Runs bridge-ble against edgehub-sim (reported properties are real there); the
-    /// process is left to the bus.
-    pub fn module_on_hub(&mut self, hub: &Hub, log_name: &str) -> PathBuf {
+    /// Runs bridge-ble against `sim` as module `edge-gw/ble` (key [`MODULE_KEY`]); the
+    /// process and its log.
+    pub fn module_on_sim(&self, sim: &edgehub_sim::Sim, log_name: &str) -> (Child, PathBuf) {
         let ca = self.dir.path().join("ca.crt");
-        std::fs::write(&ca, &hub.sim.certs.ca_pem).unwrap();
+        std::fs::write(&ca, &sim.certs.ca_pem).unwrap();
         let log = self.dir.path().join(log_name);
         let child = Command::new(env!("CARGO_BIN_EXE_bridge-ble"))
-            .args(["--hub-port", &hub.sim.tls_addr.port().to_string(), "--ca-file"])
+            .args(["--hub-port", &sim.tls_addr.port().to_string(), "--ca-file"])
             .arg(&ca)
             .arg("--connection-string")
-            .arg(format!("HostName=myhub.azure-devices.net;DeviceId=edge-gw;ModuleId=ble;SharedAccessKey={};GatewayHostName=localhost", Hub::KEY))
+            .arg(format!("HostName=myhub.azure-devices.net;DeviceId=edge-gw;ModuleId=ble;SharedAccessKey={MODULE_KEY};GatewayHostName=localhost"))
             .env("DBUS_SYSTEM_BUS_ADDRESS", &self.address)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
+        (child, log)
+    }
+
+    /// [`Bus::module_on_sim`] against a [`Hub`] (reported properties are real there), the
+    /// process left to the bus.
+    pub fn module_on_hub(&mut self, hub: &Hub, log_name: &str) -> PathBuf {
+        let (child, log) = self.module_on_sim(&hub.sim, log_name);
         self.module = Some(child);
         log
     }
@@ -312,21 +319,27 @@ pub struct Hub {
     pub sim: edgehub_sim::Sim,
 }
 
-impl Hub {
-    const KEY: &str = "Y2FwdHVyZS10ZXN0LWtleS0wMTIzNDU2Nzg5YWJjZGVm";
+/// The module's key at edgehub-sim (`edge-gw/ble`).
+pub const MODULE_KEY: &str = "Y2FwdHVyZS10ZXN0LWtleS0wMTIzNDU2Nzg5YWJjZGVm";
 
+/// A multi-threaded runtime for the tests that drive edgehub-sim.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+impl Hub {
     pub fn start(desired: &Value) -> Self {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = runtime();
         let sim = rt
             .block_on(edgehub_sim::Sim::start(edgehub_sim::SimOptions::default()))
             .unwrap();
         sim.hub.add_module(
             "edge-gw",
             "ble",
-            bridge_core::identity::SymmetricKey::from_base64(Self::KEY).unwrap(),
+            bridge_core::identity::SymmetricKey::from_base64(MODULE_KEY).unwrap(),
         );
         sim.hub.set_desired("edge-gw/ble", desired);
         Self { rt, sim }
