@@ -124,11 +124,12 @@ mod tests {
         let path = dir.path().join("keys.json");
         std::fs::write(
             &path,
-            r#"{"a4:c1:38:00:00:01": "814aac74c4f17632442131e5d4542a6a", "freezer": "231d39c1d7cc1ab1aee224cd096db932"}"#,
+            r#"{"a4:c1:38:00:00:01": "814aac74c4f17632442131e5d4542a6a", "freezer": "231d39c1d7cc1ab1aee224cd096db932", "dimmer": "b853075158487ca39a5b5ea9"}"#,
         )
         .unwrap();
         let keys = load(path.to_str().unwrap()).unwrap();
         assert!(keys.contains_key("A4:C1:38:00:00:01") && keys.contains_key("freezer"));
+        assert_eq!(keys["dimmer"][6..10], [0x8D, 0x3D, 0x3C, 0x97]);
         std::fs::write(&path, r#"{"x": "secret-but-short"}"#).unwrap();
         let e = load(path.to_str().unwrap()).unwrap_err();
         assert!(!e[0].message.contains("secret"), "{}", e[0].message);
