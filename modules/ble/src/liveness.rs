@@ -19,6 +19,21 @@ pub const PIPELINE_LIMIT: Duration = Duration::from_secs(60);
 
 const IDLE: u64 = 1 << 63;
 
+/// Test-only, never set in deployments: the scanner's consumer wedges forever when it
+/// takes its Nth batch of advertisements (N is the variable's value), as a bug that never
+/// returns would (the end-to-end liveness test runs the module binary with it).
+pub const TEST_WEDGE_ENV: &str = "BRIDGE_BLE_TEST_WEDGE_PIPELINE";
+
+/// Hangs the consumer at the batch [`TEST_WEDGE_ENV`] names; `batch` counts from 1.
+pub async fn test_wedge(batch: u64) {
+    static AT: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    let at = AT.get_or_init(|| std::env::var(TEST_WEDGE_ENV).ok()?.parse().ok());
+    if *at == Some(batch) {
+        tracing::warn!(batch, "Test hook: the advertisement consumer wedges now.");
+        std::future::pending::<()>().await;
+    }
+}
+
 /// The value the watchdog samples, pure: while readings wait, the consumer's batch count
 /// (it must move); while none wait, a value new at every sample (nothing is owed).
 pub fn progress(waiting: bool, batches: u64, sample: u64) -> u64 {

@@ -383,7 +383,8 @@ pub async fn run(mut cx: ModuleContext<BleConfig>, writers: Writers, counters: A
                 }
                 // Advertisements parsed from BlueZ's signals: the newest per device.
                 () = feed.ready() => {
-                    batches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let batch = batches.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                    crate::liveness::test_wedge(batch).await;
                     for props in feed.take(256) {
                         if advert(&cx, props, &mut seen, &mut routes).await.is_err() {
                             return;

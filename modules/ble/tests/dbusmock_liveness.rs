@@ -148,3 +148,69 @@ fn a_wedged_gatt_session_is_restarted_and_notifications_resume() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// The advertisement consumer wedged (test hook) while advertisements keep arriving: the
+/// module exits with `EXIT_STALLED` (the scanner's loop is its main task; the IoT Edge
+/// agent restarts the module) after the pipeline's limit, the stall in its log.
+#[test]
+fn a_stuck_advert_consumer_ends_the_module() {
+    let bus = Bus::start(true);
+    bus.mock_call("AddAdapter", "ss", vec!["hci0".into(), "host".into()]);
+    bus.add_le("C0:FF:EE:00:00:31", &[(0x0499, &RUUVI)], &[], -70);
+    let cfg = bus.dir.path().join("config.json");
+    std::fs::write(
+        &cfg,
+        json!({"devices": {"ruuvi-1": {"address": "C0:FF:EE:00:00:31", "map": "ruuvi-rawv2"}}})
+            .to_string(),
+    )
+    .unwrap();
+    let log = bus.dir.path().join("module.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bridge-ble"))
+        .args(["--upstream", "stdout", "--config"])
+        .arg(&cfg)
+        .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)
+        .env("RUST_LOG", "info,bridge_core::reporter=debug")
+        // Batch 1 is the first advertisement; the next one wedges the consumer.
+        .env(bridge_ble::liveness::TEST_WEDGE_ENV, "2")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    let started = Instant::now();
+    let mut wedged_at = None;
+    let mut n: u8 = 0;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(150) {
+            let _ = child.kill();
+            panic!("the module did not exit:\n{}", read_log());
+        }
+        // Advertisements keep coming (a new temperature each time).
+        n = n.wrapping_add(1);
+        let mut data = RUUVI;
+        data[2] = n;
+        bus.update("C0:FF:EE:00:00:31", &[(0x0499, &data)], &[], -70);
+        if wedged_at.is_none() && read_log().contains("advertisement consumer wedges now") {
+            wedged_at = Some(Instant::now());
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let text = read_log();
+    let wedged_at = wedged_at.unwrap_or_else(|| panic!("never wedged:\n{text}"));
+    assert_eq!(
+        status.code(),
+        Some(bridge_core::watchdog::EXIT_STALLED),
+        "{text}"
+    );
+    assert!(
+        text.contains("advert pipeline") && text.contains("no progress for 60000 ms"),
+        "{text}"
+    );
+    println!(
+        "stuck consumer to exit: {:.1} s (limit 60 s)",
+        wedged_at.elapsed().as_secs_f64()
+    );
+}
