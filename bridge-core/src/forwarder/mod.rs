@@ -10,8 +10,8 @@
 //! flushed (`write(2)`), so a killed process loses at most the burst being taken;
 //! `fsync` follows [`FsyncPolicy`] (the power-loss window).
 //!
-//! Liveness: the forwarder proves progress to the process's watchdog (see
-//! [`liveness`]); it owns the spool, so a stall ends the module (`Policy::Exit`) and the
+//! Liveness: the forwarder proves progress to the process's watchdog (see its
+//! `liveness` module); it owns the spool, so a stall ends the module (`Policy::Exit`) and the
 //! next start sends what the spool kept.
 
 mod fsync;
