@@ -1,13 +1,13 @@
 //! Liveness of GATT sessions end to end, against BlueZ's D-Bus API served by
 //! python-dbusmock: a session wedged forever in a step (the module's test-only hook,
 //! `BRIDGE_BLE_TEST_WEDGE_GATT`, as a D-Bus call that never answers would) is found by
-//! the core watchdog, restarted with the step named in the reported `liveness`, and
-//! notifications resume, without the module exiting.
+//! the core watchdog, restarted with the step named in the reported `liveness` (the module
+//! twin on the edgeHub emulator), and notifications resume, without the module exiting;
+//! a stuck advertisement consumer ends the module with `EXIT_STALLED`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a panic is the failure report
 
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -16,45 +16,8 @@ mod common;
 
 use common::*;
 
-/// The module on `bus` with the GATT wedge armed for `device`; stderr at `rust_log` into
-/// the returned log file.
-fn module_wedging(
-    bus: &Bus,
-    config: &Value,
-    device: &str,
-    rust_log: &str,
-) -> (Child, mpsc::Receiver<Value>, std::path::PathBuf) {
-    let cfg = bus.dir.path().join("config.json");
-    std::fs::write(&cfg, config.to_string()).unwrap();
-    let log = bus.dir.path().join("module.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bridge-ble"))
-        .args(["--upstream", "stdout", "--config"])
-        .arg(&cfg)
-        .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)
-        .env("RUST_LOG", rust_log)
-        .env(bridge_ble::connection::TEST_WEDGE_ENV, device)
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                let _ = tx.send(v);
-            }
-        }
-    });
-    (child, rx, log)
-}
-
 #[test]
-fn a_wedged_gatt_session_is_restarted_and_notifications_resume() {
+fn a_wedged_gatt_session_is_restarted_reported_and_notifications_resume() {
     let bus = Bus::start(true);
     bus.mock_call("AddAdapter", "ss", vec!["hci0".into(), "host".into()]);
     bus.add_le("C0:FF:EE:00:00:21", &[], &[], -50);
@@ -69,70 +32,87 @@ fn a_wedged_gatt_session_is_restarted_and_notifications_resume() {
             &[0x16, 60, 0x00, 0x04],
         ),
     );
-    let started = Instant::now();
-    let (mut child, rx, log) = module_wedging(
-        &bus,
-        &json!({"devices": {"hr-1": {"address": "C0:FF:EE:00:00:21", "map": "ble-heart-rate"}}}),
-        "hr-1",
-        "info,bridge_core::reporter=debug",
+    // Through the edgeHub emulator, so `liveness` is checked in the module twin.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let key = "bGl2ZW5lc3MtYmxlLXRlc3Qta2V5LTAxMjM0NTY3ODk=";
+    let sim = rt
+        .block_on(edgehub_sim::Sim::start(edgehub_sim::SimOptions::default()))
+        .unwrap();
+    sim.hub.add_module(
+        "edge-gw",
+        "ble",
+        bridge_core::identity::SymmetricKey::from_base64(key).unwrap(),
     );
-    let mut rx = Lines {
-        seen: Vec::new(),
-        rx,
-    };
+    sim.hub.set_desired(
+        "edge-gw/ble",
+        &json!({"devices": {"hr-1": {"address": "C0:FF:EE:00:00:21", "map": "ble-heart-rate"}}}),
+    );
+    let ca = bus.dir.path().join("ca.crt");
+    std::fs::write(&ca, &sim.certs.ca_pem).unwrap();
+    let log = bus.dir.path().join("module-hub.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bridge-ble"))
+        .args(["--hub-port", &sim.tls_addr.port().to_string(), "--ca-file"])
+        .arg(&ca)
+        .arg("--connection-string")
+        .arg(format!("HostName=myhub.azure-devices.net;DeviceId=edge-gw;ModuleId=ble;SharedAccessKey={key};GatewayHostName=localhost"))
+        .arg("--spool-dir")
+        .arg(bus.dir.path().join("spool"))
+        .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)
+        .env(bridge_ble::connection::TEST_WEDGE_ENV, "hr-1")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
     let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    let heart_rates = || -> Vec<i64> {
+        sim.hub
+            .messages()
+            .iter()
+            .filter_map(|m| m.json()["heartRate"].as_i64())
+            .collect()
+    };
     // The first session subscribes, then wedges: no notification gets through.
-    wait_for(Duration::from_secs(20), || {
+    wait_for(Duration::from_secs(30), || {
         read_log().contains("this GATT session wedges now")
     });
     let wedged_at = Instant::now();
     bus.set_value(&heart, &[0x16, 61, 0x00, 0x04]);
     // Step limit: the 15 s GATT timeout + 5 s; the checker runs every 500 ms.
+    let stall_key = "gatt_hr-1";
+    let mut reported = Value::Null;
     wait_for(Duration::from_secs(40), || {
-        read_log().contains("GATT session stalled; restarting it.")
+        reported = sim.hub.twin("edge-gw/ble")["reported"].clone();
+        reported["liveness"]["stalls"][stall_key]["reason"].is_string()
     });
     let restarted_after = wedged_at.elapsed();
-    while let Ok(line) = rx.rx.try_recv() {
-        rx.seen.push(line);
-    }
+    let stall = &reported["liveness"]["stalls"][stall_key];
+    assert_eq!(stall["task"], "gatt hr-1", "{reported}");
     assert!(
-        !rx.seen
-            .iter()
-            .any(|l| l["deviceId"] == "hr-1" && l["body"]["heartRate"].is_number()),
+        stall["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("step 'subscribe' overran"),
+        "{stall}"
+    );
+    assert!(reported["liveness"]["restarts"].as_u64().unwrap() >= 1);
+    assert!(
+        heart_rates().is_empty(),
         "the wedge really stopped the session: {:?}",
-        rx.seen
+        heart_rates()
     );
-    // Reported: the stall with the step that overran, and the restart counted.
-    let text = read_log();
-    let liveness = text
-        .lines()
-        .rfind(|l| l.contains("Reported properties (no hub)") && l.contains("liveness"))
-        .unwrap_or_else(|| panic!("no liveness report in the log:\n{text}"));
-    assert!(
-        liveness.contains("gatt hr-1") && liveness.contains("step 'subscribe' overran"),
-        "{liveness}"
-    );
-    assert!(liveness.contains(r#""restarts":1"#), "{liveness}");
     // Notifications resume on the fresh session.
     let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        bus.set_value(&heart, &[0x16, 72, 0x00, 0x04]);
-        if rx
-            .seen
-            .iter()
-            .any(|l| l["deviceId"] == "hr-1" && l["body"]["heartRate"] == 72)
-        {
-            break;
-        }
+    while !heart_rates().contains(&72) {
         assert!(
             Instant::now() < deadline,
-            "no notification after the restart: {:?}\n{}",
-            rx.seen,
+            "no notification after the restart:\n{}",
             read_log()
         );
-        if let Ok(l) = rx.rx.recv_timeout(Duration::from_millis(300)) {
-            rx.seen.push(l);
-        }
+        bus.set_value(&heart, &[0x16, 72, 0x00, 0x04]);
+        std::thread::sleep(Duration::from_millis(300));
     }
     let mock_log = std::fs::read_to_string(bus.dir.path().join("mock.log")).unwrap();
     assert!(
@@ -141,9 +121,9 @@ fn a_wedged_gatt_session_is_restarted_and_notifications_resume() {
     );
     assert!(child.try_wait().unwrap().is_none(), "no module exit");
     println!(
-        "wedge found and session restarted {:.1} s after the wedge; notifications back {:.1} s after start",
+        "GATT session restarted {:.1} s after the wedge; notifications back {:.1} s after the wedge",
         restarted_after.as_secs_f64(),
-        started.elapsed().as_secs_f64()
+        wedged_at.elapsed().as_secs_f64()
     );
     let _ = child.kill();
     let _ = child.wait();
