@@ -254,6 +254,8 @@ pub async fn run(mut cx: ModuleContext<BleConfig>, writers: Writers, counters: A
     // Advertisements come from BlueZ's signals on a connection of our own.
     let feed = crate::signals::Feed::start(cx.shutdown.child_token());
     let _ignored = counters.feed.set(feed.clone());
+    let batches = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let _pipeline = crate::liveness::watch_pipeline(feed.clone(), batches.clone());
     let mut bus = feed.status();
     let mut seen = Seen {
         counters,
@@ -381,6 +383,8 @@ pub async fn run(mut cx: ModuleContext<BleConfig>, writers: Writers, counters: A
                 }
                 // Advertisements parsed from BlueZ's signals: the newest per device.
                 () = feed.ready() => {
+                    let batch = batches.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                    crate::liveness::test_wedge(batch).await;
                     for props in feed.take(256) {
                         if advert(&cx, props, &mut seen, &mut routes).await.is_err() {
                             return;
