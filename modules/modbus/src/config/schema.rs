@@ -65,6 +65,34 @@ pub fn files() -> Vec<(&'static str, Value)> {
 mod tests {
     use super::*;
 
+    /// The keys a group has besides the device fields (what the group expansion takes
+    /// out) are the ones its schema type declares.
+    #[test]
+    fn group_keys_are_the_group_document_fields() {
+        let schema = &files()[0].1;
+        let names = |def: &str| -> Vec<String> {
+            let mut v: Vec<String> = schema["$defs"][def]["properties"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect();
+            v.sort();
+            v
+        };
+        let device = names("DeviceDoc");
+        let own: Vec<String> = names("GroupDoc")
+            .into_iter()
+            .filter(|k| !device.contains(k))
+            .collect();
+        let mut keys: Vec<String> = super::super::groups::GROUP_KEYS
+            .iter()
+            .map(|k| (*k).to_owned())
+            .collect();
+        keys.sort();
+        assert_eq!(own, keys);
+    }
+
     /// The checked-in schemas are the generated ones (`UPDATE_SCHEMAS=1` rewrites them).
     #[test]
     fn schema_files_are_generated() {
