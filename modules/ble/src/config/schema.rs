@@ -61,9 +61,46 @@ pub fn files() -> Vec<(&'static str, Value)> {
     ]
 }
 
+/// Paths of properties without a description (tags of tagged enums need none).
+#[cfg(test)]
+fn undocumented(schema: &Value, path: &str, out: &mut Vec<String>) {
+    match schema {
+        Value::Object(map) => {
+            if let Some(Value::Object(props)) = map.get("properties") {
+                for (name, prop) in props {
+                    let tag = prop.get("const").is_some();
+                    if !tag && prop.get("description").is_none() {
+                        out.push(format!("{path}.{name}"));
+                    }
+                }
+            }
+            // Conditions (`allOf`/`if`/`then`) restate fields; they are not fields.
+            for (k, v) in map.iter().filter(|(k, _)| *k != "allOf") {
+                undocumented(v, &format!("{path}/{k}"), out);
+            }
+        }
+        Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                undocumented(v, &format!("{path}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every field has its doc comment (it is the schema's and the README's description).
+    #[test]
+    fn every_field_is_documented() {
+        for (name, schema) in files() {
+            let mut missing = Vec::new();
+            undocumented(&schema, name, &mut missing);
+            assert!(missing.is_empty(), "no doc comment: {missing:?}");
+        }
+    }
 
     /// The checked-in schemas are the generated ones (`UPDATE_SCHEMAS=1` rewrites them).
     #[test]

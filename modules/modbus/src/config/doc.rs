@@ -15,6 +15,9 @@ use super::Parity;
 use super::fields::{Bounds, Checked, MAX_HOST, MAX_NAME, MAX_SERIAL_PATH};
 use crate::map::MapSpec;
 
+/// Device ids: IoT Hub's characters that can also be twin property names
+/// (`valid_device_id` and `groups::twin_key_char`; a test keeps them equal).
+pub(super) const DEVICE_ID_PATTERN: &str = "^[A-Za-z0-9+%_*?!(),:=@'-]{1,128}$";
 /// Poll period, ms (up to a day).
 pub(super) const POLL_MS: Bounds<u64> = Bounds(10, 86_400_000);
 /// Request timeout, ms.
@@ -87,7 +90,7 @@ pub struct ConfigDoc {
     /// Field devices by downstream device id (1-128 characters of letters, digits and
     /// -+%_*?!(),:=@'; no '.', '$', '#' or space: ids are twin property names).
     #[serde(default)]
-    #[schemars(extend("propertyNames" = {"pattern": "^[A-Za-z0-9+%_*?!(),:=@'-]{1,128}$"}))]
+    #[schemars(extend("propertyNames" = {"pattern": DEVICE_ID_PATTERN}))]
     pub devices: Checked<BTreeMap<String, DeviceDoc>>,
     /// Fleets of identical devices: one map, connection and settings with hosts and/or
     /// unitIds and an idPattern; expanded into devices (see Fleets).

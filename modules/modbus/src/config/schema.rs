@@ -61,9 +61,62 @@ pub fn files() -> Vec<(&'static str, Value)> {
     ]
 }
 
+/// Paths of properties without a description (tags of tagged enums need none).
+#[cfg(test)]
+fn undocumented(schema: &Value, path: &str, out: &mut Vec<String>) {
+    match schema {
+        Value::Object(map) => {
+            if let Some(Value::Object(props)) = map.get("properties") {
+                for (name, prop) in props {
+                    let tag = prop.get("const").is_some();
+                    if !tag && prop.get("description").is_none() {
+                        out.push(format!("{path}.{name}"));
+                    }
+                }
+            }
+            // Conditions (`allOf`/`if`/`then`) restate fields; they are not fields.
+            for (k, v) in map.iter().filter(|(k, _)| *k != "allOf") {
+                undocumented(v, &format!("{path}/{k}"), out);
+            }
+        }
+        Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                undocumented(v, &format!("{path}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every field has its doc comment (it is the schema's and the README's description).
+    #[test]
+    fn every_field_is_documented() {
+        for (name, schema) in files() {
+            let mut missing = Vec::new();
+            undocumented(&schema, name, &mut missing);
+            assert!(missing.is_empty(), "no doc comment: {missing:?}");
+        }
+    }
+
+    /// The schema's device-id pattern accepts exactly the characters the parser does.
+    #[test]
+    fn device_id_pattern_matches_the_parser() {
+        let class = super::super::doc::DEVICE_ID_PATTERN
+            .strip_prefix("^[A-Za-z0-9")
+            .and_then(|p| p.strip_suffix("]{1,128}$"))
+            .unwrap();
+        for c in (0u8..128).map(char::from) {
+            let id = format!("a{c}b");
+            let parser = super::super::valid_device_id(&id)
+                && id.chars().all(super::super::groups::twin_key_char);
+            let schema = c.is_ascii_alphanumeric() || class.contains(c);
+            assert_eq!(parser, schema, "{c:?}");
+        }
+    }
 
     /// The keys a group has besides the device fields (what the group expansion takes
     /// out) are the ones its schema type declares.
