@@ -38,6 +38,12 @@ pub trait CommandLine: Protocol + Sized {
 
     /// Runs one of the protocol's own subcommands; its exit status.
     fn run_extra(&self, extra: Self::Extra) -> ExitCode;
+
+    /// The JSON Schemas generated from the module's types (`schemas`): file name and
+    /// schema, e.g. `("modbus-config.schema.json", ...)`.
+    fn schemas(&self) -> Vec<(&'static str, Value)> {
+        Vec::new()
+    }
 }
 
 /// A command could not finish.
@@ -117,8 +123,29 @@ pub fn execute<P: CommandLine>(protocol: P, cli: Cli<P::Extra>) -> Result<ExitCo
                 None => Ok(ExitCode::from(2)),
             }
         }
+        Command::Schemas { out } => {
+            write_schemas(&protocol.schemas(), out.as_deref()).map_err(CommandError::Output)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Extra(extra) => Ok(protocol.run_extra(extra)),
     }
+}
+
+/// The schemas as one JSON object by file name on stdout, or one file each in `dir`.
+fn write_schemas(schemas: &[(&'static str, Value)], dir: Option<&Path>) -> std::io::Result<()> {
+    let Some(dir) = dir else {
+        let all: serde_json::Map<String, Value> = schemas
+            .iter()
+            .map(|(name, schema)| ((*name).to_owned(), schema.clone()))
+            .collect();
+        return print_json(&Value::Object(all));
+    };
+    for (name, schema) in schemas {
+        let text = serde_json::to_string_pretty(schema).map_err(std::io::Error::from)? + "\n";
+        std::fs::write(dir.join(name), text)?;
+        eprintln!("{}", dir.join(name).display());
+    }
+    Ok(())
 }
 
 /// Validates `path` (problems on stderr, exit status 2) and hands the typed config on.
