@@ -155,7 +155,7 @@ pub struct MapSpec {
     #[serde(rename = "$schema", default, skip_serializing_if = "Option::is_none")]
     pub schema: Option<String>,
     /// Map name, e.g. `eastron-sdm120`, referenced from device configuration.
-    #[schemars(regex(pattern = "^[a-z0-9][a-z0-9-]*$"), length(max = 128))]
+    #[schemars(regex(pattern = "^[a-z0-9][a-z0-9-]*$"))]
     pub name: String,
     /// Manufacturer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
