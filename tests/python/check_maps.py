@@ -35,6 +35,7 @@ broken = {
         {"devices": {"m": {"map": "x", "connection": {"type": "rtu", "port": "/dev/x", "dataBits": 9}}}},
         {"devices": {"m": {"map": {"name": "i", "points": {"v": {"table": "coil", "address": 1, "type": "u16"}}}, "connection": {"type": "simulated"}}}},
         {"devices": {}, "slaveConfigs": {}},
+        {"devices": {"m": {"map": "x", "connection": {"type": "rtu", "port": "/dev/x"}, "unitId": 0}}},
     ],
     "ble": [
         {"devices": {"t": {"address": "nope", "map": "bthome-v2"}}},

@@ -109,6 +109,13 @@ pub struct ConfigDoc {
 /// A field device: which map, how to reach it and how to poll it.
 #[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("allOf" = [{
+    "if": {
+        "properties": {"connection": {"properties": {"type": {"enum": ["rtu", "ascii"]}}, "required": ["type"]}},
+        "required": ["connection"]
+    },
+    "then": {"properties": {"unitId": {"minimum": SERIAL_UNIT.0, "maximum": SERIAL_UNIT.1}}}
+}]))]
 pub struct DeviceDoc {
     /// A bundled map name (`bridge-modbus maps` lists them), `sunspec` (SunSpec
     /// discovery), a name under `maps`, or an inline map.
