@@ -198,18 +198,13 @@ fn read_device(value: &Value, path: &str, issues: &mut Vec<ConfigIssue>) -> Opti
         .raw()
         .and_then(|c| c.get("type"))
         .is_some_and(|t| t == "rtu" || t == "ascii");
-    let bounded =
-        |v: Option<u64>, b: fields::Bounds<u64>, name: &str, issues: &mut Vec<ConfigIssue>| {
-            v.filter(|v| b.check(*v, &at(name), issues))
-        };
     let unit_id = doc.unit_id.get(&at("unitId"), issues);
     if serial && let Some(u) = unit_id {
         doc::SERIAL_UNIT.check(u, &at("unitId"), issues);
     }
-    let poll_interval_ms = doc.poll_interval_ms.get(&at("pollIntervalMs"), issues);
-    let poll_interval_ms = bounded(poll_interval_ms, doc::POLL_MS, "pollIntervalMs", issues);
-    let timeout_ms = doc.timeout_ms.get(&at("timeoutMs"), issues);
-    let timeout_ms = bounded(timeout_ms, doc::TIMEOUT_MS, "timeoutMs", issues);
+    let poll_interval_ms =
+        (doc.poll_interval_ms).get_in(doc::POLL_MS, &at("pollIntervalMs"), issues);
+    let timeout_ms = (doc.timeout_ms).get_in(doc::TIMEOUT_MS, &at("timeoutMs"), issues);
     let points = doc.points.get(&at("points"), issues).flatten();
     if let Some(names) = &points {
         if names.len() > MAX_POINTS {
@@ -223,14 +218,13 @@ fn read_device(value: &Value, path: &str, issues: &mut Vec<ConfigIssue>) -> Opti
             fields::check_len(n, fields::MAX_NAME, &p, "A point name", issues);
         }
     }
-    let max_gap_registers = doc
-        .max_gap_registers
-        .get(&at("maxGapRegisters"), issues)
-        .filter(|v| doc::GAP_REGISTERS.check(*v, &at("maxGapRegisters"), issues));
-    let max_registers_per_read = doc
-        .max_registers_per_read
-        .get(&at("maxRegistersPerRead"), issues)
-        .filter(|v| doc::REGISTERS_PER_READ.check(*v, &at("maxRegistersPerRead"), issues));
+    let max_gap_registers =
+        (doc.max_gap_registers).get_in(doc::GAP_REGISTERS, &at("maxGapRegisters"), issues);
+    let max_registers_per_read = (doc.max_registers_per_read).get_in(
+        doc::REGISTERS_PER_READ,
+        &at("maxRegistersPerRead"),
+        issues,
+    );
     let report = match doc.report.raw() {
         None => Report::default(),
         Some(r) => {

@@ -41,28 +41,22 @@ pub(super) fn parse_connection(
         port
     };
     let tcp_port = |port: &Checked<u16>, issues: &mut Vec<ConfigIssue>| {
-        port.get(&at("port"), issues)
-            .filter(|p| TCP_PORT.check(*p, &at("port"), issues))
+        port.get_in(TCP_PORT, &at("port"), issues)
     };
     let gap = |gap: &Checked<u64>, issues: &mut Vec<ConfigIssue>| {
-        gap.get(&at("frameGapMs"), issues)
-            .filter(|g| FRAME_GAP_MS.check(*g, &at("frameGapMs"), issues))
+        gap.get_in(FRAME_GAP_MS, &at("frameGapMs"), issues)
     };
     let rtu_gap = |gap: &Checked<Option<f64>>, issues: &mut Vec<ConfigIssue>| {
         gap.get(&at("frameGapMs"), issues)
             .map(|g| g.filter(|g| RTU_FRAME_GAP_MS.check(*g, &at("frameGapMs"), issues)))
     };
-    let baud = |b: &Checked<u32>, issues: &mut Vec<ConfigIssue>| {
-        b.get(&at("baudRate"), issues)
-            .filter(|b| BAUD.check(*b, &at("baudRate"), issues))
-    };
+    let baud =
+        |b: &Checked<u32>, issues: &mut Vec<ConfigIssue>| b.get_in(BAUD, &at("baudRate"), issues);
     let data_bits = |b: &Checked<u8>, issues: &mut Vec<ConfigIssue>| {
-        b.get(&at("dataBits"), issues)
-            .filter(|b| DATA_BITS.check(*b, &at("dataBits"), issues))
+        b.get_in(DATA_BITS, &at("dataBits"), issues)
     };
     let stop_bits = |b: &Checked<u8>, issues: &mut Vec<ConfigIssue>| {
-        b.get(&at("stopBits"), issues)
-            .filter(|b| STOP_BITS.check(*b, &at("stopBits"), issues))
+        b.get_in(STOP_BITS, &at("stopBits"), issues)
     };
     let connection = match &doc {
         ConnectionDoc::Tcp {

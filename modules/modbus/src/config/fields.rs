@@ -83,6 +83,19 @@ impl<T: DeserializeOwned> Checked<T> {
     }
 }
 
+impl<T: DeserializeOwned + PartialOrd + Display + Copy> Checked<T> {
+    /// The typed value if it lies within `bounds`; otherwise `None`, recorded at `path`.
+    pub(super) fn get_in(
+        &self,
+        bounds: Bounds<T>,
+        path: &str,
+        issues: &mut Vec<ConfigIssue>,
+    ) -> Option<T> {
+        self.get(path, issues)
+            .filter(|v| bounds.check(*v, path, issues))
+    }
+}
+
 impl<'de, T> Deserialize<'de> for Checked<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         // Every JSON value deserialises into `Value`; only serde's stand-in for a
