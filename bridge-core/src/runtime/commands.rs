@@ -1,6 +1,7 @@
 //! The commands every module binary has (`run`, `validate`, `maps`, `models`, `manifest`,
-//! `--version`), generic over the protocol, plus the protocol's own subcommands. A module's
-//! `main` is `bridge_core::runtime::commands::main(MyProtocol::new())`.
+//! `schemas`, `--version`), generic over the protocol, plus the protocol's own
+//! subcommands. A module's `main` is
+//! `bridge_core::runtime::commands::main(MyProtocol::new())`.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -128,6 +129,38 @@ pub fn execute<P: CommandLine>(protocol: P, cli: Cli<P::Extra>) -> Result<ExitCo
             Ok(ExitCode::SUCCESS)
         }
         Command::Extra(extra) => Ok(protocol.run_extra(extra)),
+    }
+}
+
+/// The JSON Schema (draft 2020-12) of a configuration or map type `T`, as the file `name`
+/// of `device-maps/schema/`: its `$id`, a one-line `description`, and every doc comment
+/// unwrapped to one line.
+pub fn schema_file<T: schemars::JsonSchema>(name: &str, description: &str) -> Value {
+    let mut schema = schemars::generate::SchemaSettings::draft2020_12()
+        .into_generator()
+        .into_root_schema_for::<T>();
+    schema.insert(
+        "$id".into(),
+        format!("https://example.invalid/edge-bridge/{name}").into(),
+    );
+    schema.insert("description".into(), description.into());
+    let mut value = schema.to_value();
+    unwrap_descriptions(&mut value);
+    value
+}
+
+fn unwrap_descriptions(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                match v {
+                    Value::String(text) if k == "description" => *text = text.replace('\n', " "),
+                    _ => unwrap_descriptions(v),
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(unwrap_descriptions),
+        _ => {}
     }
 }
 

@@ -3,57 +3,25 @@
 //! `device-maps/schema/` are kept equal by the `schema_files_are_generated` test;
 //! regenerate them with `UPDATE_SCHEMAS=1 cargo test -p bridge-modbus -p bridge-ble --lib schema_files`.
 
-use schemars::JsonSchema;
-use schemars::generate::SchemaSettings;
+use bridge_core::runtime::commands::schema_file;
 use serde_json::Value;
 
 use super::doc::ConfigDoc;
 use crate::map::MapSpec;
-
-/// The schema of `T` as the file `name` under `device-maps/schema/`.
-pub fn generate<T: JsonSchema>(name: &str, description: &str) -> Value {
-    let mut schema = SchemaSettings::draft2020_12()
-        .into_generator()
-        .into_root_schema_for::<T>();
-    schema.insert(
-        "$id".into(),
-        format!("https://example.invalid/edge-bridge/{name}").into(),
-    );
-    schema.insert("description".into(), description.into());
-    let mut value = schema.to_value();
-    unwrap_lines(&mut value);
-    value
-}
-
-/// Doc comments are wrapped at 90 columns; descriptions are one line each.
-fn unwrap_lines(value: &mut Value) {
-    match value {
-        Value::Object(map) => {
-            for (k, v) in map.iter_mut() {
-                match v {
-                    Value::String(text) if k == "description" => *text = text.replace('\n', " "),
-                    _ => unwrap_lines(v),
-                }
-            }
-        }
-        Value::Array(items) => items.iter_mut().for_each(unwrap_lines),
-        _ => {}
-    }
-}
 
 /// The schema files this module owns: (file name, schema).
 pub fn files() -> Vec<(&'static str, Value)> {
     vec![
         (
             "modbus-config.schema.json",
-            generate::<ConfigDoc>(
+            schema_file::<ConfigDoc>(
                 "modbus-config.schema.json",
                 "The module twin's desired properties (or --config FILE).",
             ),
         ),
         (
             "modbus-device-map.schema.json",
-            generate::<MapSpec>(
+            schema_file::<MapSpec>(
                 "modbus-device-map.schema.json",
                 "One device model: named, typed, scaled points over the four Modbus tables. Addresses are 0-based protocol addresses (Modicon 40001 = holding 0).",
             ),
