@@ -71,22 +71,10 @@ fn group_patch(g: usize, settings: Value) -> Value {
     json!({"groups": {group_name(g): settings}})
 }
 
-fn common_args(upstream: String, metrics: &str) -> bridge_core::runtime::CommonArgs {
-    bridge_core::runtime::CommonArgs {
-        config: None,
-        upstream: Some(upstream),
-        topic_template: "{deviceId}/{output}".into(),
-        mqtt_payload: "body".into(),
-        connection_string: None,
-        connection_string_file: None,
-        ca_file: None,
-        hub_port: 8883,
-        spool_dir: None,
-        spool_max_mb: 64,
-        spool_fsync: bridge_core::forwarder::FsyncPolicy::default(),
-        metrics: Some(metrics.parse().unwrap()),
-        log: "warn".into(),
-    }
+fn common_args(upstream: &str, metrics: &str) -> bridge_core::runtime::CommonArgs {
+    let mut args = bridge_e2e::scale::module_args(upstream, "{deviceId}/{output}", "body", None);
+    args.metrics = Some(metrics.parse().unwrap());
+    args
 }
 
 /// Child: a module; exits 1 when it stops with an error (a watchdog exit among them),
@@ -108,7 +96,7 @@ fn child<P: bridge_core::runtime::Protocol>(protocol: P, args: bridge_core::runt
 }
 
 fn modbus_child(port: u16, ca: &str, metrics: &str) {
-    let mut args = common_args("edge".into(), metrics);
+    let mut args = common_args("edge", metrics);
     args.connection_string = Some(format!(
         "HostName=myhub.azure-devices.net;DeviceId=edge-gw;ModuleId=modbus;SharedAccessKey={KEY};GatewayHostName=localhost"
     ));
@@ -118,7 +106,7 @@ fn modbus_child(port: u16, ca: &str, metrics: &str) {
 }
 
 fn ble_child(config: &str, broker_port: u16, metrics: &str) {
-    let mut args = common_args(format!("mqtt://127.0.0.1:{broker_port}"), metrics);
+    let mut args = common_args(&format!("mqtt://127.0.0.1:{broker_port}"), metrics);
     args.config = Some(config.into());
     child(bridge_ble::Ble::default(), args);
 }

@@ -10,6 +10,7 @@ use anyhow::{Context, Result, bail};
 use edgehub_sim::{Sim, SimOptions};
 
 pub mod faults;
+pub mod scale;
 pub mod soak_ble;
 pub mod soak_modbus;
 
