@@ -8,7 +8,9 @@
 //! memory of both modules every 10 s; at the end the counters, every emitted BLE reading
 //! checked against the distinct readings received on the broker (a loss is attributed
 //! to a fault window when it was due from 1 s before a BlueZ or broker fault to 10 s
-//! after it), and growth after warm-up.
+//! after it), every Modbus device's poll times checked for gaps, and growth after
+//! warm-up. Exits 1 when a module stopped, a BLE reading was lost outside the fault
+//! windows or a Modbus poll went missing outside the soak's own changes to the device.
 //!
 //! `cargo bench -p bridge-e2e --bench soak -- MINUTES [DEVICES [ADVERTISERS]]`
 //! (tests/soak/run.sh).
@@ -198,10 +200,16 @@ fn main() {
     let n = nums.get(1).copied().unwrap_or(500) as usize;
     let adverts = nums.get(2).copied().unwrap_or(50) as usize;
     let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(soak(minutes, n, adverts));
+    let failed = rt.block_on(soak(minutes, n, adverts));
+    drop(rt);
+    if !failed.is_empty() {
+        println!("SOAK FAILED: {}", failed.join("; "));
+        std::process::exit(1);
+    }
+    println!("soak passed: both modules alive, nothing lost outside the fault windows");
 }
 
-async fn soak(minutes: u64, n: usize, adverts: usize) {
+async fn soak(minutes: u64, n: usize, adverts: usize) -> Vec<String> {
     let sim = Sim::start(SimOptions::default()).await.unwrap();
     sim.hub
         .add_module("edge-gw", "modbus", SymmetricKey::from_base64(KEY).unwrap());
@@ -400,7 +408,7 @@ async fn soak(minutes: u64, n: usize, adverts: usize) {
         seen: &seen.lock().unwrap(),
         epoch,
         rate,
-    });
+    })
 }
 
 /// Ends a fault: what was stopped comes back.
@@ -434,10 +442,19 @@ struct Report<'a> {
     rate: f64,
 }
 
-fn report(r: Report<'_>) {
+/// Prints the figures; returns what failed: a module gone, a BLE reading lost outside
+/// the fault windows, a Modbus poll missing outside the soak's own changes.
+fn report(r: Report<'_>) -> Vec<String> {
     let get = |m: &HashMap<String, f64>, k: &str| m.get(k).copied().unwrap_or(-1.0);
+    let mut failed = r.exits.clone();
     for e in &r.exits {
         println!("MODULE EXITED: {e}");
+    }
+    if !(r.modbus_alive && r.ble_alive) {
+        failed.push(format!(
+            "module alive: bridge-modbus {}, bridge-ble {}",
+            r.modbus_alive, r.ble_alive
+        ));
     }
     // Gaps in a device's poll times are excused where the soak disabled it or changed
     // its interval (until 5 s after).
@@ -481,11 +498,20 @@ fn report(r: Report<'_>) {
         get(&r.modbus, "edgebridge_hub_connected"),
         r.modbus_alive
     );
-    let ble_windows: Vec<Window> = r
-        .windows
-        .iter()
-        .filter(|(f, _)| f.touches_ble())
-        .map(|(_, w)| w.clone())
+    // Start-up counts as a window of its own: the seeds (each device's reading before
+    // the first slot) race the first advertisements while the module starts.
+    let startup = Window {
+        what: "start-up: the first 10 s".into(),
+        start: r.epoch - 1.0,
+        end: r.epoch + 10.0 - GRACE_S,
+    };
+    let ble_windows: Vec<Window> = std::iter::once(startup)
+        .chain(
+            r.windows
+                .iter()
+                .filter(|(f, _)| f.touches_ble())
+                .map(|(_, w)| w.clone()),
+        )
         .collect();
     let a = soak_ble::account(
         &r.bluez.emitted(),
@@ -497,7 +523,7 @@ fn report(r: Report<'_>) {
     );
     let lost_in: usize = a.lost_in_faults.iter().sum();
     println!(
-        "ble counters: emitted {} distinct readings, received {} ({} broker messages, {} other), lost in BlueZ/broker fault windows {lost_in}, lost outside fault windows {}, superseded (replaced by the same device's newer reading before sending) {} spool pending {} spool dropped {} watchdog restarts {} module alive {}",
+        "ble counters: emitted {} distinct readings, received {} ({} broker messages, {} other), lost in start-up and BlueZ/broker fault windows {lost_in}, lost outside them {}, superseded (replaced by the same device's newer reading before sending) {} spool pending {} spool dropped {} watchdog restarts {} module alive {}",
         a.emitted,
         a.received,
         r.seen.messages,
@@ -511,7 +537,7 @@ fn report(r: Report<'_>) {
     );
     for (w, lost) in ble_windows.iter().zip(&a.lost_in_faults) {
         println!(
-            "  fault at t = {:.0} s ({}, {:.1} s): {lost} readings lost",
+            "  window at t = {:.0} s ({}, {:.1} s): {lost} readings lost",
             w.start - r.epoch,
             w.what,
             w.end - w.start
@@ -526,6 +552,18 @@ fn report(r: Report<'_>) {
             due - r.epoch
         );
     }
+    if !a.lost_outside.is_empty() {
+        failed.push(format!(
+            "{} BLE readings lost outside the fault windows",
+            a.lost_outside.len()
+        ));
+    }
+    if g.missing > 0 {
+        failed.push(format!(
+            "{} Modbus polls missing outside the soak's own changes",
+            g.missing
+        ));
+    }
     for (name, rss) in [("bridge-modbus", &r.rss_modbus), ("bridge-ble", &r.rss_ble)] {
         let (first, last, pct) = growth(rss);
         println!(
@@ -534,4 +572,5 @@ fn report(r: Report<'_>) {
             last / 1024.0
         );
     }
+    failed
 }

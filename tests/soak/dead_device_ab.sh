@@ -11,11 +11,11 @@ rounds=${1:-3}
 n=${2:-1000}
 export RT_PRIORITY=${RT_PRIORITY-10}
 cargo bench -q -p bridge-e2e --bench modbus_scale --no-run 2>/dev/null
-p99() { sed -n 's/.*jitter mean .* p99 \([0-9-]*\) ms .*/\1/p' | head -1; }
+p99() { sed -n 's/.*jitter mean [0-9.]* ms max [0-9]* ms p99 \([0-9-]*\) ms.*/\1/p' | head -1; }
 diffs=()
 for r in $(seq 1 "$rounds"); do
-    a=$(DEAD_DEVICES=0 cargo bench -q -p bridge-e2e --bench modbus_scale -- "$n" | tee /dev/stderr | p99)
-    b=$(DEAD_DEVICES=1 cargo bench -q -p bridge-e2e --bench modbus_scale -- "$n" | tee /dev/stderr | p99)
+    a=$(DEAD_DEVICES=0 cargo bench -q -p bridge-e2e --bench modbus_scale -- "$n" | tee -a /dev/stderr | p99)
+    b=$(DEAD_DEVICES=1 cargo bench -q -p bridge-e2e --bench modbus_scale -- "$n" | tee -a /dev/stderr | p99)
     echo "round $r: p99 without the dead device ${a} ms, with it ${b} ms"
     diffs+=($((b - a)))
 done
