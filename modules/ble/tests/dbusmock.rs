@@ -133,16 +133,7 @@ fn gatt_reads_notifications_reconnects_and_errors() {
             &[85],
         ),
     );
-    let heart = bus.gatt(
-        hr_dev,
-        (0x20, "0000180d-0000-1000-8000-00805f9b34fb"),
-        (
-            0x21,
-            "00002a37-0000-1000-8000-00805f9b34fb",
-            &["notify"],
-            &[0x16, 60, 0x00, 0x04],
-        ),
-    );
+    let heart = bus.heart_rate(hr_dev);
     let (mut child, rx, log) = bus.module(&json!({"devices": {
         "bat-1": {"address": "C0:FF:EE:00:00:10", "map": "ble-battery", "pollIntervalMs": 300},
         "hr-1": {"address": "C0:FF:EE:00:00:11", "map": "ble-heart-rate"}

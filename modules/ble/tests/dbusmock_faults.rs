@@ -87,16 +87,7 @@ fn bluez_restarted_mid_run_resumes_telemetry_and_gatt_without_a_module_restart()
     let setup = |bus: &Bus, centi: u16| -> String {
         bus.add_le(T1, &[], &[(BTHOME, &bthome(centi))], -60);
         bus.add_le("C0:FF:EE:00:00:11", &[], &[], -52);
-        bus.gatt(
-            hr_dev,
-            (0x20, "0000180d-0000-1000-8000-00805f9b34fb"),
-            (
-                0x21,
-                "00002a37-0000-1000-8000-00805f9b34fb",
-                &["notify"],
-                &[0x16, 60, 0x00, 0x04],
-            ),
-        )
+        bus.heart_rate(hr_dev)
     };
     bus.start_bluez();
     let heart = setup(&bus, 2506);

@@ -7,7 +7,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a panic is the failure report
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -22,50 +21,19 @@ fn a_wedged_gatt_session_is_restarted_reported_and_notifications_resume() {
     bus.mock_call("AddAdapter", "ss", vec!["hci0".into(), "host".into()]);
     bus.add_le("C0:FF:EE:00:00:21", &[], &[], -50);
     let hr_dev = "/org/bluez/hci0/dev_C0_FF_EE_00_00_21";
-    let heart = bus.gatt(
-        hr_dev,
-        (0x20, "0000180d-0000-1000-8000-00805f9b34fb"),
-        (
-            0x21,
-            "00002a37-0000-1000-8000-00805f9b34fb",
-            &["notify"],
-            &[0x16, 60, 0x00, 0x04],
-        ),
-    );
+    let heart = bus.heart_rate(hr_dev);
     // Through the edgeHub emulator, so `liveness` is checked in the module twin.
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let key = "bGl2ZW5lc3MtYmxlLXRlc3Qta2V5LTAxMjM0NTY3ODk=";
-    let sim = rt
-        .block_on(edgehub_sim::Sim::start(edgehub_sim::SimOptions::default()))
-        .unwrap();
-    sim.hub.add_module(
-        "edge-gw",
-        "ble",
-        bridge_core::identity::SymmetricKey::from_base64(key).unwrap(),
-    );
-    sim.hub.set_desired(
-        "edge-gw/ble",
+    let hub = Hub::start(
         &json!({"devices": {"hr-1": {"address": "C0:FF:EE:00:00:21", "map": "ble-heart-rate"}}}),
     );
-    let ca = bus.dir.path().join("ca.crt");
-    std::fs::write(&ca, &sim.certs.ca_pem).unwrap();
-    let log = bus.dir.path().join("module-hub.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bridge-ble"))
-        .args(["--hub-port", &sim.tls_addr.port().to_string(), "--ca-file"])
-        .arg(&ca)
-        .arg("--connection-string")
-        .arg(format!("HostName=myhub.azure-devices.net;DeviceId=edge-gw;ModuleId=ble;SharedAccessKey={key};GatewayHostName=localhost"))
-        .arg("--spool-dir")
-        .arg(bus.dir.path().join("spool"))
-        .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)
-        .env(bridge_ble::connection::TEST_WEDGE_ENV, "hr-1")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let sim = &hub.sim;
+    let spool = bus.dir.path().join("spool").display().to_string();
+    let (mut child, log) = bus.module_on_sim_with(
+        sim,
+        "module-hub.log",
+        &["--spool-dir".into(), spool],
+        &[(bridge_ble::connection::TEST_WEDGE_ENV, "hr-1")],
+    );
     let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
     let heart_rates = || -> Vec<i64> {
         sim.hub
@@ -137,25 +105,13 @@ fn a_stuck_advert_consumer_ends_the_module() {
     let bus = Bus::start(true);
     bus.mock_call("AddAdapter", "ss", vec!["hci0".into(), "host".into()]);
     bus.add_le("C0:FF:EE:00:00:31", &[(0x0499, &RUUVI)], &[], -70);
-    let cfg = bus.dir.path().join("config.json");
-    std::fs::write(
-        &cfg,
-        json!({"devices": {"ruuvi-1": {"address": "C0:FF:EE:00:00:31", "map": "ruuvi-rawv2"}}})
-            .to_string(),
-    )
-    .unwrap();
-    let log = bus.dir.path().join("module.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bridge-ble"))
-        .args(["--upstream", "stdout", "--config"])
-        .arg(&cfg)
-        .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)
-        .env("RUST_LOG", "info,bridge_core::reporter=debug")
-        // Batch 1 is the first advertisement; the next one wedges the consumer.
-        .env(bridge_ble::liveness::TEST_WEDGE_ENV, "2")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    // Batch 1 is the first advertisement; the next one wedges the consumer.
+    let (mut child, _lines, log) = bus.module_env(
+        &json!({"devices": {"ruuvi-1": {"address": "C0:FF:EE:00:00:31", "map": "ruuvi-rawv2"}}}),
+        &[],
+        "info,bridge_core::reporter=debug",
+        &[(bridge_ble::liveness::TEST_WEDGE_ENV, "2")],
+    );
     let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
     let started = Instant::now();
     let mut wedged_at = None;

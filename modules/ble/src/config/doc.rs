@@ -56,10 +56,11 @@ pub struct DeviceDoc {
     /// An advertisement decoder or GATT map by name (`bridge-ble maps` lists them), a
     /// name under `maps`, or an inline map-driven advertisement map.
     pub map: MapRef,
-    /// The device's encryption key, 32 hex digits, for formats that encrypt (BTHome,
-    /// Xiaomi MiBeacon, Victron...); or give it in `keysFile`.
+    /// The device's encryption key, 32 hex digits (24 for a legacy MiBeacon v2/v3 key),
+    /// for formats that encrypt (BTHome, Xiaomi MiBeacon, Victron...); or give it in
+    /// `keysFile`.
     #[serde(default)]
-    #[schemars(regex(pattern = "^[0-9A-Fa-f]{32}$"))]
+    #[schemars(regex(pattern = "^([0-9A-Fa-f]{24}|[0-9A-Fa-f]{32})$"))]
     pub bind_key: Option<String>,
     /// Publish at most once per this many ms (0: every changed advertisement).
     #[serde(default)]

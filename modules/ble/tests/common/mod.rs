@@ -224,6 +224,17 @@ impl Bus {
         extra: &[String],
         rust_log: &str,
     ) -> (Child, mpsc::Receiver<Value>, PathBuf) {
+        self.module_env(config, extra, rust_log, &[])
+    }
+
+    /// [`Bus::module_logged`] with more environment variables (the module's test hooks).
+    pub fn module_env(
+        &self,
+        config: &Value,
+        extra: &[String],
+        rust_log: &str,
+        env: &[(&str, &str)],
+    ) -> (Child, mpsc::Receiver<Value>, PathBuf) {
         let cfg = self.dir.path().join("config.json");
         std::fs::write(&cfg, config.to_string()).unwrap();
         let log = self.dir.path().join("module.log");
@@ -233,6 +244,7 @@ impl Bus {
             .args(extra)
             .env("DBUS_SYSTEM_BUS_ADDRESS", &self.address)
             .env("RUST_LOG", rust_log)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -264,6 +276,17 @@ impl Bus {
     /// Runs bridge-ble against `sim` as module `edge-gw/ble` (key [`MODULE_KEY`]); the
     /// process and its log.
     pub fn module_on_sim(&self, sim: &edgehub_sim::Sim, log_name: &str) -> (Child, PathBuf) {
+        self.module_on_sim_with(sim, log_name, &[], &[])
+    }
+
+    /// [`Bus::module_on_sim`] with extra arguments and environment variables.
+    pub fn module_on_sim_with(
+        &self,
+        sim: &edgehub_sim::Sim,
+        log_name: &str,
+        extra: &[String],
+        env: &[(&str, &str)],
+    ) -> (Child, PathBuf) {
         let ca = self.dir.path().join("ca.crt");
         std::fs::write(&ca, &sim.certs.ca_pem).unwrap();
         let log = self.dir.path().join(log_name);
@@ -272,8 +295,10 @@ impl Bus {
             .arg(&ca)
             .arg("--connection-string")
             .arg(format!("HostName=myhub.azure-devices.net;DeviceId=edge-gw;ModuleId=ble;SharedAccessKey={MODULE_KEY};GatewayHostName=localhost"))
+            .args(extra)
             .env("DBUS_SYSTEM_BUS_ADDRESS", &self.address)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -429,6 +454,21 @@ impl Bus {
         ];
         args.extend(value.iter().map(u8::to_string));
         self.object_call(chrc, "UpdateProperties", "sa{sv}", args);
+    }
+
+    /// A Heart Rate service on `dev` whose measurement notifies (60 bpm, sensor contact,
+    /// one RR interval of 1 s); the measurement characteristic's path.
+    pub fn heart_rate(&self, dev: &str) -> String {
+        self.gatt(
+            dev,
+            (0x20, "0000180d-0000-1000-8000-00805f9b34fb"),
+            (
+                0x21,
+                "00002a37-0000-1000-8000-00805f9b34fb",
+                &["notify"],
+                &[0x16, 60, 0x00, 0x04],
+            ),
+        )
     }
 
     pub fn gatt(
