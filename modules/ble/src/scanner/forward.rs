@@ -4,7 +4,7 @@
 //! time): addresses and discovered device ids are written on the stack, and the state kept
 //! per device (last reading, packet id, presence) is updated in place.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -160,6 +160,54 @@ fn upsert<V>(map: &mut HashMap<String, V>, key: &str, value: V) {
     }
 }
 
+/// A field of the telemetry body.
+enum Field<'a> {
+    Decoded(&'a Value),
+    Signal(i16),
+}
+
+/// Appends `"key":value` (with a comma after the first field).
+fn put(out: &mut Vec<u8>, key: &str, value: Field<'_>) {
+    if out.len() > 1 {
+        out.push(b',');
+    }
+    let written = serde_json::to_writer(&mut *out, key).and_then(|()| {
+        out.push(b':');
+        match value {
+            Field::Decoded(v) => serde_json::to_writer(&mut *out, v),
+            Field::Signal(n) => serde_json::to_writer(&mut *out, &n),
+        }
+    });
+    // Writing JSON into a Vec cannot fail.
+    debug_assert!(written.is_ok());
+}
+
+/// The telemetry body's JSON text (what [`body`] serialises to), written straight from
+/// the decoded values without building the object: keys in serde_json's map order, the
+/// advertised `rssi` over a decoded one, the advertised `txPower` unless one is decoded.
+fn body_text(values: &BTreeMap<String, Value>, rssi: Option<i16>, tx: Option<i16>) -> String {
+    let mut out = Vec::with_capacity(128);
+    out.push(b'{');
+    let mut signals = [("rssi", rssi), ("txPower", tx)]
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, v?)))
+        .peekable();
+    for (key, value) in values {
+        while let Some((name, n)) = signals.next_if(|(name, _)| *name < key.as_str()) {
+            put(&mut out, name, Field::Signal(n));
+        }
+        match signals.next_if(|(name, _)| *name == key.as_str()) {
+            Some(("rssi", n)) => put(&mut out, key, Field::Signal(n)),
+            _ => put(&mut out, key, Field::Decoded(value)),
+        }
+    }
+    for (name, n) in signals {
+        put(&mut out, name, Field::Signal(n));
+    }
+    out.push(b'}');
+    String::from_utf8(out).unwrap_or_default()
+}
+
 /// Decodes and forwards the current advertisement of one device.
 pub(super) fn advert(
     config: &BleConfig,
@@ -217,9 +265,9 @@ pub(super) fn advert(
         .decoded
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let format = decoded.format;
-    let body = body(decoded, props);
-    // Serialised once: compared with the last one sent, and sent as it is.
-    let text = serde_json::to_string(&body).unwrap_or_default();
+    // Serialised once, straight from the decoded values: compared with the last one
+    // sent, and sent as it is (report-on-change builds the object it needs).
+    let text = body_text(&decoded.values, props.rssi, props.tx_power_level);
     // Unchanged advertisements (BlueZ repeats them) are not sent again within the interval.
     let now = Instant::now();
     let min = Duration::from_millis(min_interval.max(1000));
@@ -254,7 +302,7 @@ pub(super) fn advert(
             let Some(memory) = seen.memory.get_mut(device_id) else {
                 return Ok(());
             };
-            let selected = memory.select(report, &body, now);
+            let selected = memory.select(report, &body(decoded, props), now);
             if selected.is_empty() {
                 return Ok(());
             }
@@ -277,6 +325,7 @@ pub(super) fn advert(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn addresses_and_discovered_ids_are_written_without_allocating() {
@@ -284,5 +333,43 @@ mod tests {
         assert_eq!(address_text(a).as_str(), a.to_string());
         assert_eq!(address_text(a).as_str(), "C0:FF:EE:0A:00:01");
         assert_eq!(discovered_id(a).as_str(), "ble-c0ffee0a0001");
+    }
+
+    #[test]
+    fn body_text_is_the_body_serialised() {
+        let cases = [
+            json!({}),
+            json!({"temperature": 21.5, "humidity": 45}),
+            json!({"a": 1, "rssi": -1, "txPower": 4, "z": "x\"y"}),
+            json!({"battery": 100, "txPower": 7}),
+            json!({"s": true, "u": null, "v": [1, 2]}),
+        ];
+        for values in cases {
+            for (rssi, tx) in [
+                (None, None),
+                (Some(-60), None),
+                (None, Some(-4)),
+                (Some(-70), Some(3)),
+            ] {
+                let decoded = Decoded {
+                    format: "t",
+                    values: values
+                        .as_object()
+                        .unwrap()
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                    packet_id: None,
+                };
+                let props = PeripheralProperties {
+                    rssi,
+                    tx_power_level: tx,
+                    ..PeripheralProperties::default()
+                };
+                let text = body_text(&decoded.values, rssi, tx);
+                let want = Value::Object(body(decoded, &props)).to_string();
+                assert_eq!(text, want, "{values} {rssi:?} {tx:?}");
+            }
+        }
     }
 }
