@@ -141,7 +141,7 @@ fn session(
             true
         }),
     );
-    seed(feed, &conn);
+    seed(feed);
     backoff.reset();
     let lost = |e: dbus::Error| SignalError::Lost(e.message().unwrap_or("closed").to_owned());
     loop {
@@ -159,11 +159,11 @@ fn session(
             std::thread::sleep(BATCH);
             while conn.process(Duration::ZERO).map_err(lost)? {}
             apply(feed, &pending);
-            if owner_changed(feed, &conn, &owner) || signals.get() == before {
+            if owner_changed(feed, &owner) || signals.get() == before {
                 break;
             }
         }
-        owner_changed(feed, &conn, &owner);
+        owner_changed(feed, &owner);
     }
 }
 
@@ -177,11 +177,11 @@ fn apply(feed: &Feed, pending: &RefCell<Vec<dbus::Message>>) {
 }
 
 /// BlueZ appeared (seeded afresh) or left the bus; true when it did either.
-fn owner_changed(feed: &Feed, conn: &LocalConnection, owner: &Cell<Option<bool>>) -> bool {
+fn owner_changed(feed: &Feed, owner: &Cell<Option<bool>>) -> bool {
     match owner.take() {
         Some(true) => {
             info!("BlueZ appeared on the bus; reading its devices.");
-            seed(feed, conn);
+            seed(feed);
             true
         }
         Some(false) => {
@@ -194,9 +194,21 @@ fn owner_changed(feed: &Feed, conn: &LocalConnection, owner: &Cell<Option<bool>>
 }
 
 /// Seeds the cache from BlueZ's object manager (best effort: BlueZ may be missing).
-fn seed(feed: &Feed, conn: &LocalConnection) {
-    let root = conn.with_proxy("org.bluez", "/", CALL_TIMEOUT);
-    let reply: Result<Seed, _> = root.method_call(OBJECT_MANAGER, "GetManagedObjects", ());
+///
+/// On a short-lived connection of its own: the reply (every device BlueZ knows, about
+/// 300 KiB at 1,000 devices) would leave the signal connection's read buffer a memory
+/// mapping (glibc maps allocations that large and `realloc` keeps them mapped), which
+/// libdbus then grows and compacts with two `mremap` calls per read; measured at 6 % of
+/// the CPU per message. Signals arriving meanwhile wait on the signal connection and are
+/// applied after the seed.
+fn seed(feed: &Feed) {
+    let reply: Result<Seed, dbus::Error> = LocalConnection::new_system().and_then(|conn| {
+        conn.with_proxy("org.bluez", "/", CALL_TIMEOUT).method_call(
+            OBJECT_MANAGER,
+            "GetManagedObjects",
+            (),
+        )
+    });
     match reply {
         Ok(Seed(cache, with_data)) => {
             debug!(
