@@ -12,15 +12,22 @@ use crate::text::push_json_str;
 /// The JSON line for a message. A JSON body stays JSON; anything else becomes a string.
 /// Built by hand so a JSON body is copied, not parsed and re-serialised (hot path).
 pub fn json_line(message: &Message) -> String {
+    let mut out = String::with_capacity(message.body.len() + 200);
+    push_json_line(&mut out, message);
+    out
+}
+
+/// [`json_line`] appended to `out`.
+pub fn push_json_line(out: &mut String, message: &Message) {
     let opt = |out: &mut String, s: Option<&str>| match s {
         Some(s) => push_json_str(out, s),
         None => out.push_str("null"),
     };
-    let mut out = String::with_capacity(message.body.len() + 200);
+    out.reserve(message.body.len() + 200);
     out.push_str(r#"{"deviceId":"#);
-    opt(&mut out, message.device_id.as_deref());
+    opt(out, message.device_id.as_deref());
     out.push_str(r#","output":"#);
-    opt(&mut out, message.output.as_deref());
+    opt(out, message.output.as_deref());
     out.push_str(r#","properties":{"#);
     let creation = message
         .creation_time
@@ -36,9 +43,9 @@ pub fn json_line(message: &Message) -> String {
         if i > 0 {
             out.push(',');
         }
-        push_json_str(&mut out, k);
+        push_json_str(out, k);
         out.push(':');
-        push_json_str(&mut out, v);
+        push_json_str(out, v);
     }
     out.push_str(r#"},"body":"#);
     let declared_json = message.content_type.as_deref() == Some("application/json");
@@ -52,16 +59,33 @@ pub fn json_line(message: &Message) -> String {
         }
     }
     out.push('}');
-    out
 }
 
+/// Messages written with one `write(2)` at most.
+const BATCH: usize = 64;
+
 /// Runs the stdout upstream until the forwarder goes away. Written and flushed = acked.
+/// What is already queued is written at once (one system call and one wake-up of the
+/// reader per batch, not per message).
 pub async fn run(mut end: LinkEnd) {
     end.emit(LinkEvent::Up);
+    let mut text = String::new();
+    let mut seqs = Vec::with_capacity(BATCH);
     while let Some(out) = end.rx.recv().await {
-        let line = json_line(&out.message);
+        text.clear();
+        seqs.clear();
+        push_line(&mut text, &out.message);
+        seqs.push(out.seq);
+        while seqs.len() < BATCH {
+            let Ok(out) = end.rx.try_recv() else {
+                break;
+            };
+            push_line(&mut text, &out.message);
+            seqs.push(out.seq);
+        }
         let mut stdout = std::io::stdout().lock();
-        if writeln!(stdout, "{line}")
+        if stdout
+            .write_all(text.as_bytes())
             .and_then(|()| stdout.flush())
             .is_err()
         {
@@ -69,8 +93,15 @@ pub async fn run(mut end: LinkEnd) {
             end.emit(LinkEvent::Down);
             return;
         }
-        end.emit(LinkEvent::Acked(out.seq));
+        for seq in &seqs {
+            end.emit(LinkEvent::Acked(*seq));
+        }
     }
+}
+
+fn push_line(text: &mut String, message: &Message) {
+    push_json_line(text, message);
+    text.push('\n');
 }
 
 #[cfg(test)]

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bridge_core::device::DeviceHealth;
-use bridge_core::message::Message;
 use bridge_core::runtime::ModuleContext;
 use btleplug::api::{Central, Manager as _, PeripheralProperties, ScanFilter};
 use btleplug::platform::{Adapter, Manager};
@@ -15,6 +14,8 @@ use tracing::{info, warn};
 use uuid::Uuid;
 
 use crate::adverts::{self, DecodeError, Decoded};
+
+mod forward;
 use crate::config::{BleConfig, ScanMode};
 use crate::routes::{Out, Routes};
 
@@ -81,20 +82,17 @@ pub fn decode_custom(
     crate::custom::decode(map, data.ok_or(DecodeError::NotThisFormat("advertised"))?)
 }
 
-/// The telemetry body: decoded values, plus RSSI, TX power and name when known.
-pub fn body(decoded: &Decoded, props: &PeripheralProperties) -> Value {
-    let mut m: Map<String, Value> = decoded
-        .values
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+/// The telemetry body: decoded values (moved, not copied), plus RSSI and TX power when
+/// known.
+pub fn body(decoded: Decoded, props: &PeripheralProperties) -> Map<String, Value> {
+    let mut m: Map<String, Value> = decoded.values.into_iter().collect();
     if let Some(rssi) = props.rssi {
         m.insert("rssi".into(), json!(rssi));
     }
     if let Some(tx) = props.tx_power_level {
         m.entry("txPower").or_insert(json!(tx));
     }
-    Value::Object(m)
+    m
 }
 
 /// A device not heard for this long is reported lost.
@@ -111,9 +109,17 @@ pub struct Presence {
 impl Presence {
     /// Records a sighting; true when the device was not known to be present.
     pub fn saw(&mut self, id: &str, now: Instant) -> bool {
-        let new = !self.last_seen.contains_key(id) || self.lost.remove(id);
-        self.last_seen.insert(id.to_owned(), now);
-        new
+        // Per advertisement: updated in place, the id is copied only the first time.
+        match self.last_seen.get_mut(id) {
+            Some(at) => {
+                *at = now;
+                !self.lost.is_empty() && self.lost.remove(id)
+            }
+            None => {
+                self.last_seen.insert(id.to_owned(), now);
+                true
+            }
+        }
     }
 
     /// Configured advertisement devices silent for [`LOST_AFTER`] that were not yet
@@ -257,10 +263,7 @@ pub async fn run(mut cx: ModuleContext<BleConfig>, writers: Writers, counters: A
     let batches = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let _pipeline = crate::liveness::watch_pipeline(feed.clone(), batches.clone());
     let mut bus = feed.status();
-    let mut seen = Seen {
-        counters,
-        ..Seen::default()
-    };
+    let mut seen = forward::Seen::new(counters);
     let mut loss = crate::watchdog::AdapterLoss::new(Duration::ZERO);
     let (mut manager, mut reconnects) = (None, 0);
     let mut routes = Routes::new(cx.devices.clone(), writers.clone());
@@ -381,14 +384,19 @@ pub async fn run(mut cx: ModuleContext<BleConfig>, writers: Writers, counters: A
                     writers.lock().unwrap_or_else(|p| p.into_inner()).clear();
                     break;
                 }
-                // Advertisements parsed from BlueZ's signals: the newest per device.
+                // Advertisements parsed from BlueZ's signals: the newest per device,
+                // decoded in place in the feed's cache.
                 () = feed.ready() => {
                     let batch = batches.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                     crate::liveness::test_wedge(batch).await;
-                    for props in feed.take(256) {
-                        if advert(&cx, props, &mut seen, &mut routes).await.is_err() {
-                            return;
-                        }
+                    let config: Arc<BleConfig> = cx.config.borrow().clone();
+                    let mut closed = false;
+                    feed.take_each(256, |props| {
+                        closed = forward::advert(&config, props, &mut seen, &mut routes).is_err();
+                        !closed
+                    });
+                    if closed {
+                        return;
                     }
                 }
                 changed = bus.changed() => {
@@ -444,20 +452,6 @@ pub async fn run(mut cx: ModuleContext<BleConfig>, writers: Writers, counters: A
     }
 }
 
-/// What the scan remembers between advertisements.
-#[derive(Debug, Default)]
-struct Seen {
-    last_sent: HashMap<String, (Value, Instant)>,
-    presence: Presence,
-    memory: HashMap<String, crate::report::Memory>,
-    /// Metrics counters.
-    counters: Arc<Counters>,
-    /// The last packet id (frame counter) per device, to drop repeated readings.
-    packet_ids: HashMap<String, u32>,
-    /// The key problem last reported per device (`encrypted`, `decryption failed`).
-    decode_errors: HashMap<String, &'static str>,
-}
-
 /// Module-wide counters for metrics.
 #[derive(Debug, Default)]
 pub struct Counters {
@@ -469,168 +463,4 @@ pub struct Counters {
     pub feed: std::sync::OnceLock<Arc<crate::signals::Feed>>,
     /// Watchdog restarts: of the scan, of the adapter session.
     pub watchdog: [std::sync::atomic::AtomicU64; 2],
-}
-
-/// What discovery makes of an unconfigured device: the first listed decoder that
-/// recognises it (with its key from the keys file, by address), else raw data when raw
-/// discovery's filter matches.
-fn discover(config: &BleConfig, address: &str, props: &PeripheralProperties) -> Option<Decoded> {
-    let key = config.keys_by_address.get(address);
-    let maps = crate::config::discovery_maps(&config.discovery);
-    if let Some(dec) = maps.iter().find_map(|m| decode(m, props, key).ok()) {
-        return Some(dec);
-    }
-    let raw = &config.discovery.raw;
-    let wanted = raw.enabled
-        && (raw
-            .company_ids
-            .iter()
-            .any(|c| props.manufacturer_data.contains_key(c))
-            || raw
-                .uuids()
-                .iter()
-                .any(|u| props.service_data.contains_key(u)));
-    wanted
-        .then(|| adverts::raw::decode(&advert_of(props), None).ok())
-        .flatten()
-}
-
-/// Reports a device's key problem (or its end) as its health: heard (online), with
-/// `lastError` `encrypted` or `decryption failed`, once per change; through the device's
-/// route like every health (reported properties and the `status` output). Keys
-/// themselves are never logged. False when the route has closed (shutdown).
-fn decode_health(
-    routes: &mut Routes,
-    last: &mut HashMap<String, &'static str>,
-    device: &crate::config::Device,
-    props: &PeripheralProperties,
-    error: Option<&'static str>,
-) -> bool {
-    if last.get(&device.id).copied() == error {
-        return true;
-    }
-    match error {
-        Some(e) => {
-            warn!(device = %device.id, error = e, "Advertisement not decoded: check the device's bindKey.");
-            last.insert(device.id.clone(), e);
-        }
-        None => {
-            last.remove(&device.id);
-        }
-    }
-    let mut health = presence_health(true, Some(props));
-    health.last_error = error.map(str::to_owned);
-    routes
-        .sink(&device.id, &device.map, &device.writable)
-        .send(Out::Health(health))
-}
-
-/// The telemetry channel has closed (shutdown).
-struct Closed;
-
-/// Decodes and forwards the current advertisement of one device.
-async fn advert(
-    cx: &ModuleContext<BleConfig>,
-    props: PeripheralProperties,
-    seen: &mut Seen,
-    routes: &mut Routes,
-) -> Result<(), Closed> {
-    let config: Arc<BleConfig> = cx.config.borrow().clone();
-    let address = props.address.to_string().to_ascii_uppercase();
-    let device = config.devices.get(&address);
-    let no_writable: &[crate::config::Writable] = &[];
-    let (device_id, decoded, min_interval) = match device {
-        Some(d) => match d.custom.as_ref().map_or_else(
-            || decode(&d.map, &props, d.bind_key.as_ref()),
-            |m| decode_custom(m, &props),
-        ) {
-            Ok(dec) => {
-                if !decode_health(routes, &mut seen.decode_errors, d, &props, None) {
-                    return Err(Closed);
-                }
-                (d.id.clone(), dec, d.min_interval_ms)
-            }
-            Err(DecodeError::NotThisFormat(_)) => return Ok(()),
-            Err(e) => {
-                // Key trouble is the device's health; other errors are a bad frame.
-                let health = match e {
-                    DecodeError::Encrypted => Some("encrypted"),
-                    DecodeError::Decrypt => Some("decryption failed"),
-                    _ => None,
-                };
-                if health.is_some() {
-                    if !decode_health(routes, &mut seen.decode_errors, d, &props, health) {
-                        return Err(Closed);
-                    }
-                } else {
-                    warn!(device = %d.id, error = %e, "Advertisement not decoded.");
-                }
-                return Ok(());
-            }
-        },
-        None if config.discovery.enabled => match discover(&config, &address, &props) {
-            Some(dec) => (
-                format!("ble-{}", address.replace(':', "").to_ascii_lowercase()),
-                dec,
-                0,
-            ),
-            None => return Ok(()),
-        },
-        None => return Ok(()),
-    };
-    // A repeat of the same reading (same packet id or frame counter) is not sent again.
-    if let Some(id) = decoded.packet_id {
-        if seen.packet_ids.get(&device_id) == Some(&id) {
-            return Ok(());
-        }
-        seen.packet_ids.insert(device_id.clone(), id);
-    }
-    let Seen {
-        last_sent,
-        presence,
-        memory,
-        counters,
-        ..
-    } = seen;
-    counters
-        .decoded
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let body = body(&decoded, &props);
-    // Unchanged advertisements (BlueZ repeats them) are not sent again within the interval.
-    let now = Instant::now();
-    let min = Duration::from_millis(min_interval.max(1000));
-    if let Some((prev, at)) = last_sent.get(&device_id)
-        && (*prev == body && now.duration_since(*at) < min
-            || now.duration_since(*at) < Duration::from_millis(min_interval))
-    {
-        return Ok(());
-    }
-    last_sent.insert(device_id.clone(), (body.clone(), now));
-    let map = device.map_or(decoded.format, |d| d.map.as_str());
-    let sink = routes.sink(&device_id, map, device.map_or(no_writable, |d| &d.writable));
-    if presence.saw(&device_id, now) && !sink.send(Out::Health(presence_health(true, Some(&props))))
-    {
-        return Err(Closed);
-    }
-    // Discovered devices have no report settings: every change is sent.
-    let default_report = crate::report::Report::default();
-    let report = device.map_or(&default_report, |d| &d.report);
-    let selected = memory.entry(device_id.clone()).or_default().select(
-        report,
-        body.as_object().unwrap_or(&Map::new()),
-        now,
-    );
-    if selected.is_empty() {
-        return Ok(());
-    }
-    let body = Value::Object(selected);
-    let msg = Message::json("telemetry", &body).with_property("format", decoded.format);
-    counters
-        .messages
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    if sink.send(Out::Message(msg)) {
-        Ok(())
-    } else {
-        Err(Closed)
-    }
 }

@@ -9,12 +9,18 @@ use super::{DecodeError, Decoded, round, take};
 /// The Environmental Sensing service UUID the firmware advertises under.
 pub const ENVIRONMENTAL_UUID16: u16 = 0x181A;
 
-fn mac(bytes: &[u8]) -> String {
-    bytes
-        .iter()
-        .map(|b| format!("{b:02X}"))
-        .collect::<Vec<_>>()
-        .join(":")
+/// `A4:C1:38:…`, written into one string (this runs per advertisement).
+pub(super) fn mac(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut s = String::with_capacity(bytes.len() * 3);
+    for (i, b) in bytes.iter().enumerate() {
+        if i > 0 {
+            s.push(':');
+        }
+        s.push(char::from(HEX[usize::from(b >> 4)]));
+        s.push(char::from(HEX[usize::from(b & 0xF)]));
+    }
+    s
 }
 
 /// Decodes the 0x181A service data.

@@ -55,14 +55,7 @@ pub fn decode(data: &[u8]) -> Result<Decoded, DecodeError> {
     if u16_at(16) != u16::MAX {
         out.put("measurementSequence", u16_at(16));
     }
-    out.put(
-        "mac",
-        d[18..24]
-            .iter()
-            .map(|b| format!("{b:02X}"))
-            .collect::<Vec<_>>()
-            .join(":"),
-    );
+    out.put("mac", super::pvvx::mac(&d[18..24]));
     Ok(out)
 }
 

@@ -4,6 +4,7 @@
 //! queue holds each pending device once: memory is bounded by the number of devices,
 //! not by the arrival rate. A reading replaced before it was forwarded is counted.
 
+use std::borrow::Borrow;
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 
@@ -51,9 +52,12 @@ impl<K: Eq + Hash + Clone> Coalescer<K> {
     }
 
     /// Forgets a device (removed by BlueZ).
-    pub fn forget(&mut self, key: &K) {
+    pub fn forget<Q: Eq + Hash + ?Sized>(&mut self, key: &Q)
+    where
+        K: Borrow<Q>,
+    {
         if self.pending.remove(key).is_some() {
-            self.ready.retain(|k| k != key);
+            self.ready.retain(|k| k.borrow() != key);
         }
     }
 

@@ -44,7 +44,7 @@ pub struct BusStatus {
 #[derive(Debug, Default)]
 struct State {
     cache: Cache,
-    queue: Coalescer<String>,
+    queue: Coalescer<Arc<str>>,
     last_advert: Option<Instant>,
 }
 
@@ -70,7 +70,7 @@ impl Feed {
     /// the connection is lost.
     pub fn start(stop: CancellationToken) -> Arc<Self> {
         let feed = Arc::new(Self::new());
-        tokio::spawn(bus::run(feed.clone(), stop));
+        bus::start(feed.clone(), stop);
         feed
     }
 
@@ -88,22 +88,36 @@ impl Feed {
         self.ready.notified().await;
     }
 
-    /// Up to `max` waiting devices' current properties, oldest waiting first.
+    /// Up to `max` waiting devices' current properties, oldest waiting first (copies;
+    /// the scanner uses [`Feed::take_each`]).
     pub fn take(&self, max: usize) -> Vec<PeripheralProperties> {
+        let mut out = Vec::new();
+        self.take_each(max, |props| {
+            out.push(props.clone());
+            true
+        });
+        out
+    }
+
+    /// Calls `f` with up to `max` waiting devices' current properties, oldest waiting
+    /// first, borrowed from the cache (no copy per advertisement); stops early when `f`
+    /// returns false. `f` runs under the feed's lock: it must not call the feed.
+    pub fn take_each(&self, max: usize, mut f: impl FnMut(&PeripheralProperties) -> bool) {
         let mut state = self.lock();
-        let mut out = Vec::with_capacity(max.min(state.queue.len()));
-        while out.len() < max {
+        let state = &mut *state;
+        for _ in 0..max {
             let Some(path) = state.queue.take() else {
                 break;
             };
-            if let Some(record) = state.cache.devices.get(&path) {
-                out.push(record.props.clone());
+            if let Some(record) = state.cache.devices.get(&*path)
+                && !f(&record.props)
+            {
+                break;
             }
         }
         if !state.queue.is_empty() {
             self.ready.notify_one();
         }
-        out
     }
 
     /// Wakes [`Feed::ready`] if devices are waiting (a safety net for a wake-up lost
@@ -136,30 +150,43 @@ impl Feed {
 
     /// One signal from BlueZ.
     pub fn on_signal(&self, msg: &Message) {
+        self.on_signals(std::slice::from_ref(msg));
+    }
+
+    /// Signals from BlueZ, in order, under one lock; the scanner is woken once.
+    pub fn on_signals(&self, msgs: &[Message]) {
         let mut state = self.lock();
-        match state.cache.apply(msg) {
-            Applied::Device(path, change) if change.advert => {
-                state.last_advert = Some(Instant::now());
-                if state.queue.offer(&path, change.reading) {
-                    self.ready.notify_one();
+        let (mut ready, mut heard, mut adapters_changed) = (false, false, false);
+        for msg in msgs {
+            match state.cache.apply(msg) {
+                Applied::Device(path, change) if change.advert => {
+                    heard = true;
+                    ready |= state.queue.offer(&path, change.reading);
                 }
-            }
-            Applied::DeviceRemoved => {
-                if let Some(path) = msg.iter_init().get::<dbus::Path<'_>>() {
-                    state.queue.forget(&path.to_string());
+                Applied::DeviceRemoved => {
+                    if let Some(path) = msg.iter_init().get::<dbus::Path<'_>>() {
+                        state.queue.forget::<str>(&path);
+                    }
                 }
+                Applied::Adapter => adapters_changed = true,
+                Applied::Device(..) | Applied::Nothing => {}
             }
-            Applied::Adapter => {
-                let (adapters, powered) = adapters(&state.cache);
-                drop(state);
-                self.status.send_if_modified(|s| {
-                    let changed = s.adapters != adapters || s.powered != powered;
-                    s.adapters = adapters;
-                    s.powered = powered;
-                    changed
-                });
-            }
-            Applied::Device(..) | Applied::Nothing => {}
+        }
+        if heard {
+            state.last_advert = Some(Instant::now());
+        }
+        let now = adapters_changed.then(|| adapters(&state.cache));
+        drop(state);
+        if ready {
+            self.ready.notify_one();
+        }
+        if let Some((adapters, powered)) = now {
+            self.status.send_if_modified(|s| {
+                let changed = s.adapters != adapters || s.powered != powered;
+                s.adapters = adapters;
+                s.powered = powered;
+                changed
+            });
         }
     }
 
@@ -169,8 +196,11 @@ impl Feed {
         let mut state = self.lock();
         state.cache = cache;
         state.queue.clear();
+        let State { cache, queue, .. } = &mut *state;
         for path in &with_data {
-            state.queue.offer(path, true);
+            if let Some(record) = cache.devices.get(path) {
+                queue.offer(&record.path, true);
+            }
         }
         drop(state);
         if !with_data.is_empty() {

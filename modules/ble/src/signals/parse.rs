@@ -7,6 +7,7 @@
 //! Property names and types: BlueZ `doc/org.bluez.Device.rst` and `org.bluez.Adapter.rst`.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use btleplug::api::{AddressType, BDAddr, PeripheralProperties};
 use dbus::Message;
@@ -27,10 +28,22 @@ pub const MAX_DEVICES: usize = 16_384;
 /// properties that rarely change (name, address type), kept between signals.
 #[derive(Debug, Clone, Default)]
 pub struct DeviceRecord {
+    /// The object path, shared with the forwarding queue (no copy per advertisement).
+    pub path: Arc<str>,
     /// In btleplug's shape, so the decoders and the telemetry body take it unchanged.
+    /// Its `manufacturer_data` holds only the entries the latest change of BlueZ's
+    /// `ManufacturerData` brought ([`DeviceRecord::bluez_manufacturer`]).
     pub props: PeripheralProperties,
     /// BlueZ's `Alias` (the name, or one the user gave, or the address).
     pub alias: Option<String>,
+    /// BlueZ's `ManufacturerData` as BlueZ has it: every company id the device ever
+    /// advertised with its latest bytes. BlueZ accumulates them, so devices that put
+    /// part of the reading in the company id (ThermoPro, SensorPush) leave a stale entry
+    /// per reading; this copy is what a change is compared against.
+    pub bluez_manufacturer: HashMap<u16, Vec<u8>>,
+    /// Company ids new or changed in the latest `ManufacturerData`, in signal order
+    /// (kept to reuse its allocation).
+    fresh: Vec<u16>,
 }
 
 impl DeviceRecord {
@@ -60,8 +73,8 @@ pub struct Change {
 pub enum Applied {
     /// Not about anything we follow.
     Nothing,
-    /// A device's properties changed (or it appeared).
-    Device(String, Change),
+    /// A device's properties changed (or it appeared): its path and what changed.
+    Device(Arc<str>, Change),
     /// A device is gone.
     DeviceRemoved,
     /// The set of adapters or an adapter's power changed.
@@ -137,7 +150,7 @@ impl Cache {
             {
                 entry.next();
                 if let Applied::Device(path, _) = self.interfaces_added(&object, &mut entry) {
-                    out.push(path);
+                    out.push(path.to_string());
                 }
             }
             objects.next();
@@ -153,7 +166,13 @@ impl Cache {
                 if !self.devices.contains_key(object) && self.devices.len() >= MAX_DEVICES {
                     return;
                 }
-                let record = self.devices.entry(object.to_owned()).or_default();
+                let record =
+                    self.devices
+                        .entry(object.to_owned())
+                        .or_insert_with(|| DeviceRecord {
+                            path: object.into(),
+                            ..DeviceRecord::default()
+                        });
                 let mut change = update_device(record, &mut props);
                 if record.props.address == BDAddr::default() {
                     record.props.address = address_from_path(object).unwrap_or_default();
@@ -161,7 +180,7 @@ impl Cache {
                 // A device appearing with data is a reading.
                 change.reading |= !record.props.manufacturer_data.is_empty()
                     || !record.props.service_data.is_empty();
-                result = Applied::Device(object.to_owned(), change);
+                result = Applied::Device(record.path.clone(), change);
             }
             ADAPTER_IFACE => {
                 let mut powered = false;
@@ -197,7 +216,10 @@ impl Cache {
                     if self.devices.len() >= MAX_DEVICES {
                         return Applied::Nothing;
                     }
-                    let mut record = DeviceRecord::default();
+                    let mut record = DeviceRecord {
+                        path: path.into(),
+                        ..DeviceRecord::default()
+                    };
                     record.props.address = address;
                     self.devices.insert(path.to_owned(), record);
                 }
@@ -210,7 +232,7 @@ impl Cache {
                 for name in invalidated {
                     change.reading |= invalidate(record, name);
                 }
-                Applied::Device(path.to_owned(), change)
+                Applied::Device(record.path.clone(), change)
             }
             ADAPTER_IFACE => {
                 let mut powered = None;
@@ -256,7 +278,10 @@ fn invalidate(record: &mut DeviceRecord, name: &str) -> bool {
         "TxPower" => p.tx_power_level = None,
         "Name" => p.local_name = None,
         "Alias" => record.alias = None,
-        "ManufacturerData" => return !std::mem::take(&mut p.manufacturer_data).is_empty(),
+        "ManufacturerData" => {
+            record.bluez_manufacturer.clear();
+            return !std::mem::take(&mut p.manufacturer_data).is_empty();
+        }
         "ServiceData" => return !std::mem::take(&mut p.service_data).is_empty(),
         _ => {}
     }
@@ -321,38 +346,122 @@ fn update_device(record: &mut DeviceRecord, it: &mut Iter<'_>) -> Change {
                 p.services = uuids;
             }
             "ManufacturerData" => {
-                let mut data = HashMap::new();
-                for_each_entry(&mut value, |company: u16, mut v| {
-                    if let Some(bytes) = variant(&mut v).and_then(|mut b| b.get::<&[u8]>()) {
-                        data.insert(company, bytes.to_vec());
-                    }
-                });
                 change.advert = true;
-                if data != p.manufacturer_data {
-                    p.manufacturer_data = data;
-                    change.reading = true;
-                }
+                change.reading |= manufacturer_data(record, value);
             }
             "ServiceData" => {
-                let mut data = HashMap::new();
-                for_each_entry(&mut value, |uuid: &str, mut v| {
-                    if let (Ok(u), Some(bytes)) = (
-                        Uuid::parse_str(uuid),
-                        variant(&mut v).and_then(|mut b| b.get::<&[u8]>()),
-                    ) {
-                        data.insert(u, bytes.to_vec());
-                    }
-                });
                 change.advert = true;
-                if data != p.service_data {
-                    p.service_data = data;
-                    change.reading = true;
-                }
+                change.reading |= service_data(&mut record.props.service_data, value);
             }
             _ => {}
         }
     });
     change
+}
+
+/// Applies BlueZ's `ManufacturerData` (`a{qv}`, every company id the device has used):
+/// compared in place with the previous one, so an unchanged advertisement allocates
+/// nothing and a changed one reuses the buffers. What the decoders see
+/// (`props.manufacturer_data`) is what changed, as Home Assistant's
+/// `changed_manufacturer_data` (PyPI `bluetooth-sensor-state-data`) does: the entries new
+/// or changed since the previous value; on first sight the only entry, or nothing when
+/// several are there (which is newest is unknown; the next advertisement tells). Stale
+/// entries are thus never decoded again. True when an entry is new or changed.
+fn manufacturer_data(record: &mut DeviceRecord, value: Iter<'_>) -> bool {
+    let first = record.bluez_manufacturer.is_empty();
+    let all = &mut record.bluez_manufacturer;
+    let fresh = &mut record.fresh;
+    fresh.clear();
+    let mut entries = 0;
+    let mut walk = value;
+    for_each_entry(&mut walk, |company: u16, mut v| {
+        let Some(bytes) = variant(&mut v).and_then(|mut b| b.get::<&[u8]>()) else {
+            return;
+        };
+        entries += 1;
+        match all.get_mut(&company) {
+            Some(old) if old.as_slice() == bytes => {}
+            Some(old) => {
+                old.clear();
+                old.extend_from_slice(bytes);
+                fresh.push(company);
+            }
+            None => {
+                all.insert(company, bytes.to_vec());
+                fresh.push(company);
+            }
+        }
+    });
+    if entries < all.len() {
+        // Entries BlueZ no longer has (its cache was cleared): keep the signal's only.
+        let mut present = Vec::with_capacity(entries);
+        let mut walk = value;
+        for_each_entry(&mut walk, |company: u16, _| present.push(company));
+        all.retain(|company, _| present.contains(company));
+    }
+    let decoded = &mut record.props.manufacturer_data;
+    if first && all.len() > 1 {
+        decoded.clear();
+    } else if fresh.is_empty() {
+        // Nothing new: the entries to decode stay, less any BlueZ dropped.
+        decoded.retain(|company, _| all.contains_key(company));
+    } else if decoded.len() == fresh.len() && fresh.iter().all(|c| decoded.contains_key(c)) {
+        // The usual case (one company id, new bytes): copied into the existing buffers.
+        for (company, bytes) in decoded.iter_mut() {
+            if let Some(new) = all.get(company) {
+                bytes.clone_from(new);
+            }
+        }
+    } else {
+        decoded.clear();
+        for company in fresh.iter() {
+            if let Some(new) = all.get(company) {
+                decoded.insert(*company, new.clone());
+            }
+        }
+    }
+    !fresh.is_empty()
+}
+
+/// Applies BlueZ's `ServiceData` (`a{sv}`) in place: unchanged data allocates nothing,
+/// changed data reuses the buffers. True when the data changed.
+fn service_data(data: &mut HashMap<Uuid, Vec<u8>>, value: Iter<'_>) -> bool {
+    let mut changed = false;
+    let mut entries = 0;
+    let mut walk = value;
+    for_each_entry(&mut walk, |uuid: &str, mut v| {
+        let (Ok(u), Some(bytes)) = (
+            Uuid::parse_str(uuid),
+            variant(&mut v).and_then(|mut b| b.get::<&[u8]>()),
+        ) else {
+            return;
+        };
+        entries += 1;
+        match data.get_mut(&u) {
+            Some(old) if old.as_slice() == bytes => {}
+            Some(old) => {
+                old.clear();
+                old.extend_from_slice(bytes);
+                changed = true;
+            }
+            None => {
+                data.insert(u, bytes.to_vec());
+                changed = true;
+            }
+        }
+    });
+    if entries < data.len() {
+        let mut present = Vec::with_capacity(entries);
+        let mut walk = value;
+        for_each_entry(&mut walk, |uuid: &str, _| {
+            if let Ok(u) = Uuid::parse_str(uuid) {
+                present.push(u);
+            }
+        });
+        data.retain(|u, _| present.contains(u));
+        changed = true;
+    }
+    changed
 }
 
 /// The content of a variant.

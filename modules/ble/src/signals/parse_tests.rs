@@ -249,3 +249,232 @@ fn malformed_signals_are_ignored() {
     let other = changed(DEV, "org.bluez.Battery1", PropMap::new(), vec![]);
     assert_eq!(cache.apply(&other), Applied::Nothing);
 }
+
+/// A `ManufacturerData` dictionary with several entries, as BlueZ accumulates them.
+fn mfg_dict(entries: &[(u16, &[u8])]) -> Variant<Box<dyn RefArg>> {
+    let dict: HashMap<u16, Variant<Box<dyn RefArg>>> =
+        entries.iter().map(|(c, b)| (*c, v(b.to_vec()))).collect();
+    v(dict)
+}
+
+fn mfg_changed(entries: &[(u16, &[u8])], rssi: i16) -> Message {
+    changed(
+        DEV,
+        DEVICE_IFACE,
+        props(vec![
+            ("ManufacturerData", mfg_dict(entries)),
+            ("RSSI", v(rssi)),
+        ]),
+        vec![],
+    )
+}
+
+fn decode_as(cache: &Cache, format: &str) -> Result<Decoded, crate::adverts::DecodeError> {
+    let f = crate::adverts::format(format).unwrap();
+    (f.decode)(&cache.devices[DEV].advert(), None)
+}
+
+fn named(cache: &mut Cache, name: &str, uuids: &[&str]) {
+    let msg = changed(
+        DEV,
+        DEVICE_IFACE,
+        props(vec![
+            ("Name", v(name.to_owned())),
+            (
+                "UUIDs",
+                v(uuids.iter().map(|u| (*u).to_owned()).collect::<Vec<_>>()),
+            ),
+        ]),
+        vec![],
+    );
+    cache.apply(&msg);
+}
+
+use crate::adverts::Decoded;
+
+/// ThermoPro TP357 readings (the company id carries the tenths of °C): frames checked with
+/// thermopro-ble 1.1.4 (Home Assistant) fed the same accumulated dictionaries.
+const TP_21_5: (u16, &[u8]) = (0xD7C2, &[0x00, 45, 0x02, 0x2C]);
+const TP_21_6: (u16, &[u8]) = (0xD8C2, &[0x00, 46, 0x02, 0x2C]);
+const TP_23_0: (u16, &[u8]) = (0xE6C2, &[0x00, 50, 0x02, 0x2C]);
+
+#[test]
+fn accumulated_manufacturer_data_decodes_only_the_entries_that_changed() {
+    let mut cache = Cache::default();
+    named(&mut cache, "TP357 (2142)", &[]);
+    // First sight, one entry: that is the reading.
+    let first = mfg_changed(&[TP_21_5], -60);
+    assert!(matches!(cache.apply(&first), Applied::Device(_, c) if c.reading));
+    let out = decode_as(&cache, "thermopro").unwrap();
+    assert_eq!(out.values["temperature"], 21.5);
+    assert_eq!(out.values["humidity"], 45);
+    // BlueZ keeps the old company id and adds the new one: only the new one is decoded.
+    let second = mfg_changed(&[TP_21_5, TP_21_6], -61);
+    assert!(matches!(cache.apply(&second), Applied::Device(_, c) if c.reading));
+    assert_eq!(cache.devices[DEV].bluez_manufacturer.len(), 2);
+    assert_eq!(
+        cache.devices[DEV]
+            .props
+            .manufacturer_data
+            .keys()
+            .collect::<Vec<_>>(),
+        vec![&0xD8C2]
+    );
+    let out = decode_as(&cache, "thermopro").unwrap();
+    assert_eq!(out.values["temperature"], 21.6);
+    assert_eq!(out.values["humidity"], 46);
+    // The same dictionary again (an RSSI update): no new reading, the stale entry stays
+    // out of what is decoded.
+    let again = mfg_changed(&[TP_21_5, TP_21_6], -70);
+    assert!(matches!(cache.apply(&again), Applied::Device(_, c) if !c.reading && c.advert));
+    assert_eq!(
+        decode_as(&cache, "thermopro").unwrap().values["temperature"],
+        21.6
+    );
+    // A third reading among two stale ones.
+    let third = mfg_changed(&[TP_21_5, TP_21_6, TP_23_0], -62);
+    assert!(matches!(cache.apply(&third), Applied::Device(_, c) if c.reading));
+    let out = decode_as(&cache, "thermopro").unwrap();
+    assert_eq!(out.values["temperature"], 23.0);
+    assert_eq!(out.values["humidity"], 50);
+    // A stale entry's bytes changing is a new reading of that company id.
+    let stale_changed: (u16, &[u8]) = (0xD7C2, &[0x00, 47, 0x02, 0x2C]);
+    let fourth = mfg_changed(&[stale_changed, TP_21_6, TP_23_0], -62);
+    assert!(matches!(cache.apply(&fourth), Applied::Device(_, c) if c.reading));
+    let out = decode_as(&cache, "thermopro").unwrap();
+    assert_eq!(out.values["temperature"], 21.5);
+    assert_eq!(out.values["humidity"], 47);
+}
+
+#[test]
+fn several_entries_at_first_sight_wait_for_the_next_advertisement() {
+    // Seeded (GetManagedObjects / InterfacesAdded) with entries BlueZ accumulated: which
+    // one is newest is unknown, so nothing is decoded until one changes (as Home
+    // Assistant's `changed_manufacturer_data`).
+    let mut cache = Cache::default();
+    let msg = added(
+        DEV,
+        DEVICE_IFACE,
+        props(vec![
+            ("Name", v("TP357 (2142)".to_owned())),
+            ("ManufacturerData", mfg_dict(&[TP_21_5, TP_21_6])),
+        ]),
+    );
+    cache.apply(&msg);
+    assert!(cache.devices[DEV].props.manufacturer_data.is_empty());
+    assert!(decode_as(&cache, "thermopro").is_err());
+    let next = mfg_changed(&[TP_21_5, TP_21_6, TP_23_0], -60);
+    assert!(matches!(cache.apply(&next), Applied::Device(_, c) if c.reading));
+    assert_eq!(
+        decode_as(&cache, "thermopro").unwrap().values["temperature"],
+        23.0
+    );
+    // BlueZ dropped entries (its cache was cleared): they are gone from ours too, and a
+    // dictionary with nothing new is no reading.
+    let fewer = mfg_changed(&[TP_23_0], -60);
+    assert!(matches!(cache.apply(&fewer), Applied::Device(_, c) if !c.reading));
+    assert_eq!(cache.devices[DEV].bluez_manufacturer.len(), 1);
+    assert_eq!(
+        decode_as(&cache, "thermopro").unwrap().values["temperature"],
+        23.0
+    );
+    // Invalidated: nothing left to decode, and the next entry is a first sight again.
+    let gone = changed(
+        DEV,
+        DEVICE_IFACE,
+        PropMap::new(),
+        vec!["ManufacturerData".into()],
+    );
+    assert!(matches!(cache.apply(&gone), Applied::Device(_, c) if c.reading));
+    assert!(cache.devices[DEV].bluez_manufacturer.is_empty());
+    assert!(decode_as(&cache, "thermopro").is_err());
+    let back = mfg_changed(&[TP_21_6], -60);
+    cache.apply(&back);
+    assert_eq!(
+        decode_as(&cache, "thermopro").unwrap().values["temperature"],
+        21.6
+    );
+}
+
+#[test]
+fn sensorpush_readings_in_the_company_id_are_decoded_newest_only() {
+    // SensorPush HT.w: page byte 0x04 then a packed integer whose low byte is the company
+    // id's high byte. Values checked with sensorpush-ble 1.9.0 fed the same dictionaries.
+    let r1: (u16, &[u8]) = (0x6804, &[23, 208, 70]);
+    let r2: (u16, &[u8]) = (0xA404, &[89, 44, 73]);
+    let r3: (u16, &[u8]) = (0xF404, &[122, 90, 74]);
+    let mut cache = Cache::default();
+    named(&mut cache, "SensorPush HT.w 0CA1", &[]);
+    let mut dict = Vec::new();
+    for (entry, (t, h)) in
+        [r1, r2, r3]
+            .into_iter()
+            .zip([(21.5, 45.0), (21.75, 46.5), (22.0, 47.25)])
+    {
+        dict.push(entry);
+        let msg = mfg_changed(&dict, -60);
+        assert!(matches!(cache.apply(&msg), Applied::Device(_, c) if c.reading));
+        let out = decode_as(&cache, "sensorpush").unwrap();
+        assert_eq!(out.values["temperature"], t, "{dict:?}");
+        assert_eq!(out.values["humidity"], h, "{dict:?}");
+    }
+}
+
+#[test]
+fn unchanged_service_data_is_compared_in_place() {
+    let mut cache = Cache::default();
+    let a = changed(
+        DEV,
+        DEVICE_IFACE,
+        props(vec![(
+            "ServiceData",
+            svc(BTHOME, &[0x40, 0x02, 0xC4, 0x09]),
+        )]),
+        vec![],
+    );
+    assert!(matches!(cache.apply(&a), Applied::Device(_, c) if c.reading));
+    let buf = cache.devices[DEV]
+        .props
+        .service_data
+        .values()
+        .next()
+        .unwrap()
+        .as_ptr();
+    let b = changed(
+        DEV,
+        DEVICE_IFACE,
+        props(vec![(
+            "ServiceData",
+            svc(BTHOME, &[0x40, 0x02, 0xC5, 0x09]),
+        )]),
+        vec![],
+    );
+    assert!(matches!(cache.apply(&b), Applied::Device(_, c) if c.reading));
+    let rec = &cache.devices[DEV];
+    assert_eq!(
+        rec.advert().service16(0xFCD2),
+        Some(&[0x40, 0x02, 0xC5, 0x09][..])
+    );
+    assert_eq!(
+        rec.props.service_data.values().next().unwrap().as_ptr(),
+        buf,
+        "the bytes are copied into the buffer already there"
+    );
+    // Another UUID replaces the first (BlueZ's dictionary no longer has it).
+    let c = changed(
+        DEV,
+        DEVICE_IFACE,
+        props(vec![("ServiceData", svc(common_env(), &[1, 2]))]),
+        vec![],
+    );
+    assert!(matches!(cache.apply(&c), Applied::Device(_, c) if c.reading));
+    assert_eq!(cache.devices[DEV].props.service_data.len(), 1);
+    assert_eq!(
+        cache.devices[DEV].advert().service16(0x181A),
+        Some(&[1, 2][..])
+    );
+}
+
+fn common_env() -> &'static str {
+    "0000181a-0000-1000-8000-00805f9b34fb"
+}
