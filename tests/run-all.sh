@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 tests/setup-peers.sh
 echo "== fmt";    cargo fmt --all -- --check
 echo "== clippy"; cargo clippy --workspace --all-targets -- -D warnings
+echo "== generated schemas"; cargo test -q -p bridge-modbus -p bridge-ble --lib schema_files
 echo "== device-map schemas"; .venv-peers/bin/python tests/python/check_maps.py
 echo "== device-map lint"; .venv-peers/bin/python tests/python/lint_maps.py
 echo "== README field reference"; python3 deploy/gen_field_reference.py --check

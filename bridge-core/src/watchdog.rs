@@ -114,6 +114,13 @@ impl Heartbeat {
             .store(deadline.as_millis() as u64 + 1, Ordering::Relaxed);
     }
 
+    /// [`Heartbeat::beat`] naming the unit of work, so a stall's reason says which one
+    /// overran (for slots whose every beat names its step: GATT sessions).
+    pub fn beat_step(&self, step: &'static str, limit: Duration) {
+        *self.slot.step.lock().unwrap_or_else(|p| p.into_inner()) = step;
+        self.beat(limit);
+    }
+
     /// The task waits for work that may never come: not a stall.
     pub fn idle(&self) {
         self.slot.deadline_ms.store(0, Ordering::Relaxed);
@@ -143,6 +150,7 @@ struct Slot {
     source: Source,
     origin: Instant,
     deadline_ms: AtomicU64,
+    step: Mutex<&'static str>,
     stalled: Notify,
     state: Mutex<SlotState>,
 }
@@ -198,6 +206,7 @@ impl Watchdog {
             source,
             origin: self.origin,
             deadline_ms: AtomicU64::new(0),
+            step: Mutex::new(""),
             stalled: Notify::new(),
             state: Mutex::new(SlotState::default()),
         });
@@ -299,8 +308,14 @@ impl Watchdog {
                     let elapsed = now.duration_since(slot.origin).as_millis() as u64;
                     if deadline != 0 && elapsed + 1 > deadline {
                         slot.deadline_ms.store(0, Ordering::Relaxed);
+                        let step = *slot.step.lock().unwrap_or_else(|p| p.into_inner());
+                        let what = if step.is_empty() {
+                            "a unit of work".to_owned()
+                        } else {
+                            format!("step '{step}'")
+                        };
                         Some(format!(
-                            "a unit of work overran its limit by {} ms",
+                            "{what} overran its limit by {} ms",
                             elapsed + 1 - deadline
                         ))
                     } else {
@@ -360,6 +375,26 @@ impl Watchdog {
 
 /// Exit status of a module that stopped because a task stalled beyond healing.
 pub const EXIT_STALLED: i32 = 70;
+
+/// Starts the process's checker once (later calls do nothing): each stall is logged and
+/// reported as `liveness` through `reporter`; a stall restarting cannot heal ends the
+/// process with [`EXIT_STALLED`] so the IoT Edge agent restarts the module (it ignores
+/// container health checks). The runtime starts it for every module.
+pub fn spawn_checker(reporter: crate::reporter::Reporter) {
+    static STARTED: std::sync::Once = std::sync::Once::new();
+    STARTED.call_once(|| {
+        tokio::spawn(async move {
+            let wd = global();
+            let fatal = wd
+                .run(|_| reporter.report(json!({"liveness": wd.report()})))
+                .await;
+            error!(task = %fatal.task, reason = %fatal.reason, "Exiting: a task stalled beyond healing.");
+            // Give the reported `liveness` a moment to leave.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            std::process::exit(EXIT_STALLED);
+        });
+    });
+}
 
 #[cfg(test)]
 mod tests {
@@ -428,11 +463,24 @@ mod tests {
                 restarted: false
             }]
         );
+        // A named step that overruns its limit says which.
+        let session = wd.heartbeat("gatt s", Policy::RESTART);
+        session
+            .heartbeat()
+            .beat_step("subscribe", Duration::from_secs(1));
+        let events = wd.check(Instant::now() + Duration::from_secs(2));
+        assert!(
+            events.iter().any(|e| e.task == "gatt s"
+                && e.restarted
+                && e.reason.starts_with("step 'subscribe' overran")),
+            "{events:?}"
+        );
+        drop(session);
         // A heartbeat that overruns its limit: Exit policy.
         hb.beat(Duration::from_secs(1));
         let events = wd.check(Instant::now() + Duration::from_secs(2));
         assert!(events.iter().any(|e| e.task == "bus b" && !e.restarted));
-        assert_eq!(wd.report()["restarts"], 1);
+        assert_eq!(wd.report()["restarts"], 2, "the poller's and the session's");
         drop((poller, bus, hb));
         assert_eq!(wd.tasks(), 0, "slots end with their owners");
     }

@@ -125,7 +125,40 @@ fn ble_adverts(data: &[u8]) -> u64 {
         decode_ibeacon(data).is_ok(),
         decode_eddystone(data).is_ok(),
     ];
-    sig((outcomes, data.first().copied()))
+    sig((outcomes, mibeacon(data), data.first().copied()))
+}
+
+/// The legacy (v2/v3) MiBeacon key of the `mibeacon-legacy` seed, widened as a 24-digit
+/// `bindKey` is.
+const MIBEACON_LEGACY_KEY: &str = "b853075158487ca39a5b5ea9";
+
+/// MiBeacon service data from the seeds' address (a frame's MAC must be the sender's) with
+/// the seeds' legacy key, the v4/v5 key of the `mibeacon-v5` seed, and none: each
+/// outcome (1 + number of fields when decoded, 20 encrypted, 21 decryption failed, 0
+/// refused), so frames that decrypt count as new behaviour.
+pub fn mibeacon(data: &[u8]) -> [u8; 3] {
+    use bridge_ble::adverts::{Advert, DecodeError, uuid16, xiaomi};
+    let svc = std::collections::HashMap::from([(uuid16(xiaomi::MIBEACON_UUID16), data.to_vec())]);
+    let mfg = std::collections::HashMap::new();
+    let ad = Advert {
+        address: [0xF8, 0x24, 0x41, 0xC5, 0x98, 0x8B],
+        local_name: None,
+        manufacturer_data: &mfg,
+        service_data: &svc,
+        services: &[],
+    };
+    let legacy = bridge_ble::keys::parse_hex(MIBEACON_LEGACY_KEY).unwrap_or_default();
+    let outcome = |key: Option<&[u8]>| match xiaomi::decode(&ad, key) {
+        Ok(d) => 1 + d.values.len().min(8) as u8,
+        Err(DecodeError::Encrypted) => 20,
+        Err(DecodeError::Decrypt) => 21,
+        Err(_) => 0,
+    };
+    [
+        outcome(Some(&legacy)),
+        outcome(Some(&[7u8; 16])),
+        outcome(None),
+    ]
 }
 
 fn hub_topics_twin(data: &[u8]) -> u64 {

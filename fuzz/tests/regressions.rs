@@ -58,3 +58,20 @@ fn a_short_round_finds_nothing() {
         );
     }
 }
+
+#[test]
+fn mibeacon_seeds_reach_both_decryptions() {
+    let seed =
+        |name: &str| std::fs::read(fuzz_dir().join("corpus/ble-adverts").join(name)).unwrap();
+    let decoded = |o: u8| (2..20).contains(&o);
+    // Legacy v3 with the legacy key: a sensor frame (model, product id, encrypted,
+    // temperature, humidity, battery) and xiaomi-ble's dimmer frame (no reading we decode).
+    let [legacy, v5, none] = bridge_fuzz::targets::mibeacon(&seed("mibeacon-legacy-lywsd02.bin"));
+    assert_eq!(legacy, 7, "{legacy}");
+    assert_eq!((v5, none), (21, 20));
+    assert!(decoded(
+        bridge_fuzz::targets::mibeacon(&seed("mibeacon-legacy-ylkg07yl.bin"))[0]
+    ));
+    let [legacy, v5, _] = bridge_fuzz::targets::mibeacon(&seed("mibeacon-v5.bin"));
+    assert_eq!((legacy, v5), (21, 6));
+}

@@ -17,15 +17,12 @@
 #![allow(clippy::unwrap_used, clippy::print_stdout)] // a benchmark prints its figures
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::process::Stdio;
-use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bridge_core::identity::SymmetricKey;
-use bridge_e2e::procstat;
+use bridge_e2e::scale::{bench_map, module_args, run_sampled, self_child, until_stdin_closes};
 use edgehub_sim::{Sim, SimOptions};
 use serde_json::{Value, json};
-use tokio::io::AsyncBufReadExt;
 use tokio_util::sync::CancellationToken;
 
 const KEY: &str = "Y2FwdHVyZS10ZXN0LWtleS0wMTIzNDU2Nzg5YWJjZGVm";
@@ -34,26 +31,6 @@ const GROUP: &str =
 const WARMUP: Duration = Duration::from_secs(8);
 const WINDOW: Duration = Duration::from_secs(15);
 const FIRST_HOST: [u8; 4] = [127, 1, 0, 1];
-
-fn bench_map() -> Value {
-    let mut points = serde_json::Map::new();
-    let mut addr = 0;
-    for i in 0..20 {
-        let (t, w, unit) = match i % 4 {
-            0 => ("f32", 2, "V"),
-            1 => ("u16", 1, "A"),
-            2 => ("i16", 1, "W"),
-            _ => ("u32", 2, "kWh"),
-        };
-        let mut p = json!({"table": "holding", "address": addr, "type": t, "unit": unit});
-        if t == "u16" {
-            p["scale"] = json!(0.1);
-        }
-        points.insert(format!("p{i}"), p);
-        addr += w;
-    }
-    json!({"name": "bench20", "points": points})
-}
 
 fn host(i: usize) -> Ipv4Addr {
     Ipv4Addr::from(u32::from(Ipv4Addr::from(FIRST_HOST)) + i as u32)
@@ -79,23 +56,6 @@ fn desired(n: usize, port: u16, device_mode: Option<&std::path::Path>) -> Value 
     doc
 }
 
-async fn self_child(
-    args: &[String],
-) -> (
-    tokio::process::Child,
-    tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
-) {
-    let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    (child, lines)
-}
-
 /// Child: N simulated devices on 127.1.x.y:port.
 async fn farm(n: usize, port: u16) {
     let map = std::sync::Arc::new(bridge_modbus::map::parse_map(&bench_map(), "bench").unwrap());
@@ -110,103 +70,38 @@ async fn farm(n: usize, port: u16) {
         .unwrap();
     }
     println!("ready");
-    let mut sink = Vec::new();
-    let _ = tokio::task::spawn_blocking(move || {
-        std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink)
-    })
-    .await;
+    until_stdin_closes().await;
 }
 
 /// Child: the module against the hub at `hub_port` (its CA in `ca`), measured.
 async fn measure(hub_port: u16, ca: String) {
-    let module = std::sync::Arc::new(bridge_modbus::Modbus::new());
-    let args = bridge_core::runtime::CommonArgs {
-        config: None,
-        upstream: Some("edge".into()),
-        topic_template: "{deviceId}/{output}".into(),
-        mqtt_payload: "body".into(),
-        connection_string: Some(format!(
-            "HostName=myhub.azure-devices.net;DeviceId=edge-gw;ModuleId=modbus;SharedAccessKey={KEY};GatewayHostName=localhost"
-        )),
-        connection_string_file: None,
-        ca_file: Some(ca),
-        hub_port,
-        spool_dir: None,
-        spool_max_mb: 64,
-        spool_fsync: bridge_core::forwarder::FsyncPolicy::default(),
-        metrics: None,
-        log: "warn".into(),
-    };
-    let stop = CancellationToken::new();
-    let run = tokio::spawn(bridge_core::runtime::run_module(
-        SharedModbus(module.clone()),
-        args,
-        stop.clone(),
+    let mut args = module_args("edge", "{deviceId}/{output}", "body", None);
+    args.connection_string = Some(format!(
+        "HostName=myhub.azure-devices.net;DeviceId=edge-gw;ModuleId=modbus;SharedAccessKey={KEY};GatewayHostName=localhost"
     ));
-    tokio::time::sleep(WARMUP).await;
-    let sum = |f: fn(&bridge_modbus::poller::PollStats) -> u64| {
-        module.stats().values().map(|s| f(s)).sum::<u64>()
-    };
-    let (cpu0, values0, polls0) = (
-        procstat::cpu_seconds(),
-        sum(|s| s.values.load(Ordering::Relaxed)),
-        sum(|s| s.polls.load(Ordering::Relaxed)),
-    );
-    let t0 = Instant::now();
-    tokio::time::sleep(WINDOW).await;
-    let secs = t0.elapsed().as_secs_f64();
-    let cpu = procstat::cpu_seconds() - cpu0;
-    let values = sum(|s| s.values.load(Ordering::Relaxed)) - values0;
-    let polls = sum(|s| s.polls.load(Ordering::Relaxed)) - polls0;
-    let (rss, peak) = procstat::rss_kib();
-    let online = sum(|s| s.online.load(Ordering::Relaxed));
-    stop.cancel();
-    let _ = run.await;
-    let published =
-        sum(|s| s.polls.load(Ordering::Relaxed)) - sum(|s| s.failures.load(Ordering::Relaxed));
+    args.ca_file = Some(ca);
+    args.hub_port = hub_port;
+    let m = run_sampled(args, WARMUP, WINDOW).await;
     println!(
         "{}",
         json!({
-            "valuesPerSecond": values as f64 / secs,
-            "pollsPerSecond": polls as f64 / secs,
-            "cpuMicrosPerValue": cpu * 1e6 / values.max(1) as f64,
-            "cpuPercentOfOneCore": cpu * 100.0 / secs,
-            "rssMiB": rss as f64 / 1024.0,
-            "peakRssMiB": peak as f64 / 1024.0,
-            "published": published,
-            "online": online,
+            "valuesPerSecond": m.values as f64 / m.secs,
+            "pollsPerSecond": m.polls as f64 / m.secs,
+            "cpuMicrosPerValue": m.cpu * 1e6 / m.values.max(1) as f64,
+            "cpuPercentOfOneCore": m.cpu * 100.0 / m.secs,
+            "rssMiB": m.rss_kib.0 as f64 / 1024.0,
+            "peakRssMiB": m.rss_kib.1 as f64 / 1024.0,
+            "published": m.published,
+            "online": m.online,
         })
     );
-}
-
-/// Lets the bench keep a handle on the module's stats while the runtime owns it.
-struct SharedModbus(std::sync::Arc<bridge_modbus::Modbus>);
-
-impl bridge_core::runtime::Protocol for SharedModbus {
-    type Config = bridge_modbus::config::ModbusConfig;
-    fn name(&self) -> &'static str {
-        "bridge-modbus"
-    }
-    fn parse_config(&self, doc: &Value) -> Result<Self::Config, bridge_core::config::ConfigErrors> {
-        self.0.parse_config(doc)
-    }
-    fn demo_config(&self) -> Value {
-        self.0.demo_config()
-    }
-    async fn run(
-        self: std::sync::Arc<Self>,
-        cx: bridge_core::runtime::ModuleContext<Self::Config>,
-    ) {
-        self.0.clone().run(cx).await;
-    }
 }
 
 /// Parent: one scenario.
 async fn scenario(n: usize, device_mode: bool) {
     let dir = tempfile::tempdir().unwrap();
     let port = bridge_e2e::free_port();
-    let (_farm, mut farm_out) =
-        self_child(&["--farm".into(), n.to_string(), port.to_string()]).await;
+    let (_farm, mut farm_out) = self_child(&["--farm".into(), n.to_string(), port.to_string()]);
     assert_eq!(
         farm_out.next_line().await.unwrap().as_deref(),
         Some("ready")
@@ -234,8 +129,7 @@ async fn scenario(n: usize, device_mode: bool) {
         "--measure".into(),
         sim.tls_addr.port().to_string(),
         ca.display().to_string(),
-    ])
-    .await;
+    ]);
     let line = out.next_line().await.unwrap().unwrap_or_default();
     let _ = child.wait().await;
     let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);

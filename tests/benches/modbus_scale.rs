@@ -8,64 +8,24 @@
 //!
 //! `cargo bench -p bridge-e2e --bench modbus_scale [-- 10 100]`; `DEAD_DEVICES=1` adds a
 //! device that accepts connections and never answers, to see whether it moves the
-//! others' poll jitter (p99 of |poll-to-poll - interval| over every live device).
+//! others' poll jitter (p99 of |poll-to-poll - interval| over every live device, polls
+//! after the warm-up).
+//! `RT_PRIORITY=10` runs the module's process under `chrt -f 10` (root), so other load
+//! on the machine does not move its timers.
 
 #![allow(clippy::unwrap_used, clippy::print_stdout)] // a benchmark prints its figures
 
 use std::collections::BTreeMap;
-use std::process::Stdio;
-use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bridge_e2e::{Mosquitto, procstat, rfc3339_millis};
+use bridge_e2e::scale::{bench_map, module_args, run_sampled, self_child, until_stdin_closes};
+use bridge_e2e::{Mosquitto, rfc3339_millis};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{Value, json};
-use tokio::io::AsyncBufReadExt;
 use tokio_util::sync::CancellationToken;
 
 const WARMUP: Duration = Duration::from_secs(4);
 const WINDOW: Duration = Duration::from_secs(12);
-
-fn bench_map() -> Value {
-    let mut points = serde_json::Map::new();
-    let mut addr = 0;
-    for i in 0..20 {
-        let (t, w, unit) = match i % 4 {
-            0 => ("f32", 2, "V"),
-            1 => ("u16", 1, "A"),
-            2 => ("i16", 1, "W"),
-            _ => ("u32", 2, "kWh"),
-        };
-        let mut p = json!({"table": "holding", "address": addr, "type": t, "unit": unit});
-        if t == "u16" {
-            p["scale"] = json!(0.1);
-        }
-        points.insert(format!("p{i}"), p);
-        addr += w;
-    }
-    json!({"name": "bench20", "points": points})
-}
-
-fn args() -> Vec<String> {
-    std::env::args().collect()
-}
-
-async fn self_child(
-    args: &[String],
-) -> (
-    tokio::process::Child,
-    tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
-) {
-    let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    (child, lines)
-}
 
 /// Child: N simulated devices, one TCP server each; prints their ports.
 async fn farm(n: usize) {
@@ -81,12 +41,7 @@ async fn farm(n: usize) {
         );
     }
     println!("{}", serde_json::to_string(&ports).unwrap());
-    // Live until the parent goes away (stdin closes).
-    let mut sink = Vec::new();
-    let _ = tokio::task::spawn_blocking(move || {
-        std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink)
-    })
-    .await;
+    until_stdin_closes().await;
 }
 
 /// Child: subscribes to bench/#, prints {"count", "latency p50/p99/max ms"} after `secs`.
@@ -104,6 +59,13 @@ async fn subscribe(port: u16, secs: u64) {
     let mut last_poll: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
     let mut count = 0u64;
     let mut ready = false;
+    // Jitter counts polls after the warm-up: a device's first poll-to-poll gap is its
+    // phase offset (devices are spread over the interval on purpose), not jitter.
+    let jitter_from = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        + WARMUP.as_millis() as i64;
     loop {
         let ev = tokio::select! {
             _ = tokio::time::sleep_until(deadline) => break,
@@ -134,6 +96,7 @@ async fn subscribe(port: u16, secs: u64) {
                     if v["output"] == "telemetry"
                         && let Some(id) = v["deviceId"].as_str()
                         && let Some(prev) = last_poll.insert(id.to_owned(), t)
+                        && prev >= jitter_from
                     {
                         jitter.push((t - prev - 1000).abs());
                     }
@@ -162,7 +125,7 @@ async fn subscribe(port: u16, secs: u64) {
 
 /// Child: one measurement for N devices against the broker on `port`.
 async fn measure(n: usize, port: u16) {
-    let (_farm, mut farm_out) = self_child(&["--farm".into(), n.to_string()]).await;
+    let (_farm, mut farm_out) = self_child(&["--farm".into(), n.to_string()]);
     let ports: Vec<u16> =
         serde_json::from_str(&farm_out.next_line().await.unwrap().unwrap()).unwrap();
     let total_secs = (WARMUP + WINDOW).as_secs() + 6;
@@ -170,8 +133,7 @@ async fn measure(n: usize, port: u16) {
         "--subscribe".into(),
         port.to_string(),
         total_secs.to_string(),
-    ])
-    .await;
+    ]);
     assert_eq!(sub_out.next_line().await.unwrap().as_deref(), Some("ready"));
     let mut devices: BTreeMap<String, Value> = ports
         .iter()
@@ -205,58 +167,14 @@ async fn measure(n: usize, port: u16) {
         json!({"maps": {"bench20": bench_map()}, "devices": devices}).to_string(),
     )
     .unwrap();
-    let module = std::sync::Arc::new(bridge_modbus::Modbus::new());
-    let args = bridge_core::runtime::CommonArgs {
-        config: Some(config),
-        upstream: Some(format!("mqtt://127.0.0.1:{port}")),
-        topic_template: "bench/{deviceId}/{output}".into(),
-        mqtt_payload: "envelope".into(),
-        connection_string: None,
-        connection_string_file: None,
-        ca_file: None,
-        hub_port: 8883,
-        spool_dir: None,
-        spool_max_mb: 64,
-        metrics: None,
-        spool_fsync: bridge_core::forwarder::FsyncPolicy::default(),
-        log: "warn".into(),
-    };
-    let stop = CancellationToken::new();
-    let run = tokio::spawn(bridge_core::runtime::run_module(
-        SharedModbus(module.clone()),
-        args,
-        stop.clone(),
-    ));
-    tokio::time::sleep(WARMUP).await;
-    let sum = |f: fn(&bridge_modbus::poller::PollStats) -> u64| {
-        module.stats().values().map(|s| f(s)).sum::<u64>()
-    };
-    let (cpu0, polls0, req0, values0, late0) = (
-        procstat::cpu_seconds(),
-        sum(|s| s.polls.load(Ordering::Relaxed)),
-        sum(|s| s.requests.load(Ordering::Relaxed)),
-        sum(|s| s.values.load(Ordering::Relaxed)),
-        sum(|s| s.lateness_us.load(Ordering::Relaxed)),
+    let upstream = format!("mqtt://127.0.0.1:{port}");
+    let args = module_args(
+        &upstream,
+        "bench/{deviceId}/{output}",
+        "envelope",
+        Some(config),
     );
-    let t0 = Instant::now();
-    tokio::time::sleep(WINDOW).await;
-    let secs = t0.elapsed().as_secs_f64();
-    let cpu = procstat::cpu_seconds() - cpu0;
-    let polls = sum(|s| s.polls.load(Ordering::Relaxed)) - polls0;
-    let requests = sum(|s| s.requests.load(Ordering::Relaxed)) - req0;
-    let values = sum(|s| s.values.load(Ordering::Relaxed)) - values0;
-    let lateness = sum(|s| s.lateness_us.load(Ordering::Relaxed)) - late0;
-    let max_late = module
-        .stats()
-        .values()
-        .map(|s| s.max_lateness_us.load(Ordering::Relaxed))
-        .max()
-        .unwrap_or(0);
-    let (rss, peak) = procstat::rss_kib();
-    stop.cancel();
-    let _ = run.await;
-    let published_msgs =
-        sum(|s| s.polls.load(Ordering::Relaxed)) - sum(|s| s.failures.load(Ordering::Relaxed));
+    let m = run_sampled(args, WARMUP, WINDOW).await;
     let sub: Value = serde_json::from_str(&sub_out.next_line().await.unwrap().unwrap_or_default())
         .unwrap_or(Value::Null);
     // Status messages (one per device at start) also arrive on bench/#.
@@ -265,45 +183,23 @@ async fn measure(n: usize, port: u16) {
         "{}",
         json!({
             "devices": n,
-            "valuesPerSecond": values as f64 / secs,
-            "cpuMicrosPerValue": cpu * 1e6 / values.max(1) as f64,
-            "cpuPercentOfOneCore": cpu * 100.0 / secs,
-            "requestsPerDevicePerPoll": requests as f64 / polls.max(1) as f64,
-            "meanPollJitterMs": lateness as f64 / polls.max(1) as f64 / 1000.0,
-            "maxPollJitterMs": max_late as f64 / 1000.0,
+            "valuesPerSecond": m.values as f64 / m.secs,
+            "cpuMicrosPerValue": m.cpu * 1e6 / m.values.max(1) as f64,
+            "cpuPercentOfOneCore": m.cpu * 100.0 / m.secs,
+            "requestsPerDevicePerPoll": m.requests as f64 / m.polls.max(1) as f64,
+            "meanPollJitterMs": m.lateness_us as f64 / m.polls.max(1) as f64 / 1000.0,
+            "maxPollJitterMs": m.max_lateness_us as f64 / 1000.0,
             "latencyMs": {"p50": sub["p50"], "p99": sub["p99"], "max": sub["max"]},
             "pollJitterP99Ms": sub["jitterP99"],
-            "deliveredPercent": received as f64 * 100.0 / published_msgs.max(1) as f64,
-            "rssMiB": rss as f64 / 1024.0,
-            "peakRssMiB": peak as f64 / 1024.0,
+            "deliveredPercent": received as f64 * 100.0 / m.published.max(1) as f64,
+            "rssMiB": m.rss_kib.0 as f64 / 1024.0,
+            "peakRssMiB": m.rss_kib.1 as f64 / 1024.0,
         })
     );
 }
 
-/// Lets the bench keep a handle on the module's stats while the runtime owns it.
-struct SharedModbus(std::sync::Arc<bridge_modbus::Modbus>);
-
-impl bridge_core::runtime::Protocol for SharedModbus {
-    type Config = bridge_modbus::config::ModbusConfig;
-    fn name(&self) -> &'static str {
-        "bridge-modbus"
-    }
-    fn parse_config(&self, doc: &Value) -> Result<Self::Config, bridge_core::config::ConfigErrors> {
-        self.0.parse_config(doc)
-    }
-    fn demo_config(&self) -> Value {
-        self.0.demo_config()
-    }
-    async fn run(
-        self: std::sync::Arc<Self>,
-        cx: bridge_core::runtime::ModuleContext<Self::Config>,
-    ) {
-        self.0.clone().run(cx).await;
-    }
-}
-
 fn main() {
-    let a = args();
+    let a: Vec<String> = std::env::args().collect();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -338,7 +234,7 @@ fn main() {
         let broker = Mosquitto::start().await.unwrap();
         println!("modbus_scale: 20 points per device, 1 Hz, Modbus TCP to simulated devices, QoS 1 to mosquitto {}", broker.port);
         for n in sizes {
-            let (_c, mut out) = self_child(&["--measure".into(), n.to_string(), broker.port.to_string()]).await;
+            let (_c, mut out) = self_child(&["--measure".into(), n.to_string(), broker.port.to_string()]);
             let line = out.next_line().await.unwrap().unwrap_or_default();
             let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
             println!(

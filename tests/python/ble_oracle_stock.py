@@ -6,8 +6,9 @@ Input: a JSON file of cases
   [{"format", "mac", "name", "mfg": {"<company id>": hex}, "svc": {"<16-bit uuid hex>": hex},
     "services": [uuid...], "key": hex?, "encrypt": {"frctrl", "product", "counter",
     "ext": hex, "plain": hex}?}]
-"encrypt" asks for a MiBeacon v4/v5 frame encrypted here with cryptography's AESCCM
-(the service data 0xFE95 is then that frame).
+"encrypt" asks for a MiBeacon frame encrypted here with cryptography's AESCCM (the service
+data 0xFE95 is then that frame): v4/v5, or legacy v2/v3 (version <= 3 in "frctrl") with
+a 12-byte "key" widened as xiaomi-ble widens it.
 Output: a JSON array of {"frame": hex|null, "ha": {field: value}, "theengs": {field: value}|null}
 with field names already translated to ours."""
 import json
@@ -50,12 +51,20 @@ def uuid16(x):
 
 
 def mibeacon_frame(mac, enc, key):
-    """A MiBeacon v4/v5 frame: header, AES-CCM ciphertext, extension counter, 4-byte MIC."""
+    """A MiBeacon v4/v5 frame: header, AES-CCM ciphertext, extension counter, 4-byte MIC.
+    Legacy (v2/v3): header, ciphertext, extension counter, the first byte of a 16-byte MIC
+    under a 13-byte nonce (frame control, product id, counter, extension counter, five
+    bytes of the reversed MAC), as xiaomi-ble's YLKG07YL test frames are built."""
     mac_rev = bytes.fromhex(mac.replace(":", ""))[::-1]
     header = enc["frctrl"].to_bytes(2, "little") + enc["product"].to_bytes(2, "little") + bytes([enc["counter"]])
     if enc["frctrl"] & 0x10:
         header += mac_rev
     ext = bytes.fromhex(enc["ext"])
+    if enc["frctrl"] >> 12 <= 3:
+        wide = key[:6] + bytes.fromhex("8d3d3c97") + key[6:]
+        nonce = header[:5] + ext + mac_rev[:5]
+        sealed = AESCCM(wide, tag_length=16).encrypt(nonce, bytes.fromhex(enc["plain"]), b"\x11")
+        return header + sealed[:-16] + ext + sealed[-16:-15]
     nonce = mac_rev + header[2:5] + ext
     sealed = AESCCM(key, tag_length=4).encrypt(nonce, bytes.fromhex(enc["plain"]), b"\x11")
     return header + sealed[:-4] + ext + sealed[-4:]

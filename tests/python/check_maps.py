@@ -26,16 +26,34 @@ for kind in ("modbus", "ble"):
         if not list(validator.iter_errors(bad)):
             failures += 1
             print("schema accepted a bad map")
-# The module configuration schema accepts the example and refuses a broken config.
-cfg_schema = json.loads((root / "schema" / "modbus-config.schema.json").read_text())
-cfg_validator = jsonschema.Draft202012Validator(cfg_schema)
-example = json.loads((root / "examples" / "modbus-config.json").read_text())
-for e in cfg_validator.iter_errors(example):
-    failures += 1
-    print(f"examples/modbus-config.json: {'/'.join(map(str, e.path))}: {e.message}")
-broken = {"devices": {"m": {"map": "x", "connection": {"type": "tcp"}, "pollIntervalMs": "fast"}}}
-if not list(cfg_validator.iter_errors(broken)):
-    failures += 1
-    print("config schema accepted a broken config")
-print("modbus config schema checked")
+# The configuration schemas (generated from the Rust types) accept the examples and
+# refuse broken configurations; an inline map is checked with the map schema.
+broken = {
+    "modbus": [
+        {"devices": {"m": {"map": "x", "connection": {"type": "tcp"}, "pollIntervalMs": "fast"}}},
+        {"devices": {"m": {"map": "x", "connection": {"type": "tcp", "host": "h"}, "pollIntervalMs": 5}}},
+        {"devices": {"m": {"map": "x", "connection": {"type": "rtu", "port": "/dev/x", "dataBits": 9}}}},
+        {"devices": {"m": {"map": {"name": "i", "points": {"v": {"table": "coil", "address": 1, "type": "u16"}}}, "connection": {"type": "simulated"}}}},
+        {"devices": {}, "slaveConfigs": {}},
+        {"devices": {"m": {"map": "x", "connection": {"type": "rtu", "port": "/dev/x"}, "unitId": 0}}},
+    ],
+    "ble": [
+        {"devices": {"t": {"address": "nope", "map": "bthome-v2"}}},
+        {"devices": {"t": {"address": "C0:FF:EE:00:00:01", "map": "bthome-v2", "pollIntervalMs": 5}}},
+        {"devices": {"t": {"address": "C0:FF:EE:00:00:01", "map": "bthome-v2", "writable": [{"name": "x"}]}}},
+        {"scan": {"mode": "quiet"}},
+    ],
+}
+for kind in ("modbus", "ble"):
+    cfg_schema = json.loads((root / "schema" / f"{kind}-config.schema.json").read_text())
+    cfg_validator = jsonschema.Draft202012Validator(cfg_schema)
+    example = json.loads((root / "examples" / f"{kind}-config.json").read_text())
+    for e in cfg_validator.iter_errors(example):
+        failures += 1
+        print(f"examples/{kind}-config.json: {'/'.join(map(str, e.path))}: {e.message}")
+    for doc in broken[kind]:
+        if not list(cfg_validator.iter_errors(doc)):
+            failures += 1
+            print(f"{kind} config schema accepted a broken config: {json.dumps(doc)}")
+    print(f"{kind} config schema checked")
 sys.exit(1 if failures else 0)

@@ -10,6 +10,9 @@ use anyhow::{Context, Result, bail};
 use edgehub_sim::{Sim, SimOptions};
 
 pub mod faults;
+pub mod scale;
+pub mod soak_ble;
+pub mod soak_modbus;
 
 /// Repository root.
 pub fn repo_root() -> PathBuf {

@@ -409,8 +409,11 @@ impl DeviceHub {
             device: device.into(),
             reason: e.to_string(),
         })?;
-        let (telemetry, _forwarder) =
-            spawn_forwarder(spool, link, ForwarderOptions::default(), stop.clone());
+        let options = ForwarderOptions {
+            name: format!("forwarder {device}"),
+            ..ForwarderOptions::default()
+        };
+        let (telemetry, _forwarder) = spawn_forwarder(spool, link, options, stop.clone());
         self.open
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -9,8 +9,15 @@
 //! Crash consistency: after every burst of messages taken from producers the spool is
 //! flushed (`write(2)`), so a killed process loses at most the burst being taken;
 //! `fsync` follows [`FsyncPolicy`] (the power-loss window).
+//!
+//! Liveness: the forwarder proves progress to the process's watchdog (see its
+//! `liveness` module); it owns the spool, so a stall ends the module (`Policy::Exit`) and the
+//! next start sends what the spool kept.
 
 mod fsync;
+#[doc(hidden)]
+pub mod hooks;
+mod liveness;
 pub use fsync::{FsyncPolicy, FsyncPolicyError};
 
 use std::time::Duration;
@@ -23,6 +30,7 @@ use tracing::{error, info, warn};
 use crate::link::{LinkEvent, Outbound, Upstream};
 use crate::message::Message;
 use crate::spool::{Spool, SpoolStats};
+use crate::watchdog::{Heartbeat, Policy, Stall};
 
 /// Forwarder tunables.
 #[derive(Debug, Clone)]
@@ -38,6 +46,13 @@ pub struct ForwarderOptions {
     /// Larger messages are dropped with an error and counted, never sent: the hub
     /// would refuse them (edgeHub and IoT Hub: 256 KiB) and close the connection.
     pub max_message_bytes: usize,
+    /// While the upstream is up and messages wait for it, one must be sent or
+    /// acknowledged at least this often, else the forwarder counts as stalled. Well above
+    /// the hub session's keep-alive detection (1.5 × 60 s), so a half-open hub is found
+    /// and reconnected by the session, not blamed on the forwarder.
+    pub stall_limit: Duration,
+    /// The task's name for the watchdog and the reported `liveness`.
+    pub name: String,
 }
 
 impl Default for ForwarderOptions {
@@ -48,6 +63,8 @@ impl Default for ForwarderOptions {
             drain_timeout: Duration::from_secs(5),
             fsync: FsyncPolicy::default(),
             max_message_bytes: 256 * 1024,
+            stall_limit: Duration::from_secs(180),
+            name: "forwarder".into(),
         }
     }
 }
@@ -94,9 +111,28 @@ pub fn spawn_forwarder<U: Upstream + 'static>(
     options: ForwarderOptions,
     shutdown: CancellationToken,
 ) -> (TelemetrySender, Forwarder) {
+    let stall = crate::watchdog::global().heartbeat(options.name.clone(), Policy::Exit);
+    spawn_watched(spool, upstream, options, shutdown, stall)
+}
+
+/// [`spawn_forwarder`] proving progress into `stall`'s slot.
+fn spawn_watched<U: Upstream + 'static>(
+    spool: Spool,
+    upstream: U,
+    options: ForwarderOptions,
+    shutdown: CancellationToken,
+    stall: Stall,
+) -> (TelemetrySender, Forwarder) {
     let (tx, rx) = mpsc::channel(4096);
     let (stats_tx, stats) = watch::channel(spool.stats());
-    let task = tokio::spawn(run(spool, upstream, rx, options, shutdown, stats_tx));
+    let task = tokio::spawn(async move {
+        // The slot lives as long as the task: a forwarder that ended is not watched.
+        let beat = stall.heartbeat();
+        let stats = run(spool, upstream, rx, options, shutdown, stats_tx, &beat).await;
+        beat.idle();
+        drop(stall);
+        stats
+    });
     (TelemetrySender { tx }, Forwarder { stats, task })
 }
 
@@ -107,6 +143,7 @@ async fn run<U: Upstream>(
     options: ForwarderOptions,
     shutdown: CancellationToken,
     stats_tx: watch::Sender<SpoolStats>,
+    beat: &Heartbeat,
 ) -> SpoolStats {
     let window = options.window.max(1);
     let (mut up, mut cursor, mut in_flight) = (false, 0u64, 0usize);
@@ -115,6 +152,9 @@ async fn run<U: Upstream>(
         FsyncPolicy::Interval(d) => d.max(Duration::from_millis(1)),
         FsyncPolicy::Batch | FsyncPolicy::Never => options.sync_interval,
     };
+    let turn = tick + liveness::TURN_MARGIN;
+    let mut progress = liveness::Progress::new(options.stall_limit);
+    let (mut moved, mut sent) = (false, 0u64);
     let mut ticker = tokio::time::interval(tick);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut reported_drops = 0;
@@ -127,17 +167,28 @@ async fn run<U: Upstream>(
     let cancelled = shutdown.cancelled();
     tokio::pin!(cancelled);
     loop {
+        hooks::turn(sent).await;
         while up && in_flight < window {
             let Some((seq, message)) = spool.next_from(cursor) else {
                 break;
             };
+            // Waiting for room in the upstream's queue is waiting for the upstream: the
+            // stall limit applies, not the turn's.
+            beat.beat_step("send upstream", options.stall_limit);
             if upstream.send(Outbound { seq, message }).await.is_err() {
                 warn!("The upstream stopped; the spool keeps what is unsent.");
                 return finish(spool, &stats_tx);
             }
             cursor = seq + 1;
             in_flight += 1;
+            sent += 1;
+            moved = true;
         }
+        let owed = up && !spool.is_empty();
+        let now = tokio::time::Instant::now();
+        let left = progress.left(now, owed, std::mem::take(&mut moved));
+        let limit = liveness::turn_limit(turn, left);
+        beat.beat_step(liveness::step(limit, turn), limit);
         if draining.is_some() && spool.is_empty() {
             break;
         }
@@ -164,6 +215,7 @@ async fn run<U: Upstream>(
             event = upstream.next_event() => match event {
                 Some(LinkEvent::Up) => {
                     up = true;
+                    moved = true;
                     cursor = 0;
                     in_flight = 0;
                 }
@@ -173,6 +225,7 @@ async fn run<U: Upstream>(
                 }
                 Some(LinkEvent::Acked(seq)) => {
                     spool.ack(seq);
+                    moved = true;
                     in_flight = in_flight.saturating_sub(1);
                 }
                 None => {

@@ -185,3 +185,82 @@ async fn every_burst_is_written_before_the_next_is_taken() {
     assert_eq!(spool.stats().recovered, 20);
     shutdown.cancel();
 }
+
+/// A forwarder watched by a watchdog of its own (not the process's).
+fn watched(
+    options: ForwarderOptions,
+) -> (
+    &'static crate::watchdog::Watchdog,
+    TelemetrySender,
+    LinkEnd,
+    CancellationToken,
+) {
+    let wd: &'static crate::watchdog::Watchdog =
+        Box::leak(Box::new(crate::watchdog::Watchdog::default()));
+    let (link, end) = link(16);
+    let shutdown = CancellationToken::new();
+    let (sender, _fwd) = spawn_watched(
+        Spool::open(&SpoolOptions::default()).unwrap(),
+        link,
+        options,
+        shutdown.clone(),
+        wd.heartbeat("forwarder", Policy::Exit),
+    );
+    (wd, sender, end, shutdown)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_down_upstream_or_an_empty_spool_is_not_a_stall() {
+    let (wd, sender, mut end, _stop) = watched(ForwarderOptions {
+        stall_limit: Duration::from_secs(10),
+        ..fast()
+    });
+    for n in 0..5 {
+        sender.send(msg(n)).await.unwrap();
+    }
+    // Messages wait, the upstream is down: an hour is not a stall.
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    assert_eq!(wd.check(tokio::time::Instant::now()), []);
+    end.emit(LinkEvent::Up);
+    for _ in 0..4 {
+        let o = next(&mut end).await;
+        end.emit(LinkEvent::Acked(o.seq));
+    }
+    let o = next(&mut end).await;
+    end.emit(LinkEvent::Acked(o.seq));
+    // Up with nothing to send: idle, however long.
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    assert_eq!(wd.check(tokio::time::Instant::now()), []);
+}
+
+#[tokio::test(start_paused = true)]
+async fn owed_messages_that_never_move_on_a_connected_upstream_are_a_stall() {
+    let (wd, sender, mut end, _stop) = watched(ForwarderOptions {
+        stall_limit: Duration::from_secs(10),
+        ..fast()
+    });
+    end.emit(LinkEvent::Up);
+    for n in 0..6 {
+        sender.send(msg(n)).await.unwrap();
+    }
+    // Acknowledgements keep it alive past the limit.
+    for _ in 0..2 {
+        let o = next(&mut end).await;
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        end.emit(LinkEvent::Acked(o.seq));
+        tokio::task::yield_now().await;
+        assert_eq!(wd.check(tokio::time::Instant::now()), []);
+    }
+    // None for longer than the limit while connected with messages owed.
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let events = wd.check(tokio::time::Instant::now());
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].task, "forwarder");
+    assert!(!events[0].restarted, "the forwarder owns the spool: exit");
+    assert!(
+        events[0]
+            .reason
+            .starts_with("step 'owed messages sent or acknowledged' overran"),
+        "{events:?}"
+    );
+}

@@ -53,6 +53,13 @@ pub enum Command<E: Subcommand> {
         #[arg(long, default_value_t = 7200)]
         ttl_secs: u64,
     },
+    /// Print the JSON Schemas of the configuration and of device maps (generated from the
+    /// module's configuration types), or write each file into a directory.
+    Schemas {
+        /// Write `<name>.schema.json` files here instead of printing them.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// The protocol's own subcommands.
     #[command(flatten)]
     Extra(E),
@@ -359,6 +366,10 @@ mod tests {
         assert!(matches!(
             cli::<NoExtra>(&["maps"]).unwrap().command,
             Some(Command::Maps)
+        ));
+        assert!(matches!(
+            cli::<NoExtra>(&["schemas", "--out", "d"]).unwrap().command,
+            Some(Command::Schemas { out: Some(d) }) if d == Path::new("d")
         ));
         assert!(matches!(
             cli::<NoExtra>(&["models", "--from", "f.json"]).unwrap().command,

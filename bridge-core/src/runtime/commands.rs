@@ -1,6 +1,7 @@
 //! The commands every module binary has (`run`, `validate`, `maps`, `models`, `manifest`,
-//! `--version`), generic over the protocol, plus the protocol's own subcommands. A module's
-//! `main` is `bridge_core::runtime::commands::main(MyProtocol::new())`.
+//! `schemas`, `--version`), generic over the protocol, plus the protocol's own
+//! subcommands. A module's `main` is
+//! `bridge_core::runtime::commands::main(MyProtocol::new())`.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -38,6 +39,12 @@ pub trait CommandLine: Protocol + Sized {
 
     /// Runs one of the protocol's own subcommands; its exit status.
     fn run_extra(&self, extra: Self::Extra) -> ExitCode;
+
+    /// The JSON Schemas generated from the module's types (`schemas`): file name and
+    /// schema, e.g. `("modbus-config.schema.json", ...)`.
+    fn schemas(&self) -> Vec<(&'static str, Value)> {
+        Vec::new()
+    }
 }
 
 /// A command could not finish.
@@ -117,8 +124,61 @@ pub fn execute<P: CommandLine>(protocol: P, cli: Cli<P::Extra>) -> Result<ExitCo
                 None => Ok(ExitCode::from(2)),
             }
         }
+        Command::Schemas { out } => {
+            write_schemas(&protocol.schemas(), out.as_deref()).map_err(CommandError::Output)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Extra(extra) => Ok(protocol.run_extra(extra)),
     }
+}
+
+/// The JSON Schema (draft 2020-12) of a configuration or map type `T`, as the file `name`
+/// of `device-maps/schema/`: its `$id`, a one-line `description`, and every doc comment
+/// unwrapped to one line.
+pub fn schema_file<T: schemars::JsonSchema>(name: &str, description: &str) -> Value {
+    let mut schema = schemars::generate::SchemaSettings::draft2020_12()
+        .into_generator()
+        .into_root_schema_for::<T>();
+    schema.insert(
+        "$id".into(),
+        format!("https://example.invalid/edge-bridge/{name}").into(),
+    );
+    schema.insert("description".into(), description.into());
+    let mut value = schema.to_value();
+    unwrap_descriptions(&mut value);
+    value
+}
+
+fn unwrap_descriptions(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                match v {
+                    Value::String(text) if k == "description" => *text = text.replace('\n', " "),
+                    _ => unwrap_descriptions(v),
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(unwrap_descriptions),
+        _ => {}
+    }
+}
+
+/// The schemas as one JSON object by file name on stdout, or one file each in `dir`.
+fn write_schemas(schemas: &[(&'static str, Value)], dir: Option<&Path>) -> std::io::Result<()> {
+    let Some(dir) = dir else {
+        let all: serde_json::Map<String, Value> = schemas
+            .iter()
+            .map(|(name, schema)| ((*name).to_owned(), schema.clone()))
+            .collect();
+        return print_json(&Value::Object(all));
+    };
+    for (name, schema) in schemas {
+        let text = serde_json::to_string_pretty(schema).map_err(std::io::Error::from)? + "\n";
+        std::fs::write(dir.join(name), text)?;
+        eprintln!("{}", dir.join(name).display());
+    }
+    Ok(())
 }
 
 /// Validates `path` (problems on stderr, exit status 2) and hands the typed config on.

@@ -78,6 +78,33 @@ pub(crate) fn from_file(path: PathBuf, tx: mpsc::Sender<Candidate>, shutdown: Ca
     });
 }
 
+/// How long applying one desired document may take (parse, validate, hand over, keep a
+/// copy on disk) before the config follower counts as stalled: it is synchronous work
+/// of milliseconds, so only a wedge (a hung disk, a bug) overruns it.
+pub(crate) const APPLY_LIMIT: Duration = Duration::from_secs(30);
+
+/// The desired version a test wedged (0: none); see [`wedge_apply_of_version`].
+static WEDGE_VERSION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Test hook, inert unless a test in the module's own process calls it (not reachable
+/// from configuration, the command line or the environment): applying desired version
+/// `version` hangs forever, as an apply that never returns would.
+#[doc(hidden)]
+pub fn wedge_apply_of_version(version: u64) {
+    WEDGE_VERSION.store(version, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Hangs when a test wedged the apply of `version`.
+pub(crate) async fn applying(version: u64) {
+    if version != 0 && WEDGE_VERSION.load(std::sync::atomic::Ordering::Relaxed) == version {
+        tracing::warn!(
+            version,
+            "Test hook: applying this desired version wedges now."
+        );
+        std::future::pending::<()>().await;
+    }
+}
+
 /// IoT Hub's limit for the desired-properties section.
 pub const MAX_DESIRED_BYTES: usize = 32 * 1024;
 

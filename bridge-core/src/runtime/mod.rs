@@ -35,6 +35,7 @@ use crate::identity::{
 use crate::methods::MethodRouter;
 use crate::spool::{LogError, Spool, SpoolOptions};
 use crate::upstream::{self, mqtt::MqttUpstreamConfig, mqtt::MqttUrlError};
+use crate::watchdog::Policy;
 
 /// What a protocol module plugs into the runtime.
 pub trait Protocol: Send + Sync + 'static {
@@ -306,6 +307,7 @@ pub async fn run_module<P: Protocol>(
     let reporter = session
         .clone()
         .map_or_else(Reporter::log_only, Reporter::hub);
+    crate::watchdog::spawn_checker(reporter.clone());
     report_spool(
         forwarder.stats.clone(),
         reporter.clone(),
@@ -339,6 +341,11 @@ pub async fn run_module<P: Protocol>(
             });
         }
     }
+    // The config follower proves that each desired document is applied within a limit;
+    // a wedged apply cannot be redone in place (the next document would queue behind
+    // it): the module exits.
+    let follower = crate::watchdog::global().heartbeat("config follower", Policy::Exit);
+    let applying = follower.heartbeat();
     // Wait for the first valid configuration before starting the protocol.
     let mut tracker = ConfigTracker::<Envelope<P::Config>>::default();
     let signal = shutdown_signal();
@@ -349,8 +356,11 @@ pub async fn run_module<P: Protocol>(
             _ = &mut signal => return Ok(()),
             cand = cand_rx.recv() => match cand {
                 Some(c) => {
+                    applying.beat_step("apply a desired document", config_source::APPLY_LIMIT);
+                    config_source::applying(c.version).await;
                     let applied = apply_candidate(&*protocol, &mut tracker, &c, &reporter);
                     kept_config::keep(kept.as_mut(), &tracker, &c);
+                    applying.idle();
                     if let Some(cfg) = applied {
                         break cfg;
                     }
@@ -375,6 +385,8 @@ pub async fn run_module<P: Protocol>(
             _ = &mut signal => break,
             cand = cand_rx.recv() => match cand {
                 Some(c) => {
+                    applying.beat_step("apply a desired document", config_source::APPLY_LIMIT);
+                    config_source::applying(c.version).await;
                     if let Some(cfg) = apply_candidate(&*protocol, &mut tracker, &c, &reporter) {
                         // Identity first: the module reads it when the config changes.
                         identity_tx.send_if_modified(|id| {
@@ -387,6 +399,7 @@ pub async fn run_module<P: Protocol>(
                         let _ignored = config_tx.send(cfg.config.clone());
                     }
                     kept_config::keep(kept.as_mut(), &tracker, &c);
+                    applying.idle();
                 }
                 None => break,
             },

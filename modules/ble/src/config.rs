@@ -1,69 +1,18 @@
-//! bridge-ble configuration (module twin desired properties or `--config FILE`).
+//! bridge-ble configuration (module twin desired properties or `--config FILE`): the
+//! document's fields are defined once, in `doc` (and from them the JSON Schema), then
+//! validated here into [`BleConfig`].
+
+pub mod doc;
+pub mod map_doc;
+pub mod schema;
 
 use std::collections::BTreeMap;
 
 use bridge_core::config::{ConfigErrors, ConfigIssue, from_value};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum MapRef {
-    Name(String),
-    Inline(Value),
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct RawDevice {
-    address: String,
-    map: MapRef,
-    #[serde(default)]
-    bind_key: Option<String>,
-    #[serde(default)]
-    min_interval_ms: u64,
-    #[serde(default = "default_poll")]
-    poll_interval_ms: u64,
-    #[serde(default)]
-    writable: Vec<Value>,
-    #[serde(default)]
-    report: crate::report::Report,
-}
-
-/// A writable characteristic given as an object: a named, typed writable property.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct RawWritable {
-    name: String,
-    characteristic: String,
-    #[serde(rename = "type", default)]
-    kind: WritableType,
-    #[serde(default)]
-    min: Option<f64>,
-    #[serde(default)]
-    max: Option<f64>,
-}
-
-/// How a writable characteristic's value is written (GATT numbers are little-endian).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum WritableType {
-    /// Raw bytes, given as a hex string.
-    #[default]
-    Hex,
-    /// Unsigned 8-bit.
-    U8,
-    /// Signed 8-bit.
-    I8,
-    /// Unsigned 16-bit.
-    U16,
-    /// Signed 16-bit.
-    I16,
-    /// Unsigned 32-bit.
-    U32,
-    /// Signed 32-bit.
-    I32,
-}
+use doc::{ConfigDoc, DeviceDoc, MapRef, WritableDoc};
+pub use doc::{Discovery, RawDiscovery, Scan, ScanMode, WritableType};
 
 /// A characteristic the device lets us write: through the `write` method, and (with
 /// its own identity) as a writable property named `name`.
@@ -175,7 +124,7 @@ fn parse_writable(v: &Value, path: &str, issues: &mut Vec<ConfigIssue>) -> Optio
             }
         };
     }
-    let raw: RawWritable = match from_value(v, path) {
+    let raw: WritableDoc = match from_value(v, path) {
         Ok(r) => r,
         Err(e) => {
             issues.extend(e.0);
@@ -213,98 +162,6 @@ fn parse_writable(v: &Value, path: &str, issues: &mut Vec<ConfigIssue>) -> Optio
     .filter(|_| ok)
 }
 
-const fn default_poll() -> u64 {
-    10_000
-}
-
-/// Scan settings.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct Scan {
-    /// Most simultaneous GATT connections (adapters manage only a few); others wait in a
-    /// fair queue.
-    #[serde(default = "default_max_connections")]
-    pub max_connections: usize,
-    /// `active` (BlueZ discovery: scan requests, so scan responses such as names arrive)
-    /// or `passive` (BlueZ advertisement monitor: listen only, for the advertisement
-    /// formats in use; needs BlueZ 5.56+).
-    #[serde(default)]
-    pub mode: ScanMode,
-    /// No advertisement from any device for this long while devices are known: the scan
-    /// is restarted, then (still quiet) the adapter session. 0 disables the watchdog.
-    #[serde(default = "default_watchdog_ms")]
-    pub watchdog_ms: u64,
-    /// No adapter (BlueZ gone, adapter removed) for this long: the module exits with
-    /// code 3 so the IoT Edge agent restarts it. 0 waits for ever.
-    #[serde(default = "default_adapter_lost_exit_ms")]
-    pub adapter_lost_exit_ms: u64,
-}
-
-const fn default_watchdog_ms() -> u64 {
-    60_000
-}
-
-const fn default_adapter_lost_exit_ms() -> u64 {
-    300_000
-}
-
-/// How to scan.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub enum ScanMode {
-    /// BlueZ discovery.
-    #[default]
-    Active,
-    /// BlueZ advertisement monitor with patterns from the configuration.
-    Passive,
-}
-
-const fn default_max_connections() -> usize {
-    4
-}
-
-impl Default for Scan {
-    fn default() -> Self {
-        Self {
-            max_connections: default_max_connections(),
-            mode: ScanMode::Active,
-            watchdog_ms: default_watchdog_ms(),
-            adapter_lost_exit_ms: default_adapter_lost_exit_ms(),
-        }
-    }
-}
-
-/// Automatic discovery: any device whose advertisement one of `maps` decodes.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct Discovery {
-    /// On or off.
-    #[serde(default)]
-    pub enabled: bool,
-    /// Decoders to try (default: the registry's formats marked for discovery).
-    #[serde(default)]
-    pub maps: Vec<String>,
-    /// Devices no decoder recognises, forwarded raw (hex) when they match a filter.
-    #[serde(default)]
-    pub raw: RawDiscovery,
-}
-
-/// Raw discovery: unknown devices whose advertisement carries one of these company ids
-/// or service UUIDs are forwarded as `ble-<address>` with their data as hex.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct RawDiscovery {
-    /// On or off (off by default: phones and tags everywhere advertise).
-    #[serde(default)]
-    pub enabled: bool,
-    /// Manufacturer-data company ids to forward (e.g. 2409 for SwitchBot's 0x0969).
-    #[serde(default)]
-    pub company_ids: Vec<u16>,
-    /// Service-data UUIDs to forward: `fd3d` (16-bit) or a full UUID.
-    #[serde(default)]
-    pub service_uuids: Vec<String>,
-}
-
 impl RawDiscovery {
     /// The service UUIDs, parsed (invalid ones were refused by [`parse`]).
     pub fn uuids(&self) -> Vec<uuid::Uuid> {
@@ -323,21 +180,6 @@ pub fn parse_uuid(text: &str) -> Option<uuid::Uuid> {
             .map(crate::adverts::uuid16);
     }
     uuid::Uuid::parse_str(text).ok()
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct RawConfig {
-    #[serde(default)]
-    devices: BTreeMap<String, Value>,
-    #[serde(default)]
-    scan: Scan,
-    #[serde(default)]
-    discovery: Discovery,
-    #[serde(default)]
-    maps: BTreeMap<String, Value>,
-    #[serde(default)]
-    keys_file: Option<String>,
 }
 
 /// The decoders discovery tries: the configured ones, or the default set (iBeacon and
@@ -429,7 +271,7 @@ fn check_map(name: &str, path: String, issues: &mut Vec<ConfigIssue>) {
 
 /// Parses and validates a desired-properties document.
 pub fn parse(doc: &Value) -> Result<BleConfig, ConfigErrors> {
-    let raw: RawConfig = from_value(doc, "")?;
+    let raw: ConfigDoc = from_value(doc, "")?;
     let mut issues = Vec::new();
     let file_keys = match &raw.keys_file {
         Some(path) => crate::keys::load(path).unwrap_or_else(|e| {
@@ -450,7 +292,7 @@ pub fn parse(doc: &Value) -> Result<BleConfig, ConfigErrors> {
     let mut devices = BTreeMap::new();
     for (id, v) in &raw.devices {
         let path = format!("devices.{id}");
-        let d: RawDevice = match from_value(v, &path) {
+        let d: DeviceDoc = match from_value(v, &path) {
             Ok(d) => d,
             Err(e) => {
                 issues.extend(e.0);
@@ -490,7 +332,7 @@ pub fn parse(doc: &Value) -> Result<BleConfig, ConfigErrors> {
                 None => {
                     issues.push(ConfigIssue::new(
                         format!("{path}.bindKey"),
-                        "bindKey is 32 hexadecimal digits (16 bytes).",
+                        "bindKey is 32 hexadecimal digits (16 bytes), or 24 for a legacy MiBeacon.",
                     ));
                     None
                 }
@@ -512,10 +354,10 @@ pub fn parse(doc: &Value) -> Result<BleConfig, ConfigErrors> {
             ));
         }
         issues.extend(d.report.issues(&format!("{path}.report")));
-        if d.poll_interval_ms < 100 {
+        if d.poll_interval_ms < doc::MIN_POLL_MS {
             issues.push(ConfigIssue::new(
                 format!("{path}.pollIntervalMs"),
-                "pollIntervalMs must be at least 100.",
+                format!("pollIntervalMs must be at least {}.", doc::MIN_POLL_MS),
             ));
         }
         let mut writable: Vec<Writable> = Vec::new();

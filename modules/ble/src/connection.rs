@@ -2,6 +2,12 @@
 //! since adapters hold only a few links), discovers, reads device facts once, subscribes to
 //! notifications, reads on its interval, and reconnects with backoff (re-subscribing) when
 //! the link drops. Devices without notifications give their slot back between reads.
+//!
+//! Liveness: every GATT step has a timeout, and each session proves it to the process's
+//! watchdog (a heartbeat per step, idle while it waits for notifications or its next
+//! read). A session whose step overruns anyway (a D-Bus call that never answers) is
+//! aborted, the link dropped, and a fresh session started; the reason appears in the
+//! reported `liveness`. Beyond the restart budget the module exits.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,6 +29,7 @@ use tracing::{info, warn};
 use crate::config::Device;
 use crate::gatt::{self, Mode};
 use crate::routes::{Out, Sink};
+use bridge_core::watchdog::{Heartbeat, Policy};
 
 /// A request from the `write` or `read` method.
 #[derive(Debug)]
@@ -38,6 +45,24 @@ pub struct WriteCmd {
 }
 
 const OP_TIMEOUT: Duration = Duration::from_secs(15);
+/// Slack on top of a step's own timeout before the watchdog calls the session stalled.
+const STEP_MARGIN: Duration = Duration::from_secs(5);
+
+/// Test-only, never set in deployments: a device id whose first GATT session wedges
+/// forever once it has subscribed, as a D-Bus call that never answers would (the
+/// end-to-end liveness test runs the module binary with it).
+pub const TEST_WEDGE_ENV: &str = "BRIDGE_BLE_TEST_WEDGE_GATT";
+
+/// Hangs the first session of the device [`TEST_WEDGE_ENV`] names (once per process).
+async fn test_wedge(id: &str) {
+    static DONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if std::env::var(TEST_WEDGE_ENV).is_ok_and(|v| v == id)
+        && !DONE.swap(true, std::sync::atomic::Ordering::Relaxed)
+    {
+        warn!(device = %id, "Test hook: this GATT session wedges now.");
+        std::future::pending::<()>().await;
+    }
+}
 
 fn short(uuid: &uuid::Uuid) -> Option<u16> {
     let v = uuid.as_u128();
@@ -46,7 +71,10 @@ fn short(uuid: &uuid::Uuid) -> Option<u16> {
 }
 
 async fn find(adapter: &Adapter, address: &str) -> Option<Peripheral> {
-    let list = adapter.peripherals().await.ok()?;
+    let list = tokio::time::timeout(OP_TIMEOUT, adapter.peripherals())
+        .await
+        .ok()?
+        .ok()?;
     for p in list {
         if p.address().to_string().eq_ignore_ascii_case(address) {
             return Some(p);
@@ -85,17 +113,24 @@ struct GattPoll {
     keep_connected: bool,
     sink: Sink,
     slots: Arc<Semaphore>,
-    writes: mpsc::Receiver<WriteCmd>,
+    /// Kept across session restarts (an aborted session's task drops only its guard).
+    writes: Arc<tokio::sync::Mutex<mpsc::Receiver<WriteCmd>>>,
     stop: CancellationToken,
+    beat: Heartbeat,
 }
 
 impl Poll for GattPoll {
     async fn poll(&mut self, _at: std::time::SystemTime, cx: &mut PollCx<'_>) -> Cycle {
+        // Waiting for a connection slot (other devices hold them) is not a stall.
+        self.beat.idle();
         let permit = tokio::select! {
             () = self.stop.cancelled() => return Cycle::Stop,
             p = self.slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return Cycle::Stop },
         };
-        let outcome = session(self, cx).await;
+        let writes = self.writes.clone();
+        let mut writes = writes.lock().await;
+        let outcome = session(self, &mut writes, cx).await;
+        self.beat.idle();
         drop(permit);
         match outcome {
             Ok(()) if self.stop.is_cancelled() => Cycle::Stop,
@@ -128,38 +163,75 @@ pub async fn run(
         max_backoff: Duration::from_secs(60),
     };
     let id = dev.id.clone();
-    let poll = GattPoll {
-        adapter,
-        dev,
-        spec,
-        keep_connected,
-        sink: sink.clone(),
-        slots,
-        writes,
-        stop,
-    };
-    bridge_core::device::poll::run(&id, sink, schedule, Arc::default(), poll).await;
+    let stall = bridge_core::watchdog::global().heartbeat(format!("gatt {id}"), Policy::RESTART);
+    let writes = Arc::new(tokio::sync::Mutex::new(writes));
+    loop {
+        let poll = GattPoll {
+            adapter: adapter.clone(),
+            dev: dev.clone(),
+            spec,
+            keep_connected,
+            sink: sink.clone(),
+            slots: slots.clone(),
+            writes: writes.clone(),
+            stop: stop.clone(),
+            beat: stall.heartbeat(),
+        };
+        let (task_id, task_sink) = (id.clone(), sink.clone());
+        let mut task = tokio::spawn(async move {
+            bridge_core::device::poll::run(&task_id, task_sink, schedule, Arc::default(), poll)
+                .await;
+        });
+        tokio::select! {
+            _ = &mut task => return,
+            reason = stall.wait() => {
+                // The wedged step holds its D-Bus call and the connection slot: drop both,
+                // and the link, so the next session starts clean (and BlueZ forgets the
+                // old subscriptions).
+                task.abort();
+                let _ignored = task.await;
+                warn!(device = %id, %reason, "GATT session stalled; restarting it.");
+                if let Some(p) = find(&adapter, &dev.address).await {
+                    let _ignored = timed("disconnect", p.disconnect()).await;
+                }
+            }
+        }
+        if stop.is_cancelled() {
+            return;
+        }
+    }
 }
 
-async fn session(g: &mut GattPoll, cx: &mut PollCx<'_>) -> Result<(), String> {
+async fn session(
+    g: &mut GattPoll,
+    writes: &mut mpsc::Receiver<WriteCmd>,
+    cx: &mut PollCx<'_>,
+) -> Result<(), String> {
     let GattPoll {
         adapter,
         dev,
         spec,
         keep_connected,
         sink,
-        writes,
         stop,
+        beat,
         ..
     } = g;
     let (spec, keep_connected) = (*spec, *keep_connected);
     let poll = Duration::from_millis(dev.poll_interval_ms);
+    let step = |name: &'static str| beat.beat_step(name, OP_TIMEOUT + STEP_MARGIN);
+    step("find");
     let p = find(adapter, &dev.address)
         .await
         .ok_or_else(|| format!("{} was not seen by the scan", dev.address))?;
-    if !p.is_connected().await.unwrap_or(false) {
+    step("connect");
+    if !timed("connection state", p.is_connected())
+        .await
+        .unwrap_or(false)
+    {
         timed("connect", p.connect()).await?;
     }
+    step("service discovery");
     timed("service discovery", p.discover_services()).await?;
     let chars: HashMap<u16, Characteristic> = p
         .characteristics()
@@ -170,6 +242,7 @@ async fn session(g: &mut GattPoll, cx: &mut PollCx<'_>) -> Result<(), String> {
     // Device facts, once per connection.
     let mut facts = Map::new();
     for (uuid, _) in spec.iter().filter(|(_, m)| *m == Mode::Fact) {
+        step("read facts");
         if let Some(c) = chars.get(uuid)
             && let Ok(bytes) = timed("read", p.read(c)).await
             && let Ok(fields) = gatt::decode(*uuid, &bytes)
@@ -180,12 +253,16 @@ async fn session(g: &mut GattPoll, cx: &mut PollCx<'_>) -> Result<(), String> {
     if !facts.is_empty() {
         sink.send(Out::Facts(Value::Object(facts)));
     }
+    step("notifications");
     let mut notifications = timed("notifications", p.notifications()).await?;
     for (uuid, _) in spec.iter().filter(|(_, m)| *m == Mode::Notify) {
         if let Some(c) = chars.get(uuid) {
+            step("subscribe");
             timed("subscribe", p.subscribe(c)).await?;
         }
     }
+    step("subscribe");
+    test_wedge(&dev.id).await;
     info!(device = %dev.id, "GATT device connected.");
     if !cx.reached().await {
         return Ok(());
@@ -198,14 +275,18 @@ async fn session(g: &mut GattPoll, cx: &mut PollCx<'_>) -> Result<(), String> {
     let mut tick = tokio::time::interval(poll);
     let mut check = tokio::time::interval(Duration::from_secs(1));
     loop {
+        // Waiting for a notification, a read's turn or a command: not a stall.
+        beat.idle();
         tokio::select! {
             _ = stop.cancelled() => {
-                let _ignored = p.disconnect().await;
+                step("disconnect");
+                let _ignored = timed("disconnect", p.disconnect()).await;
                 return Ok(());
             }
             _ = tick.tick(), if !reads.is_empty() => {
                 let mut body = Map::new();
                 for (uuid, c) in &reads {
+                    step("read");
                     match timed("GATT read", p.read(c)).await.and_then(|b| gatt::decode(*uuid, &b).map_err(|e| e.to_string())) {
                         Ok(fields) => body.extend(fields.into_iter().map(|(k, v)| (k.to_owned(), v))),
                         Err(e) => warn!(device = %dev.id, characteristic = format!("{uuid:04x}"), error = %e, "GATT read failed."),
@@ -215,7 +296,8 @@ async fn session(g: &mut GattPoll, cx: &mut PollCx<'_>) -> Result<(), String> {
                     send(sink, body);
                 }
                 if !keep_connected {
-                    let _ignored = p.disconnect().await;
+                    step("disconnect");
+                    let _ignored = timed("disconnect", p.disconnect()).await;
                     return Ok(());
                 }
             }
@@ -231,6 +313,7 @@ async fn session(g: &mut GattPoll, cx: &mut PollCx<'_>) -> Result<(), String> {
                 None => return Err("the notification stream ended".into()),
             },
             cmd = writes.recv() => if let Some(cmd) = cmd {
+                step("write");
                 let result = match all.iter().find(|c| c.uuid == cmd.uuid) {
                     None => Err(format!("The device has no characteristic {}.", cmd.uuid)),
                     Some(c) => match &cmd.value {
@@ -244,7 +327,8 @@ async fn session(g: &mut GattPoll, cx: &mut PollCx<'_>) -> Result<(), String> {
                 let _ignored = cmd.reply.send(result);
             },
             _ = check.tick() => {
-                if !p.is_connected().await.unwrap_or(false) {
+                step("link check");
+                if !timed("connection state", p.is_connected()).await.unwrap_or(false) {
                     return Err("the link dropped".into());
                 }
             }

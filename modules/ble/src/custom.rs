@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use bridge_core::config::{ConfigErrors, ConfigIssue, from_value};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -12,7 +13,7 @@ use crate::adverts::{DecodeError, Decoded};
 use crate::gatt::{float32, sfloat};
 
 /// Where the bytes come from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Source {
     /// Manufacturer data of this company id.
@@ -20,11 +21,12 @@ pub struct Source {
     pub manufacturer_id: Option<u16>,
     /// Service data of this UUID (`0000181a-0000-1000-8000-00805f9b34fb`).
     #[serde(default)]
+    #[schemars(regex(pattern = crate::config::map_doc::UUID_PATTERN))]
     pub service_uuid: Option<String>,
 }
 
 /// Field types.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum FieldType {
     /// Unsigned 8-bit.
@@ -59,7 +61,7 @@ impl FieldType {
 }
 
 /// Byte order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum ByteOrder {
     /// Least significant first (BLE's usual order).
@@ -70,18 +72,19 @@ pub enum ByteOrder {
 }
 
 /// One field.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Field {
     /// Byte offset in the data entry.
+    #[schemars(range(max = 255))]
     pub offset: usize,
-    /// Type.
+    /// Wire type of the bytes at `offset`.
     #[serde(rename = "type")]
     pub field_type: FieldType,
     /// Byte order.
     #[serde(default)]
     pub byte_order: ByteOrder,
-    /// Multiplier.
+    /// Multiplier applied to the raw value.
     #[serde(default)]
     pub scale: Option<f64>,
     /// Unit (documentation and models).
@@ -89,15 +92,16 @@ pub struct Field {
     pub unit: Option<String>,
 }
 
-/// A map-driven advertisement map.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A map-driven advertisement map: typed values at byte offsets of one
+/// manufacturer-data or service-data entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct AdvertMap {
-    /// Name.
+    /// Map name (its DTDL model is named after it).
     pub name: String,
-    /// Which advertisement entry.
+    /// Which advertisement entry: exactly one of `manufacturerId` or `serviceUuid`.
     pub source: Source,
-    /// Fields by name.
+    /// Fields by name (telemetry field names).
     pub fields: BTreeMap<String, Field>,
 }
 

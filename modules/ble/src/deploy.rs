@@ -41,6 +41,10 @@ impl CommandLine for Ble {
         crate::models::models(config)
     }
 
+    fn schemas(&self) -> Vec<(&'static str, Value)> {
+        crate::config::schema::files()
+    }
+
     fn deployment(&self, config: &BleConfig) -> Deployment {
         deployment(config)
     }

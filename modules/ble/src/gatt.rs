@@ -37,24 +37,23 @@ fn loaded() -> &'static [GattMap] {
 }
 
 fn parse_doc(text: &str) -> Option<GattMap> {
-    let doc: Value = serde_json::from_str(text).ok()?;
-    let name = doc["name"].as_str()?.to_owned();
-    let chars = doc["characteristics"]
-        .as_array()?
+    use crate::config::map_doc::{CharacteristicMode, MapDoc};
+    let doc: MapDoc = serde_json::from_str(text).ok()?;
+    let chars = doc
+        .characteristics?
         .iter()
         .map(|c| {
-            let uuid = uuid::Uuid::parse_str(c["uuid"].as_str()?).ok()?;
+            let uuid = uuid::Uuid::parse_str(&c.uuid).ok()?;
             let short = u16::try_from((uuid.as_u128() >> 96) & 0xFFFF).ok()?;
-            let mode = match c["mode"].as_str()? {
-                "read" => Mode::Read,
-                "notify" => Mode::Notify,
-                "fact" => Mode::Fact,
-                _ => return None,
+            let mode = match c.mode {
+                CharacteristicMode::Read => Mode::Read,
+                CharacteristicMode::Notify => Mode::Notify,
+                CharacteristicMode::Fact => Mode::Fact,
             };
             Some((short, mode))
         })
         .collect::<Option<Vec<_>>>()?;
-    Some((name, chars))
+    Some((doc.name, chars))
 }
 
 /// The characteristics of a bundled GATT map: (16-bit UUID, mode).

@@ -17,6 +17,7 @@ pub mod custom;
 pub mod deploy;
 pub mod gatt;
 pub mod keys;
+pub mod liveness;
 pub mod models;
 pub mod monitor;
 pub mod report;
@@ -83,6 +84,21 @@ impl Protocol for Ble {
             &[],
             c.feed.get().map_or(0, |f| f.superseded()) as f64,
         );
+        let wd = bridge_core::watchdog::global();
+        out.sample(
+            "edgebridge_watchdog_tasks",
+            bridge_core::metrics::Kind::Gauge,
+            "Long-lived tasks proving progress to the watchdog.",
+            &[],
+            wd.tasks() as f64,
+        );
+        out.sample(
+            "edgebridge_watchdog_restarts_total",
+            Counter,
+            "Tasks restarted because they stalled.",
+            &[],
+            wd.restarts_total() as f64,
+        );
         for (action, n) in ["restartScan", "restartAdapter"].iter().zip(&c.watchdog) {
             out.sample(
                 "edgebridge_ble_watchdog_restarts_total",
@@ -108,6 +124,9 @@ impl Protocol for Ble {
     }
 
     async fn run(self: Arc<Self>, cx: ModuleContext<Self::Config>) {
+        // Liveness of GATT sessions, device routes and the core's tasks: stalls reported
+        // as `liveness`, as bridge-modbus does (the runtime has usually started it).
+        bridge_core::watchdog::spawn_checker(cx.reporter.clone());
         scanner::run(cx, self.writers.clone(), self.counters.clone()).await;
     }
 }

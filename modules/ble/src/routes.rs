@@ -16,6 +16,8 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tracing::warn;
 
+use bridge_core::watchdog::Policy;
+
 use crate::config::Writable;
 use crate::scanner::Writers;
 
@@ -150,8 +152,15 @@ async fn run(
                 .await;
         })
     });
+    // Liveness: each item must be forwarded within a limit (idle while the queue is
+    // empty); only a wedged forwarder blocks it, which a restart of the route cannot heal.
+    let stall = bridge_core::watchdog::global().heartbeat(format!("route {id}"), Policy::Exit);
+    let beat = stall.heartbeat();
     while let Some(out) = rx.recv().await {
-        if !forward(&route, *out).await {
+        beat.beat(std::time::Duration::from_secs(60));
+        let forwarded = forward(&route, *out).await;
+        beat.idle();
+        if !forwarded {
             break;
         }
     }

@@ -260,6 +260,8 @@ pub async fn run(mut cx: ModuleContext<BleConfig>, writers: Writers, counters: A
     // Advertisements come from BlueZ's signals on a connection of our own.
     let feed = crate::signals::Feed::start(cx.shutdown.child_token());
     let _ignored = counters.feed.set(feed.clone());
+    let batches = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let _pipeline = crate::liveness::watch_pipeline(feed.clone(), batches.clone());
     let mut bus = feed.status();
     let mut seen = forward::Seen::new(counters);
     let mut loss = crate::watchdog::AdapterLoss::new(Duration::ZERO);
@@ -385,6 +387,8 @@ pub async fn run(mut cx: ModuleContext<BleConfig>, writers: Writers, counters: A
                 // Advertisements parsed from BlueZ's signals: the newest per device,
                 // decoded in place in the feed's cache.
                 () = feed.ready() => {
+                    let batch = batches.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                    crate::liveness::test_wedge(batch).await;
                     let config: Arc<BleConfig> = cx.config.borrow().clone();
                     let mut closed = false;
                     feed.take_each(256, |props| {

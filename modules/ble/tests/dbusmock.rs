@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a panic is the failure report
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -262,36 +262,11 @@ fn write_method_reaches_the_characteristic_and_adapter_off_is_reported() {
             "0".into(),
         ],
     );
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let key = "Y2FwdHVyZS10ZXN0LWtleS0wMTIzNDU2Nzg5YWJjZGVm";
-    let sim = rt
-        .block_on(edgehub_sim::Sim::start(edgehub_sim::SimOptions::default()))
-        .unwrap();
-    sim.hub.add_module(
-        "edge-gw",
-        "ble",
-        bridge_core::identity::SymmetricKey::from_base64(key).unwrap(),
-    );
-    sim.hub.set_desired(
-        "edge-gw/ble",
+    let hub = Hub::start(
         &json!({"devices": {"box-1": {"address": "C0:FF:EE:00:00:20", "map": "ble-battery", "pollIntervalMs": 300, "writable": [custom]}}}),
     );
-    let ca = bus.dir.path().join("ca.crt");
-    std::fs::write(&ca, &sim.certs.ca_pem).unwrap();
-    let log = bus.dir.path().join("module-hub.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bridge-ble"))
-        .args(["--hub-port", &sim.tls_addr.port().to_string(), "--ca-file"])
-        .arg(&ca)
-        .arg("--connection-string")
-        .arg(format!("HostName=myhub.azure-devices.net;DeviceId=edge-gw;ModuleId=ble;SharedAccessKey={key};GatewayHostName=localhost"))
-        .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let (rt, sim) = (&hub.rt, &hub.sim);
+    let (mut child, log) = bus.module_on_sim(sim, "module-hub.log");
     rt.block_on(async {
         let msgs = sim
             .hub

@@ -4,12 +4,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a panic is the failure report
 
-#[path = "faults/mod.rs"]
 mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{BTHOME, Bus, Hub, wait_for};
+use common::{BTHOME, Bus, Hub, wait_until};
 use serde_json::{Value, json};
 
 const T1: &str = "C0:FF:EE:00:00:01";
@@ -22,9 +21,9 @@ fn bthome(centi: u16) -> Vec<u8> {
 
 #[test]
 fn a_quiet_scanner_is_restarted_then_its_adapter_session() {
-    let mut bus = Bus::start();
+    let mut bus = Bus::start(false);
     bus.start_bluez();
-    bus.add_le(T1, &[(BTHOME, &bthome(2506))], -60);
+    bus.add_le(T1, &[], &[(BTHOME, &bthome(2506))], -60);
     let hub = Hub::start(&json!({
         "devices": {"thermo-1": {"address": T1, "map": "bthome-v2"}},
         "scan": {"watchdogMs": 1500}
@@ -33,7 +32,7 @@ fn a_quiet_scanner_is_restarted_then_its_adapter_session() {
     hub.expect_body("25.06 °C", |b| b["temperature"] == 25.06);
     // No advertisement from then on: discovery is stopped and started again.
     let starts = |log: &str| log.matches("StartDiscovery").count();
-    wait_for(
+    wait_until(
         Duration::from_secs(20),
         "the watchdog's scan restart",
         || {
@@ -48,7 +47,7 @@ fn a_quiet_scanner_is_restarted_then_its_adapter_session() {
         "discovery not started again after the watchdog stopped it:\n{mock_log}"
     );
     let watchdog = |r: &Value| r["bluetooth"]["watchdog"].clone();
-    wait_for(
+    wait_until(
         Duration::from_secs(10),
         "the watchdog in reported properties",
         || watchdog(&hub.reported())["restarts"].as_u64() >= Some(1),
@@ -62,13 +61,13 @@ fn a_quiet_scanner_is_restarted_then_its_adapter_session() {
         "{w}"
     );
     // Still quiet: the whole adapter session is restarted (a new scan follows).
-    wait_for(
+    wait_until(
         Duration::from_secs(20),
         "the adapter session restart",
         || watchdog(&hub.reported())["action"] == "restartAdapter",
     );
     let before = starts(&bus.mock_log());
-    wait_for(
+    wait_until(
         Duration::from_secs(20),
         "discovery after the session restart",
         || starts(&bus.mock_log()) > before,
@@ -76,18 +75,18 @@ fn a_quiet_scanner_is_restarted_then_its_adapter_session() {
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("The scanner went quiet"), "{text}");
     // The restarted scanner still forwards.
-    bus.update(T1, &[(BTHOME, &bthome(2600))], -58);
+    bus.update(T1, &[], &[(BTHOME, &bthome(2600))], -58);
     hub.expect_body("26.00 °C", |b| b["temperature"] == 26.0);
     assert!(bus.module_exited().is_none(), "the module exited");
 }
 
 #[test]
 fn bluez_restarted_mid_run_resumes_telemetry_and_gatt_without_a_module_restart() {
-    let mut bus = Bus::start();
+    let mut bus = Bus::start(false);
     let hr_dev = "/org/bluez/hci0/dev_C0_FF_EE_00_00_11";
     let setup = |bus: &Bus, centi: u16| -> String {
-        bus.add_le(T1, &[(BTHOME, &bthome(centi))], -60);
-        bus.add_le("C0:FF:EE:00:00:11", &[], -52);
+        bus.add_le(T1, &[], &[(BTHOME, &bthome(centi))], -60);
+        bus.add_le("C0:FF:EE:00:00:11", &[], &[], -52);
         bus.gatt(
             hr_dev,
             (0x20, "0000180d-0000-1000-8000-00805f9b34fb"),
@@ -101,7 +100,7 @@ fn bluez_restarted_mid_run_resumes_telemetry_and_gatt_without_a_module_restart()
     };
     bus.start_bluez();
     let heart = setup(&bus, 2506);
-    let (rx, log) = bus.module(&json!({"devices": {
+    let (rx, log) = bus.module_kept(&json!({"devices": {
         "thermo-1": {"address": T1, "map": "bthome-v2"},
         "hr-1": {"address": "C0:FF:EE:00:00:11", "map": "ble-heart-rate"}
     }}));
@@ -174,11 +173,11 @@ fn bluez_restarted_mid_run_resumes_telemetry_and_gatt_without_a_module_restart()
 
 #[test]
 fn the_bus_restarted_under_the_module_is_followed_by_a_reconnect() {
-    let mut bus = Bus::start();
+    let mut bus = Bus::start(false);
     bus.start_bluez();
-    bus.add_le(T1, &[(BTHOME, &bthome(2506))], -60);
+    bus.add_le(T1, &[], &[(BTHOME, &bthome(2506))], -60);
     let (rx, log) =
-        bus.module(&json!({"devices": {"thermo-1": {"address": T1, "map": "bthome-v2"}}}));
+        bus.module_kept(&json!({"devices": {"thermo-1": {"address": T1, "map": "bthome-v2"}}}));
     let wait_temp = |t: f64| {
         let deadline = Instant::now() + Duration::from_secs(40);
         loop {
@@ -198,7 +197,7 @@ fn the_bus_restarted_under_the_module_is_followed_by_a_reconnect() {
     // Every D-Bus connection is lost; a new bus and a new BlueZ take their place.
     bus.restart_daemon();
     bus.start_bluez();
-    bus.add_le(T1, &[(BTHOME, &bthome(2800))], -60);
+    bus.add_le(T1, &[], &[(BTHOME, &bthome(2800))], -60);
     wait_temp(28.0);
     assert!(bus.module_exited().is_none(), "the module exited");
     let mock_log = bus.mock_log();
@@ -210,10 +209,10 @@ fn the_bus_restarted_under_the_module_is_followed_by_a_reconnect() {
 
 #[test]
 fn an_adapter_gone_for_good_makes_the_module_exit_non_zero() {
-    let mut bus = Bus::start();
+    let mut bus = Bus::start(false);
     bus.start_bluez();
-    bus.add_le(T1, &[(BTHOME, &bthome(2506))], -60);
-    let (rx, log) = bus.module(&json!({
+    bus.add_le(T1, &[], &[(BTHOME, &bthome(2506))], -60);
+    let (rx, log) = bus.module_kept(&json!({
         "devices": {"thermo-1": {"address": T1, "map": "bthome-v2"}},
         "scan": {"adapterLostExitMs": 2000}
     }));
@@ -225,7 +224,7 @@ fn an_adapter_gone_for_good_makes_the_module_exit_non_zero() {
     {}
     let gone = Instant::now();
     bus.mock_call("RemoveAdapter", "s", vec!["hci0".into()]);
-    wait_for(Duration::from_secs(30), "the module to exit", || {
+    wait_until(Duration::from_secs(30), "the module to exit", || {
         bus.module_exited().is_some()
     });
     let after = gone.elapsed();

@@ -7,7 +7,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bridge_core::identity::SymmetricKey;
@@ -15,36 +14,9 @@ use common::*;
 use edgehub_sim::{Recorded, Sim, SimOptions};
 use serde_json::{Value, json};
 
-const KEY: &str = "Y2FwdHVyZS10ZXN0LWtleS0wMTIzNDU2Nzg5YWJjZGVm";
 const GROUP: &str = "Y2FwdHVyZS10ZXN0LWdyb3VwLWVucm9sbG1lbnQta2V5LTAwMA==";
 const T: Duration = Duration::from_secs(30);
 const SETPOINT: &str = "12345678-1234-5678-1234-56789abcdef0";
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-/// Runs bridge-ble on `bus` against `sim` as module `edge-gw/ble`.
-fn module_on_hub(bus: &Bus, sim: &Sim) -> (Child, std::path::PathBuf) {
-    let ca = bus.dir.path().join("ca.crt");
-    std::fs::write(&ca, &sim.certs.ca_pem).unwrap();
-    let log = bus.dir.path().join("module-hub.log");
-    let child = Command::new(env!("CARGO_BIN_EXE_bridge-ble"))
-        .args(["--hub-port", &sim.tls_addr.port().to_string(), "--ca-file"])
-        .arg(&ca)
-        .arg("--connection-string")
-        .arg(format!("HostName=myhub.azure-devices.net;DeviceId=edge-gw;ModuleId=ble;SharedAccessKey={KEY};GatewayHostName=localhost"))
-        .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    (child, log)
-}
 
 fn telemetry_of<'a>(msgs: &'a [Recorded], identity: &str) -> Option<&'a Recorded> {
     msgs.iter()
@@ -115,8 +87,11 @@ fn ble_devices_are_their_own_hub_devices_with_writable_characteristics() {
     );
     let rt = runtime();
     let sim = rt.block_on(Sim::start(SimOptions::default())).unwrap();
-    sim.hub
-        .add_module("edge-gw", "ble", SymmetricKey::from_base64(KEY).unwrap());
+    sim.hub.add_module(
+        "edge-gw",
+        "ble",
+        SymmetricKey::from_base64(MODULE_KEY).unwrap(),
+    );
     let group = SymmetricKey::from_base64(GROUP).unwrap();
     for id in ["thermo-1", "ruuvi-1", "ruuvi-2", "box-1"] {
         sim.hub.add_device(id, group.derive(id));
@@ -136,7 +111,7 @@ fn ble_devices_are_their_own_hub_devices_with_writable_characteristics() {
             }
         }),
     );
-    let (mut child, log) = module_on_hub(&bus, &sim);
+    let (mut child, log) = bus.module_on_sim(&sim, "module-hub.log");
     rt.block_on(async {
         // Past maxConnections (3) one device falls back to the module identity, with the
         // reason in the module's reported properties; which one depends on scan order.
@@ -237,8 +212,11 @@ fn a_ble_device_provisioned_through_dps_carries_the_iot_central_payload() {
     );
     let rt = runtime();
     let sim = rt.block_on(Sim::start(SimOptions::default())).unwrap();
-    sim.hub
-        .add_module("edge-gw", "ble", SymmetricKey::from_base64(KEY).unwrap());
+    sim.hub.add_module(
+        "edge-gw",
+        "ble",
+        SymmetricKey::from_base64(MODULE_KEY).unwrap(),
+    );
     sim.hub
         .add_dps_group("0ne00000001", SymmetricKey::from_base64(GROUP).unwrap());
     let key_file = group_key_file(&bus);
@@ -252,7 +230,7 @@ fn a_ble_device_provisioned_through_dps_carries_the_iot_central_payload() {
             "devices": {"freezer": {"address": "C0:FF:EE:00:00:01", "map": "bthome-v2"}}
         }),
     );
-    let (mut child, log) = module_on_hub(&bus, &sim);
+    let (mut child, log) = bus.module_on_sim(&sim, "module-hub.log");
     rt.block_on(async {
         let msgs = sim
             .hub

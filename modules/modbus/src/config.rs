@@ -1,24 +1,29 @@
 //! The module's configuration (module twin desired properties, or `--config FILE`),
-//! parsed once into validated types. Every error names its JSON path; all are collected:
-//! objects are read field by field (see `fields`), so one wrong field never hides
-//! another, and each problem names the field itself.
+//! parsed once into validated types. The document's fields are defined once, in `doc`
+//! (their names, types, defaults, bounds and docs, and from them the JSON Schema); every
+//! error names its JSON path and all are collected: fields are read leniently (see
+//! `fields`), so one wrong field never hides another.
 
 mod connection;
+pub mod doc;
 mod fields;
+pub mod schema;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bridge_core::config::{ConfigErrors, ConfigIssue};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::map::{DeviceMap, bundled_names, bundled_shared, parse_map};
 use crate::plan::Limits;
+use doc::{ConfigDoc, DeviceDoc, MAX_POINTS, default};
 
 /// Serial parity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum Parity {
     /// None.
@@ -29,107 +34,59 @@ pub enum Parity {
     Odd,
 }
 
-/// How to reach a device.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(
-    tag = "type",
-    rename_all = "camelCase",
-    rename_all_fields = "camelCase",
-    deny_unknown_fields
-)]
+/// How to reach a device, validated (the fields as documented in [`doc::ConnectionDoc`]).
+#[derive(Debug, Clone, PartialEq)]
 pub enum Connection {
-    /// Modbus TCP (host name or IP).
+    /// Modbus TCP.
     Tcp {
         /// Host name or IP address.
         host: String,
         /// TCP port.
-        #[serde(default = "default_tcp_port")]
         port: u16,
-        /// Pause between requests on this connection, in ms.
-        #[serde(default)]
+        /// Pause between requests, ms.
         frame_gap_ms: u64,
     },
     /// Modbus RTU on a serial port.
     Rtu {
-        /// Serial device, e.g. `/dev/ttyUSB0`.
+        /// Serial device.
         port: String,
         /// Baud rate.
-        #[serde(default = "default_baud")]
         baud_rate: u32,
         /// Parity.
-        #[serde(default = "default_parity")]
         parity: Parity,
-        /// Data bits (7 or 8).
-        #[serde(default = "default_data_bits")]
+        /// Data bits.
         data_bits: u8,
-        /// Stop bits (1 or 2).
-        #[serde(default = "default_stop_bits")]
+        /// Stop bits.
         stop_bits: u8,
-        /// Silence between the last byte of a reply and the next request, in ms
-        /// (fractions allowed). Default: 3.5 character times at the baud rate and framing
-        /// (4.01 ms at 9600 8E1), 1.75 ms above 19200 baud (Modbus serial line spec 2.5.1.1).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        /// Silence between frames, ms (`None`: 3.5 character times).
         frame_gap_ms: Option<f64>,
     },
-    /// Modbus ASCII on a serial port (':' + hex + LRC + CR LF).
+    /// Modbus ASCII on a serial port.
     Ascii {
-        /// Serial device, e.g. `/dev/ttyUSB0`.
+        /// Serial device.
         port: String,
         /// Baud rate.
-        #[serde(default = "default_baud")]
         baud_rate: u32,
-        /// Parity (the specification's default for ASCII is even).
-        #[serde(default = "default_ascii_parity")]
+        /// Parity.
         parity: Parity,
-        /// Data bits (7 or 8; ASCII normally uses 7).
-        #[serde(default = "default_ascii_data_bits")]
+        /// Data bits.
         data_bits: u8,
-        /// Stop bits (1 or 2).
-        #[serde(default = "default_stop_bits")]
+        /// Stop bits.
         stop_bits: u8,
-        /// Silence between frames, in ms.
-        #[serde(default = "default_rtu_gap")]
+        /// Silence between frames, ms.
         frame_gap_ms: u64,
     },
-    /// RTU framing over TCP (serial-to-Ethernet converters).
+    /// RTU framing over TCP.
     RtuOverTcp {
         /// Host name or IP address.
         host: String,
         /// TCP port.
         port: u16,
-        /// Silence between the last byte of a reply and the next request, in ms
-        /// (default 5: the converter's serial side is unknown).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
+        /// Silence between frames, ms (`None`: 5).
         frame_gap_ms: Option<f64>,
     },
-    /// The built-in simulated device: a Modbus TCP server on loopback serving the map
-    /// with changing values (for demos and tests).
+    /// The built-in simulated device.
     Simulated {},
-}
-
-const fn default_tcp_port() -> u16 {
-    502
-}
-const fn default_baud() -> u32 {
-    9600
-}
-const fn default_parity() -> Parity {
-    Parity::None
-}
-const fn default_data_bits() -> u8 {
-    8
-}
-const fn default_ascii_parity() -> Parity {
-    Parity::Even
-}
-const fn default_ascii_data_bits() -> u8 {
-    7
-}
-const fn default_stop_bits() -> u8 {
-    1
-}
-const fn default_rtu_gap() -> u64 {
-    5
 }
 
 impl Connection {
@@ -191,8 +148,6 @@ enum MapRef {
 struct RawDevice {
     map: Option<MapRef>,
     connection: Option<Connection>,
-    /// `connection.type` is `rtu` (even when the connection has problems).
-    rtu: bool,
     unit_id: u8,
     poll_interval_ms: u64,
     timeout_ms: u64,
@@ -203,26 +158,23 @@ struct RawDevice {
     enabled: bool,
 }
 
-/// Longest poll interval (a day), ms.
-const MAX_POLL_MS: u64 = 86_400_000;
-/// Most points one device may list.
-const MAX_POINTS: usize = 10_000;
-
-fn read_device(doc: &Value, path: &str, issues: &mut Vec<ConfigIssue>) -> Option<RawDevice> {
-    let mut f = fields::Fields::of(doc, path, "A device", issues)?;
-    let map = match f.raw("map") {
+/// Reads a device's fields, each with its own path, and checks their bounds.
+fn read_device(value: &Value, path: &str, issues: &mut Vec<ConfigIssue>) -> Option<RawDevice> {
+    let doc: DeviceDoc = fields::read_object(value, path, "A device", issues)?;
+    let at = |name: &str| bridge_core::config::join_path(path, name);
+    let map = match doc.map.raw() {
         None => {
-            issues.push(ConfigIssue::new(f.at("map"), "map is required."));
+            issues.push(ConfigIssue::new(at("map"), "map is required."));
             None
         }
         Some(Value::String(name)) => {
-            fields::check_len(name, fields::MAX_NAME, &f.at("map"), "map", issues);
+            fields::check_len(name, fields::MAX_NAME, &at("map"), "map", issues);
             Some(MapRef::Name(name.clone()))
         }
         Some(inline @ Value::Object(_)) => Some(MapRef::Inline(inline.clone())),
         Some(other) => {
             issues.push(ConfigIssue::new(
-                f.at("map"),
+                at("map"),
                 format!(
                     "map must be a device map name or an inline map object, not {}.",
                     fields::kind(other)
@@ -231,83 +183,72 @@ fn read_device(doc: &Value, path: &str, issues: &mut Vec<ConfigIssue>) -> Option
             None
         }
     };
-    let rtu = f
-        .raw("connection")
-        .and_then(|c| c.get("type"))
-        .is_some_and(|t| t == "rtu" || t == "ascii");
-    let connection = match f.raw("connection") {
+    let connection = match doc.connection.raw() {
         None => {
             issues.push(ConfigIssue::new(
-                f.at("connection"),
+                at("connection"),
                 "connection is required.",
             ));
             None
         }
-        Some(c) => connection::parse_connection(c, &f.at("connection"), issues),
+        Some(c) => connection::parse_connection(c, &at("connection"), issues),
     };
-    let unit_id = f.or("unitId", default_unit(), issues);
-    let poll_interval_ms = f.or("pollIntervalMs", default_poll(), issues);
-    let timeout_ms = f.or("timeoutMs", default_timeout(), issues);
-    let points: Option<Vec<String>> = f.opt("points", issues);
+    let serial = doc
+        .connection
+        .raw()
+        .and_then(|c| c.get("type"))
+        .is_some_and(|t| t == "rtu" || t == "ascii");
+    let unit_id = doc.unit_id.get(&at("unitId"), issues);
+    if serial && let Some(u) = unit_id {
+        doc::SERIAL_UNIT.check(u, &at("unitId"), issues);
+    }
+    let poll_interval_ms =
+        (doc.poll_interval_ms).get_in(doc::POLL_MS, &at("pollIntervalMs"), issues);
+    let timeout_ms = (doc.timeout_ms).get_in(doc::TIMEOUT_MS, &at("timeoutMs"), issues);
+    let points = doc.points.get(&at("points"), issues).flatten();
     if let Some(names) = &points {
         if names.len() > MAX_POINTS {
             issues.push(ConfigIssue::new(
-                f.at("points"),
+                at("points"),
                 format!("At most {MAX_POINTS} points per device."),
             ));
         }
         for (i, n) in names.iter().enumerate() {
-            fields::check_len(
-                n,
-                fields::MAX_NAME,
-                &format!("{}[{i}]", f.at("points")),
-                "A point name",
-                issues,
-            );
+            let p = format!("{}[{i}]", at("points"));
+            fields::check_len(n, fields::MAX_NAME, &p, "A point name", issues);
         }
     }
-    let max_gap_registers = f.or("maxGapRegisters", default_gap(), issues);
-    let max_registers_per_read = f.or("maxRegistersPerRead", default_max_regs(), issues);
-    let report = match f.raw("report") {
+    let max_gap_registers =
+        (doc.max_gap_registers).get_in(doc::GAP_REGISTERS, &at("maxGapRegisters"), issues);
+    let max_registers_per_read = (doc.max_registers_per_read).get_in(
+        doc::REGISTERS_PER_READ,
+        &at("maxRegistersPerRead"),
+        issues,
+    );
+    let report = match doc.report.raw() {
         None => Report::default(),
         Some(r) => {
-            fields::each_field::<Report>(r, &f.at("report"), "report", issues).unwrap_or_default()
+            let p = at("report");
+            let report = fields::each_field::<Report>(r, &p, "report", issues);
+            if let Some(r) = &report {
+                issues.extend(r.issues(&p));
+            }
+            report.unwrap_or_default()
         }
     };
-    let enabled = f.or("enabled", default_enabled(), issues);
-    f.finish(issues);
+    let enabled = doc.enabled.get(&at("enabled"), issues);
     Some(RawDevice {
         map,
         connection,
-        rtu,
-        unit_id,
-        poll_interval_ms,
-        timeout_ms,
+        unit_id: unit_id.unwrap_or(default::UNIT_ID),
+        poll_interval_ms: poll_interval_ms.unwrap_or(default::POLL_INTERVAL_MS),
+        timeout_ms: timeout_ms.unwrap_or(default::TIMEOUT_MS),
         points,
-        max_gap_registers,
-        max_registers_per_read,
+        max_gap_registers: max_gap_registers.unwrap_or(default::MAX_GAP_REGISTERS),
+        max_registers_per_read: max_registers_per_read.unwrap_or(default::MAX_REGISTERS_PER_READ),
         report,
-        enabled,
+        enabled: enabled.unwrap_or(true),
     })
-}
-
-const fn default_unit() -> u8 {
-    1
-}
-const fn default_poll() -> u64 {
-    1000
-}
-const fn default_timeout() -> u64 {
-    1000
-}
-const fn default_gap() -> u16 {
-    10
-}
-const fn default_max_regs() -> u16 {
-    125
-}
-const fn default_enabled() -> bool {
-    true
 }
 
 #[derive(Debug, Default)]
@@ -317,12 +258,12 @@ struct RawConfig {
 }
 
 /// The root: an object with `devices` and `maps`, each of the right shape (the runtime
-/// takes `identity` out before).
-fn read_root(doc: &Value, issues: &mut Vec<ConfigIssue>) -> RawConfig {
-    let Some(mut f) = fields::Fields::of(doc, "", "The configuration", issues) else {
+/// takes `identity` out before; groups are expanded before).
+fn read_root(value: &Value, issues: &mut Vec<ConfigIssue>) -> RawConfig {
+    let Some(doc) = fields::read_object::<ConfigDoc>(value, "", "The configuration", issues) else {
         return RawConfig::default();
     };
-    let mut object = |f: &mut fields::Fields<'_>, name: &'static str| match f.raw(name) {
+    let object = |raw: Option<&Value>, name: &str, issues: &mut Vec<ConfigIssue>| match raw {
         None => serde_json::Map::new(),
         Some(Value::Object(m)) => m.clone(),
         Some(other) => {
@@ -336,9 +277,11 @@ fn read_root(doc: &Value, issues: &mut Vec<ConfigIssue>) -> RawConfig {
             serde_json::Map::new()
         }
     };
-    let devices = object(&mut f, "devices");
-    let maps = object(&mut f, "maps");
-    f.finish(issues);
+    let devices = object(doc.devices.raw(), "devices", issues);
+    let maps = object(doc.maps.raw(), "maps", issues);
+    if doc.identity.raw().is_some() {
+        doc.identity.get("identity", issues);
+    }
     RawConfig { devices, maps }
 }
 
@@ -431,7 +374,6 @@ fn parse_devices(doc: &Value) -> Result<ModbusConfig, ConfigErrors> {
         let Some(dev) = read_device(dev_doc, &path, &mut issues) else {
             continue;
         };
-        check_device(&dev, &path, &mut issues);
         let (Some(map_ref), Some(connection)) = (&dev.map, &dev.connection) else {
             continue;
         };
@@ -545,56 +487,6 @@ fn parse_devices(doc: &Value) -> Result<ModbusConfig, ConfigErrors> {
         Ok(ModbusConfig { devices, maps })
     } else {
         Err(ConfigErrors(issues))
-    }
-}
-
-fn check_device(dev: &RawDevice, path: &str, issues: &mut Vec<ConfigIssue>) {
-    issues.extend(dev.report.issues(&format!("{path}.report")));
-    let mut bad =
-        |field: &str, msg: &str| issues.push(ConfigIssue::new(format!("{path}.{field}"), msg));
-    if !(10..=MAX_POLL_MS).contains(&dev.poll_interval_ms) {
-        bad(
-            "pollIntervalMs",
-            "pollIntervalMs must be 10-86400000 (a day).",
-        );
-    }
-    if dev.max_gap_registers > 125 {
-        bad("maxGapRegisters", "maxGapRegisters must be 0-125.");
-    }
-    if !(10..=60_000).contains(&dev.timeout_ms) {
-        bad("timeoutMs", "timeoutMs must be 10-60000.");
-    }
-    if !(1..=125).contains(&dev.max_registers_per_read) {
-        bad("maxRegistersPerRead", "maxRegistersPerRead must be 1-125.");
-    }
-    if dev.rtu && !(1..=247).contains(&dev.unit_id) {
-        bad("unitId", "RTU unit ids are 1-247.");
-    }
-    // ASCII connections are read by their serde definition (connection.rs): their
-    // ranges are checked here.
-    if let Some(Connection::Ascii {
-        baud_rate,
-        data_bits,
-        stop_bits,
-        port,
-        ..
-    }) = &dev.connection
-    {
-        if *baud_rate == 0 {
-            bad("connection.baudRate", "baudRate must be positive.");
-        }
-        if !matches!(data_bits, 7 | 8) {
-            bad("connection.dataBits", "dataBits must be 7 or 8.");
-        }
-        if !matches!(stop_bits, 1 | 2) {
-            bad("connection.stopBits", "stopBits must be 1 or 2.");
-        }
-        if port.is_empty() {
-            bad(
-                "connection.port",
-                "port names the serial device, e.g. /dev/ttyUSB0.",
-            );
-        }
     }
 }
 

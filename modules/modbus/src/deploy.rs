@@ -51,6 +51,10 @@ impl CommandLine for Modbus {
         models
     }
 
+    fn schemas(&self) -> Vec<(&'static str, Value)> {
+        crate::config::schema::files()
+    }
+
     fn deployment(&self, config: &ModbusConfig) -> Deployment {
         deployment(config)
     }

@@ -594,24 +594,10 @@ async fn apply_writable(entry: &DeviceEntry, req: WritableRequest) -> WriteOutco
     }
 }
 
-/// Starts the process's watchdog checker once: each stall is logged and reported in
-/// `liveness`; a stall restarting cannot heal ends the process with
-/// [`EXIT_STALLED`](bridge_core::watchdog::EXIT_STALLED) so the IoT Edge agent restarts
-/// the module (it ignores container health checks).
+/// Starts the process's watchdog checker (the core's, started by the runtime already;
+/// this makes sure when the module runs on its own).
 fn spawn_watchdog(reporter: bridge_core::runtime::Reporter) {
-    static STARTED: std::sync::Once = std::sync::Once::new();
-    STARTED.call_once(|| {
-        tokio::spawn(async move {
-            let wd = bridge_core::watchdog::global();
-            let fatal = wd
-                .run(|_| reporter.report(json!({"liveness": wd.report()})))
-                .await;
-            tracing::error!(task = %fatal.task, reason = %fatal.reason, "Exiting: a task stalled beyond healing.");
-            // Give the reported `liveness` a moment to leave.
-            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-            std::process::exit(bridge_core::watchdog::EXIT_STALLED);
-        });
-    });
+    bridge_core::watchdog::spawn_checker(reporter);
 }
 
 fn bus_error(e: &BusError) -> MethodResponse {

@@ -205,3 +205,29 @@ fn manifest_from_the_validated_configuration() {
         stderr(&out)
     );
 }
+
+/// `schemas` writes the files checked in under device-maps/schema (generated from the
+/// configuration and map types), or prints them as one object.
+#[test]
+fn schemas_are_the_checked_in_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = bin(&["schemas", "--out", dir.path().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for name in ["modbus-config.schema.json", "modbus-device-map.schema.json"] {
+        let written = std::fs::read_to_string(dir.path().join(name)).unwrap();
+        let checked_in =
+            std::fs::read_to_string(repo().join("device-maps/schema").join(name)).unwrap();
+        assert_eq!(written, checked_in, "{name}");
+    }
+    let out = bin(&["schemas"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let all: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(
+        all["modbus-config.schema.json"]["title"],
+        "bridge-modbus configuration"
+    );
+    assert_eq!(
+        all["modbus-device-map.schema.json"]["title"],
+        "Modbus device map"
+    );
+}

@@ -28,6 +28,10 @@ fn random_and_truncated_payloads_never_panic() {
             0x36, 0x42, 0x00, 0xCD, 0xCB, 0xB8, 0x33, 0x4C, 0x88, 0x4F,
         ],
         vec![0x10, 0xF8, 0x03, b'a', 0x07],
+        // MiBeacon frames under the loop's key and address: legacy v3 and v5 encrypted
+        // (temperature, humidity, battery), so mutations reach both decryption paths.
+        xiaomi::encrypt_legacy(mac, 0x045B, 1, &key, MI_OBJECTS),
+        xiaomi::encrypt_v5(mac, 0x055B, 2, [1, 2, 3], &key, MI_OBJECTS),
     ];
     for round in 0..200_000u32 {
         let len = (rng.next() % 40) as usize;
@@ -56,6 +60,11 @@ fn random_and_truncated_payloads_never_panic() {
         more_formats(&data, round, &key);
     }
 }
+
+/// MiBeacon objects: 23.4 °C, 45.6 %, battery 77 %.
+const MI_OBJECTS: &[u8] = &[
+    0x04, 0x10, 0x02, 0xEA, 0x00, 0x06, 0x10, 0x02, 0xC8, 0x01, 0x0A, 0x10, 0x01, 77,
+];
 
 /// Local names some formats select their model by.
 const NAMES: &[Option<&str>] = &[

@@ -138,6 +138,11 @@ impl Feed {
         self.lock().cache.devices.len()
     }
 
+    /// Devices waiting to be forwarded (the pipeline's liveness).
+    pub fn waiting(&self) -> usize {
+        self.lock().queue.len()
+    }
+
     /// Readings replaced by newer ones before they were forwarded, ever.
     pub fn superseded(&self) -> u64 {
         self.lock().queue.superseded()

@@ -1,10 +1,12 @@
-//! Shared harness of the BLE end-to-end tests: a private D-Bus daemon with BlueZ's API
-//! served by python-dbusmock, and the module binary running against it.
+//! The one harness of the BLE end-to-end tests: a private D-Bus daemon with BlueZ's API
+//! served by python-dbusmock (which the fault tests kill and start again, or whose whole
+//! bus they restart), the module binary running against it (printing telemetry on stdout
+//! or talking to edgehub-sim), and waits on both.
 
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)] // test helpers
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -16,55 +18,123 @@ pub const ENV_SENSING: &str = "0000181a-0000-1000-8000-00805f9b34fb";
 pub struct Bus {
     pub dir: tempfile::TempDir,
     pub address: String,
+    /// Other processes that end with the bus (peers a test starts).
     pub children: Vec<Child>,
+    daemon: Child,
+    bluez: Option<Child>,
+    /// BlueZ mocks started so far (each has its own call log, [`Bus::mock_log_path`]).
+    pub starts: usize,
+    /// The module a test left to the bus ([`Bus::module_kept`], [`Bus::module_on_hub`]).
+    module: Option<Child>,
 }
 
 impl Drop for Bus {
     fn drop(&mut self) {
-        for c in &mut self.children {
+        let module = self.module.as_mut();
+        let bluez = self.bluez.as_mut();
+        for c in module
+            .into_iter()
+            .chain(self.children.iter_mut())
+            .chain(bluez)
+            .chain([&mut self.daemon])
+        {
             let _ = c.kill();
             let _ = c.wait();
         }
     }
 }
 
+fn spawn_daemon(address: &str) -> Child {
+    Command::new("dbus-daemon")
+        .args(["--session", "--nofork", &format!("--address={address}")])
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("dbus-daemon is missing: run tests/setup-peers.sh")
+}
+
 impl Bus {
-    /// A private D-Bus daemon, optionally with the BlueZ mock on it.
+    /// A private D-Bus daemon, optionally with the BlueZ mock on it (no adapter yet).
     pub fn start(with_bluez: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("bus.sock");
         let address = format!("unix:path={}", socket.display());
-        let daemon = Command::new("dbus-daemon")
-            .args(["--session", "--nofork", &format!("--address={address}")])
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("dbus-daemon is missing: run tests/setup-peers.sh");
+        let daemon = spawn_daemon(&address);
         let mut bus = Self {
             dir,
             address,
-            children: vec![daemon],
+            children: Vec::new(),
+            daemon,
+            bluez: None,
+            starts: 0,
+            module: None,
         };
-        wait_for(Duration::from_secs(10), || socket.exists());
+        wait_until(Duration::from_secs(10), "the bus", || socket.exists());
         if with_bluez {
-            let template = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bluez_le_template.py");
-            let mock = Command::new("/usr/bin/python3")
-                .args(["-m", "dbusmock", "--system", "--template"])
-                .arg(&template)
-                .arg("-l")
-                .arg(bus.dir.path().join("mock.log"))
-                .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)
-                .stdout(Stdio::null())
-                .spawn()
-                .expect("python3-dbusmock is missing: run tests/setup-peers.sh");
-            bus.children.push(mock);
-            let ok = Command::new("gdbus")
-                .args(["wait", "--system", "--timeout", "10", "org.bluez"])
-                .env("DBUS_SYSTEM_BUS_ADDRESS", &bus.address)
-                .status()
-                .expect("gdbus is missing");
-            assert!(ok.success(), "the BlueZ mock did not come up");
+            bus.launch_bluez();
         }
         bus
+    }
+
+    /// Starts (another) BlueZ mock and waits for its name on the bus.
+    fn launch_bluez(&mut self) {
+        self.starts += 1;
+        let template = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bluez_le_template.py");
+        let mock = Command::new("/usr/bin/python3")
+            .args(["-m", "dbusmock", "--system", "--template"])
+            .arg(&template)
+            .arg("-l")
+            .arg(self.mock_log_path(self.starts))
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &self.address)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("python3-dbusmock is missing: run tests/setup-peers.sh");
+        self.bluez = Some(mock);
+        let ok = Command::new("gdbus")
+            .args(["wait", "--system", "--timeout", "10", "org.bluez"])
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &self.address)
+            .status()
+            .expect("gdbus is missing");
+        assert!(ok.success(), "the BlueZ mock did not come up");
+    }
+
+    /// Starts (another) BlueZ mock with one adapter, `hci0`; its call log is
+    /// [`Bus::mock_log`] of this start.
+    pub fn start_bluez(&mut self) {
+        self.launch_bluez();
+        self.mock_call("AddAdapter", "ss", vec!["hci0".into(), "host".into()]);
+    }
+
+    /// Kills the BlueZ mock (SIGKILL: no goodbye on the bus but the lost name).
+    pub fn kill_bluez(&mut self) {
+        if let Some(mut c) = self.bluez.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Kills the bus daemon (every connection on it is lost, BlueZ's too) and starts a
+    /// new one at the same address, without BlueZ.
+    pub fn restart_daemon(&mut self) {
+        self.kill_bluez();
+        let _ = self.daemon.kill();
+        let _ = self.daemon.wait();
+        let socket = self.dir.path().join("bus.sock");
+        let _ = std::fs::remove_file(&socket);
+        self.daemon = spawn_daemon(&self.address);
+        wait_until(Duration::from_secs(10), "the new bus", || socket.exists());
+    }
+
+    /// The call log of the `start`th mock (`mock.log` for the first).
+    pub fn mock_log_path(&self, start: usize) -> PathBuf {
+        match start {
+            0 | 1 => self.dir.path().join("mock.log"),
+            n => self.dir.path().join(format!("mock-{n}.log")),
+        }
+    }
+
+    /// The call log of the current mock.
+    pub fn mock_log(&self) -> String {
+        std::fs::read_to_string(self.mock_log_path(self.starts)).unwrap_or_default()
     }
 
     pub fn busctl(&self, args: &[String]) {
@@ -182,13 +252,122 @@ impl Bus {
         });
         (child, rx, log)
     }
+
+    /// [`Bus::module`], the process left to the bus (ended with it; see
+    /// [`Bus::module_exited`]).
+    pub fn module_kept(&mut self, config: &Value) -> (mpsc::Receiver<Value>, PathBuf) {
+        let (child, rx, log) = self.module(config);
+        self.module = Some(child);
+        (rx, log)
+    }
+
+    /// Runs bridge-ble against `sim` as module `edge-gw/ble` (key [`MODULE_KEY`]); the
+    /// process and its log.
+    pub fn module_on_sim(&self, sim: &edgehub_sim::Sim, log_name: &str) -> (Child, PathBuf) {
+        let ca = self.dir.path().join("ca.crt");
+        std::fs::write(&ca, &sim.certs.ca_pem).unwrap();
+        let log = self.dir.path().join(log_name);
+        let child = Command::new(env!("CARGO_BIN_EXE_bridge-ble"))
+            .args(["--hub-port", &sim.tls_addr.port().to_string(), "--ca-file"])
+            .arg(&ca)
+            .arg("--connection-string")
+            .arg(format!("HostName=myhub.azure-devices.net;DeviceId=edge-gw;ModuleId=ble;SharedAccessKey={MODULE_KEY};GatewayHostName=localhost"))
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &self.address)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        (child, log)
+    }
+
+    /// [`Bus::module_on_sim`] against a [`Hub`] (reported properties are real there), the
+    /// process left to the bus.
+    pub fn module_on_hub(&mut self, hub: &Hub, log_name: &str) -> PathBuf {
+        let (child, log) = self.module_on_sim(&hub.sim, log_name);
+        self.module = Some(child);
+        log
+    }
+
+    /// The kept module's exit status, if it has exited.
+    pub fn module_exited(&mut self) -> Option<ExitStatus> {
+        self.module.as_mut()?.try_wait().unwrap()
+    }
+
+    /// The kept module's process id.
+    pub fn module_pid(&self) -> Option<u32> {
+        self.module.as_ref().map(Child::id)
+    }
 }
 
-pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) {
+/// Waits until `cond` holds; past `timeout` the test fails naming `what`.
+pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !cond() {
-        assert!(Instant::now() < deadline, "timed out");
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn wait_for(timeout: Duration, cond: impl FnMut() -> bool) {
+    wait_until(timeout, "a condition", cond);
+}
+
+/// edgehub-sim with the module's identity (`edge-gw/ble`) and desired properties.
+pub struct Hub {
+    pub rt: tokio::runtime::Runtime,
+    pub sim: edgehub_sim::Sim,
+}
+
+/// The module's key at edgehub-sim (`edge-gw/ble`).
+pub const MODULE_KEY: &str = "Y2FwdHVyZS10ZXN0LWtleS0wMTIzNDU2Nzg5YWJjZGVm";
+
+/// A multi-threaded runtime for the tests that drive edgehub-sim.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+impl Hub {
+    pub fn start(desired: &Value) -> Self {
+        let rt = runtime();
+        let sim = rt
+            .block_on(edgehub_sim::Sim::start(edgehub_sim::SimOptions::default()))
+            .unwrap();
+        sim.hub.add_module(
+            "edge-gw",
+            "ble",
+            bridge_core::identity::SymmetricKey::from_base64(MODULE_KEY).unwrap(),
+        );
+        sim.hub.set_desired("edge-gw/ble", desired);
+        Self { rt, sim }
+    }
+
+    /// The module's reported properties.
+    pub fn reported(&self) -> Value {
+        self.sim.hub.twin("edge-gw/ble")["reported"].clone()
+    }
+
+    /// Waits for a telemetry body matching `pred` (whatever identity sent it).
+    pub fn expect_body(&self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let found = self
+            .rt
+            .block_on(self.sim.hub.wait_until(Duration::from_secs(30), |m| {
+                m.iter().any(|r| pred(&r.json()))
+            }));
+        match found {
+            Ok(m) => m
+                .into_iter()
+                .map(|r| r.json())
+                .find(|b| pred(b))
+                .unwrap_or_default(),
+            Err(m) => panic!(
+                "no telemetry with {what}; got {:?}",
+                m.iter().map(|r| r.body.clone()).collect::<Vec<_>>()
+            ),
+        }
     }
 }
 

@@ -163,7 +163,7 @@ fn hoist_map(
 }
 
 /// Keys a group has besides the device fields it passes on.
-const GROUP_KEYS: [&str; 3] = ["hosts", "unitIds", "idPattern"];
+pub(crate) const GROUP_KEYS: [&str; 3] = ["hosts", "unitIds", "idPattern"];
 
 fn expand_group(
     name: &str,

@@ -6,13 +6,16 @@ mod bundled;
 use std::collections::BTreeMap;
 
 use bridge_core::config::{ConfigErrors, ConfigIssue, from_value};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use bundled::{bundled, bundled_names, bundled_shared};
 
 /// The four Modbus tables.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub enum Table {
     /// Coils (FC1 read, FC5/FC15 write).
@@ -33,7 +36,7 @@ impl Table {
 }
 
 /// Data types of a point.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum DataType {
     /// A coil or discrete input.
@@ -61,7 +64,7 @@ pub enum DataType {
 }
 
 /// Byte order within a register, or register (word) order within a value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum Order {
     /// Most significant first (Modbus standard).
@@ -72,8 +75,14 @@ pub enum Order {
 }
 
 /// A point as written in a map file.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schemars(extend("allOf" = [
+    {"if": {"properties": {"type": {"const": "bit"}}}, "then": {"required": ["bit"], "properties": {"table": {"enum": ["holding", "input"]}}}},
+    {"if": {"properties": {"type": {"const": "string"}}}, "then": {"required": ["length"]}},
+    {"if": {"properties": {"type": {"const": "bool"}}}, "then": {"properties": {"table": {"enum": ["coil", "discreteInput"]}}}},
+    {"if": {"properties": {"table": {"enum": ["coil", "discreteInput"]}}}, "then": {"properties": {"type": {"const": "bool"}}}}
+]))]
 pub struct PointSpec {
     /// Which table.
     pub table: Table,
@@ -84,9 +93,11 @@ pub struct PointSpec {
     pub data_type: DataType,
     /// Bit index for `bit` points (0 = least significant).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 15))]
     pub bit: Option<u8>,
     /// Registers for `string` points.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 125))]
     pub length: Option<u16>,
     /// Byte order override for this point.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -99,6 +110,7 @@ pub struct PointSpec {
     pub write_multiple: Option<bool>,
     /// Multiplier applied to the raw value (value = raw × scale + offset).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("not" = {"const": 0}))]
     pub scale: Option<f64>,
     /// Added after scaling.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -133,14 +145,17 @@ const fn default_true() -> bool {
     true
 }
 
-/// A map file.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One device model: named, typed, scaled points over the four Modbus tables. Addresses
+/// are 0-based protocol addresses (Modicon 40001 = holding 0).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schemars(title = "Modbus device map")]
 pub struct MapSpec {
     /// JSON Schema reference (ignored).
     #[serde(rename = "$schema", default, skip_serializing_if = "Option::is_none")]
     pub schema: Option<String>,
-    /// Map name, e.g. `eastron-sdm120`.
+    /// Map name, e.g. `eastron-sdm120`, referenced from device configuration.
+    #[schemars(regex(pattern = "^[a-z0-9][a-z0-9-]*$"))]
     pub name: String,
     /// Manufacturer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -165,6 +180,7 @@ pub struct MapSpec {
     #[serde(default)]
     pub write_multiple: bool,
     /// Points by name (names become telemetry fields).
+    #[schemars(extend("minProperties" = 1, "propertyNames" = {"pattern": "^[A-Za-z][A-Za-z0-9_]{0,63}$"}))]
     pub points: BTreeMap<String, PointSpec>,
 }
 
