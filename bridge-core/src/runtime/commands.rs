@@ -149,6 +149,56 @@ pub fn schema_file<T: schemars::JsonSchema>(name: &str, description: &str) -> Va
     value
 }
 
+/// Paths of the properties of `schema` without a description: a field missing its doc
+/// comment (tags of tagged enums need none; `allOf` conditions restate fields).
+pub fn undocumented_properties(schema: &Value, path: &str) -> Vec<String> {
+    fn walk(schema: &Value, path: &str, out: &mut Vec<String>) {
+        match schema {
+            Value::Object(map) => {
+                if let Some(Value::Object(props)) = map.get("properties") {
+                    for (name, prop) in props {
+                        let tag = prop.get("const").is_some();
+                        if !tag && prop.get("description").is_none() {
+                            out.push(format!("{path}.{name}"));
+                        }
+                    }
+                }
+                for (k, v) in map.iter().filter(|(k, _)| *k != "allOf") {
+                    walk(v, &format!("{path}/{k}"), out);
+                }
+            }
+            Value::Array(items) => {
+                for (i, v) in items.iter().enumerate() {
+                    walk(v, &format!("{path}[{i}]"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(schema, path, &mut out);
+    out
+}
+
+/// The names of `files` whose checked-in copy in `dir` differs from the generated schema;
+/// with `UPDATE_SCHEMAS` set in the environment, rewrites them instead (and returns none).
+pub fn stale_schema_files(
+    files: &[(&'static str, Value)],
+    dir: &Path,
+) -> std::io::Result<Vec<&'static str>> {
+    let mut stale = Vec::new();
+    for (name, schema) in files {
+        let text = serde_json::to_string_pretty(schema)? + "\n";
+        let path = dir.join(name);
+        if std::env::var_os("UPDATE_SCHEMAS").is_some() {
+            std::fs::write(&path, &text)?;
+        } else if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+            stale.push(*name);
+        }
+    }
+    Ok(stale)
+}
+
 fn unwrap_descriptions(value: &mut Value) {
     match value {
         Value::Object(map) => {

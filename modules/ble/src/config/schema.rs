@@ -29,33 +29,6 @@ pub fn files() -> Vec<(&'static str, Value)> {
     ]
 }
 
-/// Paths of properties without a description (tags of tagged enums need none).
-#[cfg(test)]
-fn undocumented(schema: &Value, path: &str, out: &mut Vec<String>) {
-    match schema {
-        Value::Object(map) => {
-            if let Some(Value::Object(props)) = map.get("properties") {
-                for (name, prop) in props {
-                    let tag = prop.get("const").is_some();
-                    if !tag && prop.get("description").is_none() {
-                        out.push(format!("{path}.{name}"));
-                    }
-                }
-            }
-            // Conditions (`allOf`/`if`/`then`) restate fields; they are not fields.
-            for (k, v) in map.iter().filter(|(k, _)| *k != "allOf") {
-                undocumented(v, &format!("{path}/{k}"), out);
-            }
-        }
-        Value::Array(items) => {
-            for (i, v) in items.iter().enumerate() {
-                undocumented(v, &format!("{path}[{i}]"), out);
-            }
-        }
-        _ => {}
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,8 +37,7 @@ mod tests {
     #[test]
     fn every_field_is_documented() {
         for (name, schema) in files() {
-            let mut missing = Vec::new();
-            undocumented(&schema, name, &mut missing);
+            let missing = bridge_core::runtime::commands::undocumented_properties(&schema, name);
             assert!(missing.is_empty(), "no doc comment: {missing:?}");
         }
     }
@@ -74,16 +46,7 @@ mod tests {
     #[test]
     fn schema_files_are_generated() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../device-maps/schema");
-        let mut stale = Vec::new();
-        for (name, schema) in files() {
-            let text = serde_json::to_string_pretty(&schema).unwrap() + "\n";
-            let path = dir.join(name);
-            if std::env::var_os("UPDATE_SCHEMAS").is_some() {
-                std::fs::write(&path, &text).unwrap();
-            } else if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
-                stale.push(name);
-            }
-        }
+        let stale = bridge_core::runtime::commands::stale_schema_files(&files(), &dir).unwrap();
         assert!(
             stale.is_empty(),
             "{stale:?} differ from the Rust types: run UPDATE_SCHEMAS=1 cargo test -p bridge-modbus -p bridge-ble --lib schema_files"
